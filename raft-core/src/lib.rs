@@ -1,0 +1,39 @@
+//! # raft-core
+//!
+//! The Raft consensus algorithm as a pure, deterministic state machine ("sans-IO").
+//!
+//! A [`Node`] is driven by its caller: `tick()` for time, `step(message)` for input from
+//! peers, `propose` / `propose_conf_change` / `read_index` / `transfer_leader` for client
+//! requests. After any of these the caller takes a [`Ready`] — state to persist, messages
+//! to send, committed entries to apply, reads to release — carries out its duties in the
+//! documented order, and calls `advance`.
+//!
+//! **Never**: this crate does no I/O, reads no clock, spawns no thread, and uses no
+//! global or OS randomness. Time is a tick count and randomness comes from a seeded PRNG,
+//! so equal seeds and inputs give equal outputs — which is what makes whole-cluster
+//! simulation (`tests/sim`) reproducible from one seed.
+//!
+//! Modules:
+//! - [`types`]: `NodeId`, `Term`, `LogIndex`, `Entry`, `HardState`, `Snapshot`.
+//! - [`membership`]: configurations and joint-consensus quorum rules.
+//! - [`message`]: what peers exchange.
+//! - [`storage`]: the log store traits and the in-memory store.
+//! - [`config`], [`error`], [`ready`].
+//! - `node`: the state machine itself, with `log` (stable + unstable log), `progress`
+//!   (the leader's view of each follower), `inflights` and `read_only` (ReadIndex).
+
+pub mod config;
+pub mod error;
+pub mod membership;
+pub mod message;
+pub mod ready;
+pub mod storage;
+pub mod types;
+
+pub use config::Config;
+pub use error::{Error, Result, StorageError};
+pub use membership::{ConfChange, Membership, VoteResult};
+pub use message::{AppendResponse, InstallSnapshotResponse, Message, MessageBody};
+pub use ready::{ReadState, Ready, Role, SoftState};
+pub use storage::{InitialState, LogStore, LogStoreMut, MemStore};
+pub use types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};

@@ -1,0 +1,75 @@
+//! The output batch a node hands to its driver.
+//!
+//! The driver's duties for one [`Ready`], in this order (compare etcd-io/raft's README,
+//! "Usage"):
+//! 1. Send `messages` right away. These are a leader's appends and heartbeats, and
+//!    answers that promise nothing durable; they may leave before step 2 finishes.
+//! 2. Persist: `snapshot` (if any) via `apply_snapshot`, then `entries` via `append`,
+//!    then `hard_state` via `set_hard_state`; then `sync` if `must_sync`.
+//! 3. Only then send `persisted_messages` (votes, append acknowledgements): they promise
+//!    that what they acknowledge is on disk.
+//! 4. Restore the state machine from `snapshot` if one was given, then apply
+//!    `committed_entries` in order, exactly once, and release `read_states` once the
+//!    applied index reaches each one's index.
+//! 5. Call `Node::advance`.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
+
+/// What a node believes about itself, for status displays and the driver.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// Volatile state that changed; nothing here needs persisting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SoftState {
+    pub role: Role,
+    pub leader: NodeId,
+    pub term: Term,
+}
+
+/// The answer to a `read_index` request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadState {
+    pub request_id: u64,
+    /// Serve the read once the applied index reaches this; `None` if the read could not
+    /// be confirmed (leadership lost or unknown) and must be retried.
+    pub index: Option<LogIndex>,
+}
+
+#[derive(Default, Debug)]
+pub struct Ready {
+    /// Present if role, leader or term changed since the last Ready.
+    pub soft_state: Option<SoftState>,
+    /// Present if term, vote or commit changed.
+    pub hard_state: Option<HardState>,
+    /// A snapshot received from the leader, to persist and restore.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append to stable storage (may overwrite a conflicting suffix).
+    pub entries: Vec<Entry>,
+    /// Whether this batch must be synced before `persisted_messages` are sent.
+    pub must_sync: bool,
+    /// Messages that may be sent before persisting.
+    pub messages: Vec<Message>,
+    /// Messages that may only be sent after persisting.
+    pub persisted_messages: Vec<Message>,
+    /// Committed entries to apply, in index order.
+    pub committed_entries: Vec<Entry>,
+    /// Released ReadIndex requests.
+    pub read_states: Vec<ReadState>,
+}
+
+impl Ready {
+    /// Peers this batch sends to, for drivers that fan out by peer.
+    pub fn destinations(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.messages
+            .iter()
+            .chain(&self.persisted_messages)
+            .map(|message| message.to)
+    }
+}

@@ -1,0 +1,1 @@
+//! raft-net: peer transport (under construction, issue 4).
