@@ -1,0 +1,1 @@
+//! kvnode: the replicated key-value server (under construction, issue 5).
