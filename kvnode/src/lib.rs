@@ -1,1 +1,22 @@
-//! kvnode: the replicated key-value server (under construction, issue 5).
+//! kvnode: the replicated key-value server's library (issue 5).
+//!
+//! This crate holds the parts of the server that need no Raft, storage or network: the
+//! Redis protocol codec, command parsing, and the deterministic KV state machine. The
+//! server (config, raft loop, listeners, `main.rs`) is wired on top of these.
+//!
+//! Must never: panic on client or log bytes, allocate for a declared size before checking
+//! it against a limit, recurse on untrusted input, or let anything but the Raft log order
+//! decide the state machine's contents.
+//!
+//! Module map:
+//! - [`resp`]: RESP2/RESP3 frames, request and reply decoders, the encoder, [`resp::Limits`].
+//! - [`cmd`]: a request frame -> a typed [`cmd::Command`], classified as write, read, local
+//!   or admin, with Redis' error wording.
+//! - [`state_machine`]: the replicated map, its log-entry encoding, snapshots and the
+//!   member address book.
+//! - [`error`]: the crate error and the one function that turns errors into RESP replies.
+
+pub mod resp;
+
+#[cfg(test)]
+mod test_alloc;
