@@ -15,6 +15,7 @@
 //! - Nothing is durable until `sync` returns; after a crash the store holds a prefix of
 //!   what was appended that includes everything appended before the last `sync`.
 
+pub mod contract;
 mod memory;
 
 pub use memory::{bootstrap_entries, bootstrap_hard_state};

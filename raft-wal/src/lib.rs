@@ -1,1 +1,40 @@
-//! raft-wal: segmented, memory-mapped, checksummed write-ahead log (under construction, issue 3).
+//! # raft-wal
+//!
+//! A segmented, memory-mapped, checksummed write-ahead log for raftkv, and the durable
+//! Raft log store built on it ([`WalStore`], implementing raft-core's `LogStore` and
+//! `LogStoreMut`). The on-disk format and the crash-safety argument are in `FORMAT.md`.
+//!
+//! **Never**: run async code (the caller gives the WAL a dedicated thread), panic on
+//! disk content (it is untrusted: damage is an [`Error`]), retry a failed sync (fail-stop),
+//! or lose a record that a returned `sync` covered.
+//!
+//! Modules:
+//! - [`wal`]: the log of records (append, truncate suffix, compact prefix, reset, sync).
+//! - [`segment`]: one preallocated, mapped segment file.
+//! - [`record`]: the record encoding with its chained CRC.
+//! - [`recovery`]: opening a directory, validating segments, cutting the torn tail.
+//! - [`meta`]: the two-slot state file and atomically replaced blob files.
+//! - [`store`]: the raft-core adapter (entries, hard state, snapshot).
+//! - [`config`], [`error`].
+//!
+//! ```no_run
+//! use raft_wal::{SyncPolicy, WalConfig, WalStore};
+//! let config = WalConfig { sync_policy: SyncPolicy::Always, ..WalConfig::default() };
+//! let store = WalStore::open("/var/lib/raftkv/wal", config)?;
+//! # Ok::<(), raft_wal::Error>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod meta;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod store;
+pub mod wal;
+
+pub use config::{SyncPolicy, WalConfig};
+pub use error::{Error, Result};
+pub use record::{Record, RecordKind};
+pub use store::WalStore;
+pub use wal::Wal;

@@ -1,0 +1,453 @@
+//! One segment file: a header, then records back to back, then zeros to the preallocated
+//! end. The file is preallocated with `posix_fallocate` (so a full disk is an error at
+//! creation, never a SIGBUS on a sparse page) and written through a shared memory map.
+//!
+//! Invariants (checked where they are cheap, see [`Segment::check_invariants`]):
+//! - `offsets[k]` is where the record with index `first_index + k` starts; offsets
+//!   increase and the records between them are valid and chained.
+//! - Every byte at or after `zero_from` is zero in the mapping, and `end <= zero_from`.
+//! - The file is never shrunk while mapped.
+//!
+//! Never: panic on file content, or write outside `[SEGMENT_HEADER_BYTES, len)`.
+
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+use raft_core::{LogIndex, Term};
+
+use crate::error::{Error, Result};
+use crate::meta::sync_dir;
+use crate::record::{self, Record};
+
+/// Segment header: magic, version, reserved, first index, chain seed, header CRC.
+pub const SEGMENT_HEADER_BYTES: usize = 32;
+
+/// Identifies a raft-wal segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"RKVWAL\r\n";
+
+/// The on-disk format this build reads and writes (see FORMAT.md, "Versions").
+pub const FORMAT_VERSION: u32 = 1;
+
+const SEGMENT_SUFFIX: &str = ".seg";
+
+/// Where a scan of a segment's records stopped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanStop {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+/// An open, mapped segment.
+pub struct Segment {
+    path: PathBuf,
+    /// Kept open for the life of the mapping.
+    #[allow(dead_code)]
+    file: File,
+    map: MmapMut,
+    first_index: LogIndex,
+    /// Chain seed of the first record (the CRC of the previous segment's last record).
+    prev_crc: u32,
+    offsets: Vec<u32>,
+    end: usize,
+    last_crc: u32,
+    last_term: Term,
+    zero_from: usize,
+    /// Bytes changed since the last sync.
+    dirty: Option<Range<usize>>,
+}
+
+/// The file name of the segment whose first record has `first_index`.
+pub fn file_name(first_index: LogIndex) -> String {
+    format!("{:020}{SEGMENT_SUFFIX}", first_index.0)
+}
+
+/// The first index a segment file name stands for, or `None` if it is not a segment name.
+pub fn parse_file_name(name: &str) -> Option<LogIndex> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(LogIndex)
+}
+
+fn encode_header(first_index: LogIndex, prev_crc: u32) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[16..24].copy_from_slice(&first_index.0.to_le_bytes());
+    header[24..28].copy_from_slice(&prev_crc.to_le_bytes());
+    let crc = crc32fast::hash(&header[0..28]);
+    header[28..32].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Checks a segment header; returns `(first_index, prev_crc)`.
+fn decode_header(path: &Path, bytes: &[u8]) -> Result<(LogIndex, u32)> {
+    let corrupt = |offset, reason| Error::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason,
+    };
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(corrupt(0, "file is shorter than a segment header"));
+    }
+    if bytes[0..8] != SEGMENT_MAGIC {
+        return Err(corrupt(0, "bad magic: not a raft-wal segment"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let stored_crc = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
+    if crc32fast::hash(&bytes[0..28]) != stored_crc || bytes[12..16] != [0; 4] {
+        return Err(corrupt(0, "segment header checksum mismatch"));
+    }
+    let first_index = LogIndex(u64::from_le_bytes(
+        bytes[16..24].try_into().expect("8 bytes"),
+    ));
+    let prev_crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    Ok((first_index, prev_crc))
+}
+
+fn map_file(file: &File, path: &Path) -> Result<MmapMut> {
+    // SAFETY: the WAL directory is locked by this process (see `wal::DirLock`), and no code
+    // shrinks a mapped file, so the mapping stays backed for its whole life. Another
+    // process truncating the file behind our back is outside the contract (FORMAT.md).
+    unsafe { MmapMut::map_mut(file) }.map_err(Error::io("map", path))
+}
+
+impl Segment {
+    /// Creates a segment durably: a temporary file is preallocated, its header written and
+    /// synced, then it is renamed into place and the directory synced. A crash leaves
+    /// either no segment or a complete empty one.
+    ///
+    /// # Errors
+    /// `Io` if the disk is full or any call fails.
+    pub fn create(
+        dir: &Path,
+        first_index: LogIndex,
+        prev_crc: u32,
+        segment_bytes: u64,
+        sync: bool,
+    ) -> Result<Segment> {
+        let path = dir.join(file_name(first_index));
+        let temp = dir.join(format!("{}.tmp", file_name(first_index)));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(Error::io("create segment", &temp))?;
+        let len = libc::off_t::try_from(segment_bytes).expect("segment size validated below 4 GiB");
+        // SAFETY: plain system call on a file descriptor we own.
+        let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if code != 0 {
+            // Best effort: the temporary file is also removed by the next open.
+            let _ = std::fs::remove_file(&temp);
+            return Err(Error::io("preallocate segment", &temp)(
+                std::io::Error::from_raw_os_error(code),
+            ));
+        }
+        let mut map = map_file(&file, &temp)?;
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_header(first_index, prev_crc));
+        if sync {
+            map.flush_range(0, SEGMENT_HEADER_BYTES)
+                .map_err(Error::io("sync segment header", &temp))?;
+            file.sync_all().map_err(Error::io("sync segment", &temp))?;
+        }
+        std::fs::rename(&temp, &path).map_err(Error::io("rename segment into place", &path))?;
+        if sync {
+            sync_dir(dir)?;
+        }
+        Ok(Segment {
+            path,
+            file,
+            map,
+            first_index,
+            prev_crc,
+            offsets: Vec::new(),
+            end: SEGMENT_HEADER_BYTES,
+            last_crc: prev_crc,
+            last_term: Term::ZERO,
+            zero_from: SEGMENT_HEADER_BYTES,
+            dirty: None,
+        })
+    }
+
+    /// Opens and maps a segment and scans its records up to the first one that is not
+    /// valid. Returns the segment and where the scan stopped.
+    ///
+    /// # Errors
+    /// `Corrupt` or `UnsupportedVersion` for a bad header or a header that disagrees with
+    /// the file name; `Io` if the file cannot be opened or mapped.
+    pub fn open(path: &Path, name_index: LogIndex) -> Result<(Segment, ScanStop)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(Error::io("open segment", path))?;
+        let len = file
+            .metadata()
+            .map_err(Error::io("stat segment", path))?
+            .len();
+        if len > crate::config::SEGMENT_BYTES_MAX || len < SEGMENT_HEADER_BYTES as u64 {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                offset: 0,
+                reason: "segment file size out of range",
+            });
+        }
+        let map = map_file(&file, path)?;
+        let (first_index, prev_crc) = decode_header(path, &map)?;
+        if first_index != name_index || first_index == LogIndex::ZERO {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                offset: 16,
+                reason: "first index in the header differs from the file name",
+            });
+        }
+        let mut segment = Segment {
+            path: path.to_owned(),
+            file,
+            map,
+            first_index,
+            prev_crc,
+            offsets: Vec::new(),
+            end: SEGMENT_HEADER_BYTES,
+            last_crc: prev_crc,
+            last_term: Term::ZERO,
+            zero_from: usize::try_from(len).expect("checked below 4 GiB"),
+            dirty: None,
+        };
+        let stop = segment.open_scan();
+        Ok((segment, stop))
+    }
+
+    /// Walks the records from the header on, filling the index. Stops at the first record
+    /// that does not validate, or whose term is lower than its predecessor's.
+    fn open_scan(&mut self) -> ScanStop {
+        let mut offset = SEGMENT_HEADER_BYTES;
+        // Bound: each step advances `offset` by at least one header, within the mapping.
+        loop {
+            let expected = self.first_index.plus(self.offsets.len() as u64);
+            let header = match record::decode(&self.map[offset..], self.last_crc, expected) {
+                Ok(header) => header,
+                Err(reason) => return ScanStop { offset, reason },
+            };
+            if header.term < self.last_term {
+                return ScanStop {
+                    offset,
+                    reason: "record term is lower than the previous record's",
+                };
+            }
+            self.offsets
+                .push(u32::try_from(offset).expect("segment below 4 GiB"));
+            self.last_crc = header.crc;
+            self.last_term = header.term;
+            offset += header.encoded_len;
+            self.end = offset;
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn first_index(&self) -> LogIndex {
+        self.first_index
+    }
+
+    /// The index of the last record, or `first_index - 1` if there is none.
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.first_index.0 + self.offsets.len() as u64 - 1)
+    }
+
+    pub fn prev_crc(&self) -> u32 {
+        self.prev_crc
+    }
+
+    pub fn last_crc(&self) -> u32 {
+        self.last_crc
+    }
+
+    pub fn last_term(&self) -> Term {
+        self.last_term
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn end_offset(&self) -> usize {
+        self.end
+    }
+
+    /// Bytes of payload that still fit after the last record.
+    pub fn fits(&self, payload_len: usize) -> bool {
+        self.end + record::encoded_len(payload_len) <= self.map.len()
+    }
+
+    fn position(&self, index: LogIndex) -> Option<usize> {
+        let k = usize::try_from(index.0.checked_sub(self.first_index.0)?).ok()?;
+        (k < self.offsets.len()).then_some(k)
+    }
+
+    /// The record at `index`, borrowed from the mapping.
+    pub fn record(&self, index: LogIndex) -> Option<Record<'_>> {
+        let start = self.offsets[self.position(index)?] as usize;
+        let bytes = &self.map[start..];
+        let (kind, payload) = record::stored_kind_and_payload(bytes);
+        Some(Record {
+            index,
+            term: record::stored_term(bytes),
+            kind,
+            payload,
+        })
+    }
+
+    /// The term of the record at `index`, read from its header.
+    pub fn term(&self, index: LogIndex) -> Option<Term> {
+        let start = self.offsets[self.position(index)?] as usize;
+        Some(record::stored_term(&self.map[start..]))
+    }
+
+    fn mark_dirty(&mut self, range: Range<usize>) {
+        self.dirty = Some(match self.dirty.take() {
+            None => range,
+            Some(old) => old.start.min(range.start)..old.end.max(range.end),
+        });
+    }
+
+    /// Writes `record` after the last one. The caller has checked [`Segment::fits`], the
+    /// index and the term.
+    pub fn append(&mut self, record: &Record<'_>) {
+        let len = record::encoded_len(record.payload.len());
+        assert!(
+            self.end + len <= self.map.len(),
+            "record does not fit; caller checks fits()"
+        );
+        assert_eq!(
+            record.index,
+            self.last_index().next(),
+            "record index must follow"
+        );
+        assert!(
+            record.term >= self.last_term,
+            "term {:?} < {:?}",
+            record.term,
+            self.last_term
+        );
+        let start = self.end;
+        self.last_crc = record::encode(&mut self.map[start..start + len], self.last_crc, record);
+        self.last_term = record.term;
+        self.offsets
+            .push(u32::try_from(start).expect("segment below 4 GiB"));
+        self.end = start + len;
+        self.zero_from = self.zero_from.max(self.end);
+        self.mark_dirty(start..self.end);
+    }
+
+    /// Keeps the first `keep` records and zeroes everything after them, so that no stale
+    /// record can ever be read back behind a later one (see FORMAT.md).
+    pub fn truncate(&mut self, keep: usize) {
+        assert!(
+            keep <= self.offsets.len(),
+            "keep {keep} > {}",
+            self.offsets.len()
+        );
+        if keep == self.offsets.len() {
+            return;
+        }
+        let cut = self.offsets[keep] as usize;
+        self.offsets.truncate(keep);
+        self.end = cut;
+        self.map[cut..self.zero_from].fill(0);
+        self.mark_dirty(cut..self.zero_from);
+        self.zero_from = cut;
+        let last = self.offsets.last().map(|offset| *offset as usize);
+        self.last_crc = match last {
+            Some(offset) => u32::from_le_bytes(
+                self.map[offset + 4..offset + 8]
+                    .try_into()
+                    .expect("4 bytes"),
+            ),
+            None => self.prev_crc,
+        };
+        self.last_term = last.map_or(Term::ZERO, |offset| {
+            record::stored_term(&self.map[offset..])
+        });
+    }
+
+    /// Zeroes whatever non-zero bytes lie after the last valid record (a torn write or
+    /// stale data) and returns how many bytes that span covered (0 if already clean).
+    pub fn clear_after_end(&mut self) -> usize {
+        const CHUNK_BYTES: usize = 4096;
+        let mut last_nonzero_end = self.end;
+        let mut chunk_start = self.end;
+        // Bound: the mapping's length, in fixed steps.
+        while chunk_start < self.map.len() {
+            let chunk_end =
+                (chunk_start + CHUNK_BYTES - chunk_start % CHUNK_BYTES).min(self.map.len());
+            if self.map[chunk_start..chunk_end].iter().any(|b| *b != 0) {
+                last_nonzero_end = chunk_end;
+            }
+            chunk_start = chunk_end;
+        }
+        self.zero_from = last_nonzero_end;
+        let cleared = last_nonzero_end - self.end;
+        if cleared > 0 {
+            self.map[self.end..last_nonzero_end].fill(0);
+            self.mark_dirty(self.end..last_nonzero_end);
+        }
+        self.zero_from = self.end;
+        cleared
+    }
+
+    /// Flushes the bytes changed since the last sync to stable storage (`msync(MS_SYNC)`
+    /// of that range, which on Linux is an fdatasync of the range, including the extent
+    /// conversion of preallocated blocks).
+    ///
+    /// # Errors
+    /// `Io` if the flush fails; the caller must stop (fail-stop, never retry).
+    pub fn sync(&mut self) -> Result<()> {
+        if let Some(range) = self.dirty.take() {
+            self.map
+                .flush_range(range.start, range.end - range.start)
+                .map_err(Error::io("sync segment", &self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the pending dirty range (sync policy `never`).
+    pub fn forget_dirty(&mut self) {
+        self.dirty = None;
+    }
+
+    /// O(records) check of the invariants in the module header.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.end <= self.zero_from,
+            "end {} > zero_from {}",
+            self.end,
+            self.zero_from
+        );
+        debug_assert!(
+            self.offsets.windows(2).all(|w| w[0] < w[1]),
+            "offsets increase"
+        );
+        // A bounded window: scanning a whole 64 MiB mapping on every call would be too slow.
+        let window_end = (self.zero_from + 4096).min(self.map.len());
+        assert!(
+            self.map[self.zero_from..window_end].iter().all(|b| *b == 0),
+            "zeros after zero_from"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! The write-ahead log: an ordered run of segments holding records with consecutive
+//! indexes, plus the small state value, with append / truncate suffix / compact prefix /
+//! reset and one durable `sync` per batch.
+//!
+//! Invariants (checked by [`Wal::check_invariants`] in tests):
+//! - `segments` is never empty, sorted, and each segment starts right after the
+//!   previous one's last record; only the last segment (the tail) is ever written.
+//! - Every segment but the tail was synced before the tail was created.
+//! - Record terms never decrease.
+//!
+//! Never: interpret records (that is the adapter's job, see `store`), or retry a failed
+//! sync (fail-stop: the caller must stop the process).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use raft_core::{LogIndex, Term};
+
+use crate::config::{SyncPolicy, WalConfig};
+use crate::error::{Error, Result};
+use crate::meta::{sync_dir, StateFile, STATE_BYTES_MAX};
+use crate::record::Record;
+use crate::recovery::recover;
+use crate::segment::Segment;
+
+const LOCK_FILE_NAME: &str = "LOCK";
+const STATE_FILE_NAME: &str = "state";
+
+/// An exclusive `flock` on the directory's lock file, held for the WAL's life, so two
+/// processes never map the same segments.
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open lock file", &path))?;
+        // SAFETY: plain system call on a descriptor we own.
+        let code = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if code != 0 {
+            return Err(Error::io(
+                "lock WAL directory (is another process using it?)",
+                &path,
+            )(std::io::Error::last_os_error()));
+        }
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// A write-ahead log in one directory.
+pub struct Wal {
+    dir: PathBuf,
+    config: WalConfig,
+    _lock: DirLock,
+    segments: Vec<Segment>,
+    state_file: StateFile,
+    /// The newest state value set, written at the next `sync` if `state_dirty`.
+    state: Option<Vec<u8>>,
+    state_dirty: bool,
+}
+
+impl Wal {
+    /// Opens the WAL in `dir`, creating the directory if it is missing, and recovers it.
+    ///
+    /// # Errors
+    /// `InvalidConfig`; `Corrupt` or `UnsupportedVersion` for damaged or foreign content;
+    /// `Io` (including a directory locked by another process).
+    pub fn open(dir: impl Into<PathBuf>, config: WalConfig) -> Result<Wal> {
+        config.validate()?;
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(Error::io("create WAL directory", &dir))?;
+        let lock = DirLock::acquire(&dir)?;
+        let sync = config.sync_policy == SyncPolicy::Always;
+        let segments = recover(&dir, &config)?;
+        let (state_file, state) = StateFile::open(&dir.join(STATE_FILE_NAME), sync)?;
+        let wal = Wal {
+            dir,
+            config,
+            _lock: lock,
+            segments,
+            state_file,
+            state,
+            state_dirty: false,
+        };
+        wal.check_invariants();
+        tracing::info!(
+            dir = %wal.dir.display(),
+            first_index = wal.first_index().0,
+            last_index = wal.last_index().0,
+            segments = wal.segments.len(),
+            "opened WAL"
+        );
+        Ok(wal)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+
+    fn syncs(&self) -> bool {
+        self.config.sync_policy == SyncPolicy::Always
+    }
+
+    fn tail(&self) -> &Segment {
+        self.segments.last().expect("segments is never empty")
+    }
+
+    fn tail_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("segments is never empty")
+    }
+
+    /// Index of the first record held (records below it were compacted or never written).
+    pub fn first_index(&self) -> LogIndex {
+        self.segments[0].first_index()
+    }
+
+    /// Index of the last record, `first_index - 1` when empty.
+    pub fn last_index(&self) -> LogIndex {
+        self.tail().last_index()
+    }
+
+    /// Term of the last record, `Term::ZERO` when empty.
+    pub fn last_term(&self) -> Term {
+        let with_records = self.segments.iter().rev().find(|s| s.record_count() > 0);
+        with_records.map_or(Term::ZERO, Segment::last_term)
+    }
+
+    fn segment_of(&self, index: LogIndex) -> Option<&Segment> {
+        let after = self.segments.partition_point(|s| s.first_index() <= index);
+        self.segments.get(after.checked_sub(1)?)
+    }
+
+    /// The record at `index`, borrowed from the mapping; `None` outside the log.
+    pub fn get(&self, index: LogIndex) -> Option<Record<'_>> {
+        self.segment_of(index)?.record(index)
+    }
+
+    /// The term of the record at `index`; `None` outside the log.
+    pub fn term(&self, index: LogIndex) -> Option<Term> {
+        self.segment_of(index)?.term(index)
+    }
+
+    /// Appends one record after the last. Not durable until [`Wal::sync`].
+    ///
+    /// # Errors
+    /// `RecordTooLarge` for a payload that cannot fit in a segment; `Io` if a new segment
+    /// cannot be created (a full disk shows up here, never as a SIGBUS).
+    ///
+    /// # Panics
+    /// If the index does not follow the last one, the term decreases, or the kind is 0.
+    pub fn append(&mut self, record: &Record<'_>) -> Result<()> {
+        let limit_bytes = self.config.record_payload_bytes_max();
+        if record.payload.len() as u64 > limit_bytes {
+            return Err(Error::RecordTooLarge {
+                size_bytes: record.payload.len() as u64,
+                limit_bytes,
+            });
+        }
+        assert!(record.kind.is_valid(), "record kind 0 is reserved");
+        let expected = self.last_index().next();
+        assert_eq!(
+            record.index, expected,
+            "appended index must follow the last one"
+        );
+        let last_term = self.last_term();
+        assert!(
+            record.term >= last_term,
+            "term {:?} below last term {:?}",
+            record.term,
+            last_term
+        );
+        if !self.tail().fits(record.payload.len()) {
+            self.append_roll_segment()?;
+        }
+        self.tail_mut().append(record);
+        Ok(())
+    }
+
+    /// Seals the tail (synced, so that sealed segments are always whole) and starts a new
+    /// one after it.
+    fn append_roll_segment(&mut self) -> Result<()> {
+        let sync = self.syncs();
+        let tail = self.tail_mut();
+        if sync {
+            tail.sync()?;
+        } else {
+            tail.forget_dirty();
+        }
+        let (next, prev_crc) = (tail.last_index().next(), tail.last_crc());
+        let segment = Segment::create(&self.dir, next, prev_crc, self.config.segment_bytes, sync)?;
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Removes every record at or after `from`. Later segments are deleted (durably, at
+    /// once); the segment holding `from` is cut there and zeroed after the cut, which is
+    /// durable at the next sync.
+    ///
+    /// # Errors
+    /// `Io` if a segment cannot be removed.
+    ///
+    /// # Panics
+    /// If `from` is below `first_index` (that prefix is gone) or above `last_index + 1`.
+    pub fn truncate_suffix(&mut self, from: LogIndex) -> Result<()> {
+        assert!(
+            from >= self.first_index(),
+            "truncate at {from:?} below first {:?}",
+            self.first_index()
+        );
+        assert!(
+            from <= self.last_index().next(),
+            "truncate at {from:?} past end {:?}",
+            self.last_index()
+        );
+        if from > self.last_index() {
+            return Ok(());
+        }
+        let mut removed = false;
+        // Bound: one step per segment. Last first, so a crash leaves a chained prefix.
+        while self.segments.len() > 1 && self.tail().first_index() >= from {
+            let segment = self.segments.pop().expect("len > 1");
+            remove_segment(&segment)?;
+            removed = true;
+        }
+        if removed && self.syncs() {
+            sync_dir(&self.dir)?;
+        }
+        let tail = self.tail_mut();
+        let keep = usize::try_from(from.0 - tail.first_index().0).expect("within one segment");
+        tail.truncate(keep);
+        Ok(())
+    }
+
+    /// Drops whole segments whose records all lie at or below `through`. Records of the
+    /// segment holding `through + 1` stay readable (compaction is by segment), so
+    /// `first_index` may stay below `through + 1`. If `through` is at or past the last
+    /// record, the log is [`Wal::reset`] to start at `through + 1`.
+    ///
+    /// # Errors
+    /// `Io` if a segment cannot be removed or created.
+    pub fn compact_prefix(&mut self, through: LogIndex) -> Result<()> {
+        if through >= self.last_index() {
+            return self.reset(through.next());
+        }
+        let droppable = self
+            .segments
+            .iter()
+            .take_while(|s| s.last_index() <= through)
+            .count();
+        let droppable = droppable.min(self.segments.len() - 1);
+        if droppable == 0 {
+            return Ok(());
+        }
+        // First first: a crash part-way leaves a suffix of segments, still chained.
+        for segment in self.segments.drain(..droppable) {
+            remove_segment(&segment)?;
+        }
+        if self.syncs() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Discards every record and starts the log empty at `next` (after a snapshot that
+    /// replaces the whole log). Segments are deleted and the deletion made durable before
+    /// the new one is created, so a crash leaves no stale records behind.
+    ///
+    /// # Errors
+    /// `Io` on failure.
+    pub fn reset(&mut self, next: LogIndex) -> Result<()> {
+        assert!(next > LogIndex::ZERO, "log indexes start at 1");
+        // Bound: one step per segment.
+        while let Some(segment) = self.segments.pop() {
+            remove_segment(&segment)?;
+        }
+        let sync = self.syncs();
+        if sync {
+            sync_dir(&self.dir)?;
+        }
+        let segment = Segment::create(&self.dir, next, 0, self.config.segment_bytes, sync)?;
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// The newest state value set (synced or not), `None` if never set.
+    pub fn state(&self) -> Option<&[u8]> {
+        self.state.as_deref()
+    }
+
+    /// Sets the small state value (at most [`STATE_BYTES_MAX`] bytes); written at the next
+    /// sync, after the records.
+    ///
+    /// # Errors
+    /// `RecordTooLarge` if the value is too long.
+    pub fn set_state(&mut self, value: &[u8]) -> Result<()> {
+        if value.len() > STATE_BYTES_MAX {
+            return Err(Error::RecordTooLarge {
+                size_bytes: value.len() as u64,
+                limit_bytes: STATE_BYTES_MAX as u64,
+            });
+        }
+        if self.state.as_deref() != Some(value) {
+            self.state = Some(value.to_vec());
+            self.state_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (policy `always`): first the touched range
+    /// of the tail, then the state value if it changed, so a durable state never refers to
+    /// records that are not.
+    ///
+    /// # Errors
+    /// `Io`; the caller must stop (a failed sync is never retried).
+    pub fn sync(&mut self) -> Result<()> {
+        let sync = self.syncs();
+        if sync {
+            self.tail_mut().sync()?;
+        } else {
+            self.tail_mut().forget_dirty();
+        }
+        if self.state_dirty {
+            let value = self.state.as_deref().expect("dirty implies set");
+            self.state_file.write(value, sync)?;
+            self.state_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Checks the invariants in the module header (O(segments), plus each segment's own).
+    pub fn check_invariants(&self) {
+        assert!(!self.segments.is_empty(), "segments is never empty");
+        for pair in self.segments.windows(2) {
+            assert_eq!(
+                pair[1].first_index(),
+                pair[0].last_index().next(),
+                "segments follow"
+            );
+            assert_eq!(pair[1].prev_crc(), pair[0].last_crc(), "segments chain");
+        }
+        for segment in &self.segments {
+            segment.check_invariants();
+        }
+    }
+}
+
+fn remove_segment(segment: &Segment) -> Result<()> {
+    std::fs::remove_file(segment.path()).map_err(Error::io("remove segment", segment.path()))
+}
