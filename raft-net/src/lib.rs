@@ -1,1 +1,45 @@
-//! raft-net: peer transport (under construction, issue 4).
+//! raft-net: the peer transport between raftkv nodes.
+//!
+//! Carries `raft_core::Message`s between nodes over TCP: one outbound connection and one
+//! bounded queue per peer, an accept loop for inbound connections, a handshake frame first
+//! on every connection (cluster id, sender id, intended receiver id, protocol version), then
+//! length-prefixed frames holding a version byte and a postcard body. `PROTOCOL.md` beside
+//! this crate holds the byte layout and the version rules.
+//!
+//! What it must never do:
+//! - block the caller of [`Transport::send`]: a full queue drops the message and says so
+//!   (Raft retransmits);
+//! - panic, or allocate beyond the configured frame size, on anything a peer sends: bad
+//!   input closes that one connection with a log line and a counter;
+//! - know Raft's rules: it moves messages, it never looks inside them beyond `from`, `to`
+//!   and whether the body is a snapshot chunk (which travels in its own lane).
+//!
+//! Module map:
+//! - [`config`]: `TransportConfig`, defaults, limits and `validate()`.
+//! - [`codec`]: frame layout, encoding, and the length-checked frame decoder.
+//! - [`handshake`]: the first frame of a connection and the rules for accepting it.
+//! - [`inbound`]: the sans-IO state machine of an accepted connection (handshake, then
+//!   messages with checked ids); fuzzed in `tests/fuzz.rs`.
+//! - `listener`: the accept loop and the task serving one accepted connection.
+//! - `peer`: one outbound peer: its queues, connection supervision, backoff and batching.
+//! - [`backoff`]: jittered, capped exponential backoff.
+//! - [`metrics`]: counters and the snapshot struct the server exports.
+//! - [`transport`]: the public handle tying these together.
+//! - [`error`]: every error type of the crate.
+
+pub mod backoff;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod handshake;
+pub mod inbound;
+mod listener;
+pub mod metrics;
+mod peer;
+pub mod transport;
+
+pub use config::TransportConfig;
+pub use error::{DecodeError, EncodeError, Error, RejectReason, Result, SendError};
+pub use handshake::{ClusterId, Handshake};
+pub use metrics::{PeerMetrics, TransportMetrics};
+pub use transport::Transport;

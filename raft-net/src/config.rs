@@ -1,0 +1,171 @@
+//! Transport settings and limits, all in one place, checked by [`TransportConfig::validate`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use raft_core::NodeId;
+
+use crate::error::{Error, Result};
+use crate::handshake::ClusterId;
+
+/// Smallest frame limit accepted: a handshake and any vote or heartbeat must fit.
+pub const FRAME_BYTES_MIN: usize = 1024;
+
+/// Snapshot chunks waiting per peer. Chunks are large (about 1 MiB), so this bounds the
+/// memory one lagging follower can pin, and raft-core sends the next chunk only after the
+/// follower acknowledges the previous one, so a deeper lane would sit empty.
+pub const SNAPSHOT_LANE_CHUNKS_MAX: usize = 4;
+
+/// A write batch stops growing past this many bytes, so one peer's writer never builds an
+/// unbounded buffer and a batch is written before the next snapshot chunk is considered.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub cluster_id: ClusterId,
+    pub node_id: NodeId,
+    /// Where peers connect to this node; port 0 picks a free port (see `local_addr`).
+    pub listen_addr: SocketAddr,
+    /// Largest frame body accepted or sent, in bytes; must hold the largest append batch
+    /// and snapshot chunk raft-core emits, plus a few hundred bytes of headers.
+    pub frame_bytes_max: usize,
+    /// Messages (other than snapshot chunks) queued per peer before `send` drops.
+    pub peer_queue_msgs_max: usize,
+    /// Decoded messages waiting for the caller; when full, inbound connections stop reading
+    /// (each backpressures only its own sender through TCP).
+    pub inbound_queue_msgs_max: usize,
+    /// Accepted connections open at once; more are closed at once and counted.
+    pub inbound_connections_max: usize,
+    /// First reconnect delay; doubles per failed attempt up to `backoff_max`, jittered.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub connect_timeout: Duration,
+    /// An accepted connection that has not sent a valid handshake by then is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl TransportConfig {
+    /// Defaults suited to a LAN cluster with Raft's 50 ms heartbeat.
+    pub fn new(cluster_id: ClusterId, node_id: NodeId, listen_addr: SocketAddr) -> TransportConfig {
+        TransportConfig {
+            cluster_id,
+            node_id,
+            listen_addr,
+            frame_bytes_max: 16 * 1024 * 1024,
+            peer_queue_msgs_max: 4096,
+            inbound_queue_msgs_max: 4096,
+            inbound_connections_max: 256,
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// # Errors
+    /// `InvalidConfig` naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        let checks: [(&'static str, bool, &'static str); 9] = [
+            (
+                "node_id",
+                !self.node_id.is_none(),
+                "must not be 0 (0 means nobody)",
+            ),
+            (
+                "frame_bytes_max",
+                self.frame_bytes_max >= FRAME_BYTES_MIN,
+                "is below 1024",
+            ),
+            (
+                "frame_bytes_max",
+                u32::try_from(self.frame_bytes_max).is_ok(),
+                "does not fit the 4-byte length prefix",
+            ),
+            (
+                "peer_queue_msgs_max",
+                self.peer_queue_msgs_max > 0,
+                "must be positive",
+            ),
+            (
+                "inbound_queue_msgs_max",
+                self.inbound_queue_msgs_max > 0,
+                "must be positive",
+            ),
+            (
+                "inbound_connections_max",
+                self.inbound_connections_max > 0,
+                "must be positive",
+            ),
+            (
+                "backoff_min",
+                !self.backoff_min.is_zero(),
+                "must be positive",
+            ),
+            (
+                "backoff_max",
+                self.backoff_max >= self.backoff_min,
+                "is below backoff_min",
+            ),
+            (
+                "connect_timeout",
+                !self.connect_timeout.is_zero() && !self.handshake_timeout.is_zero(),
+                "and handshake_timeout must be positive",
+            ),
+        ];
+        match checks.iter().find(|(_, ok, _)| !ok) {
+            Some(&(field, _, reason)) => Err(Error::InvalidConfig { field, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let good = TransportConfig::new(
+            ClusterId(1),
+            NodeId(1),
+            "127.0.0.1:0".parse().expect("addr"),
+        );
+        good.validate().expect("defaults are valid");
+        let cases: Vec<(&str, TransportConfig)> = vec![
+            (
+                "node_id",
+                TransportConfig {
+                    node_id: NodeId(0),
+                    ..good.clone()
+                },
+            ),
+            (
+                "frame_bytes_max",
+                TransportConfig {
+                    frame_bytes_max: 10,
+                    ..good.clone()
+                },
+            ),
+            (
+                "peer_queue_msgs_max",
+                TransportConfig {
+                    peer_queue_msgs_max: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "backoff_max",
+                TransportConfig {
+                    backoff_max: Duration::from_millis(1),
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            match config.validate() {
+                Err(Error::InvalidConfig { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The public handle: start, peers, send, metrics, shutdown.
+//!
+//! `Transport` is cheap to clone and `Send + Sync`; `send`, `set_peer`, `remove_peer` and
+//! `metrics` are plain functions callable from any thread, inside or outside the runtime.
+//! Every task the transport spawns is tracked, and [`Transport::shutdown`] returns only after
+//! all of them have ended and every socket is closed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use raft_core::{Message, NodeId};
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::TransportConfig;
+use crate::error::{Error, Result, SendError};
+use crate::listener::{accept_loop, ListenerContext};
+use crate::metrics::{add, Metrics, TransportMetrics};
+use crate::peer::{PeerContext, PeerHandle};
+
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<TransportInner>,
+}
+
+struct TransportInner {
+    config: TransportConfig,
+    local_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    peers: RwLock<HashMap<NodeId, PeerHandle>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    runtime: Handle,
+}
+
+impl Drop for TransportInner {
+    /// Dropping the last handle without `shutdown` still stops every task (without waiting).
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Transport {
+    /// Binds `config.listen_addr`, starts the accept loop, and returns the transport and the
+    /// receiver of every message peers send to this node. The receiver yields `None` after
+    /// shutdown.
+    ///
+    /// # Errors
+    /// `InvalidConfig` or `Bind`.
+    pub async fn start(config: TransportConfig) -> Result<(Transport, mpsc::Receiver<Message>)> {
+        config.validate()?;
+        let addr = config.listen_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_msgs_max);
+        let metrics = Arc::new(Metrics::default());
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let listener_context = Arc::new(ListenerContext {
+            config: config.clone(),
+            metrics: Arc::clone(&metrics),
+            inbound_tx,
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            connection_permits: Arc::new(Semaphore::new(config.inbound_connections_max)),
+            live: Mutex::new(HashMap::new()),
+        });
+        tracker.spawn(accept_loop(listener, listener_context));
+        info!(node = %config.node_id, cluster = %config.cluster_id, %local_addr, "raft-net listening");
+        let inner = TransportInner {
+            config,
+            local_addr,
+            metrics,
+            peers: RwLock::new(HashMap::new()),
+            cancel,
+            tracker,
+            runtime: Handle::current(),
+        };
+        Ok((
+            Transport {
+                inner: Arc::new(inner),
+            },
+            inbound_rx,
+        ))
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    /// Adds peer `id` at `addr`, or moves an existing peer to a new address (its connection
+    /// is dropped and redialled; queued messages are kept).
+    ///
+    /// # Errors
+    /// `PeerIsSelf` or `Shutdown`.
+    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) -> Result<()> {
+        let inner = &*self.inner;
+        if id == inner.config.node_id {
+            return Err(Error::PeerIsSelf { id });
+        }
+        if inner.cancel.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        let mut peers = inner
+            .peers
+            .write()
+            .expect("peer map lock is never held across a panic");
+        if let Some(peer) = peers.get(&id) {
+            peer.set_addr(addr);
+            return Ok(());
+        }
+        let config = &inner.config;
+        let context = PeerContext {
+            cluster_id: config.cluster_id,
+            local_id: config.node_id,
+            peer_id: id,
+            frame_bytes_max: config.frame_bytes_max,
+            backoff_min: config.backoff_min,
+            backoff_max: config.backoff_max,
+            connect_timeout: config.connect_timeout,
+            counters: inner.metrics.peer(id),
+        };
+        let queue_msgs_max = config.peer_queue_msgs_max;
+        let peer = PeerHandle::spawn(
+            context,
+            addr,
+            queue_msgs_max,
+            &inner.cancel,
+            &inner.tracker,
+            &inner.runtime,
+        );
+        peers.insert(id, peer);
+        info!(peer = %id, %addr, "peer added");
+        Ok(())
+    }
+
+    /// Removes peer `id` (say, after a membership change): its connection closes and its
+    /// queued messages are dropped. Returns whether it was known. Its counters remain.
+    pub fn remove_peer(&self, id: NodeId) -> bool {
+        let removed = self
+            .inner
+            .peers
+            .write()
+            .expect("peer map lock is never held across a panic")
+            .remove(&id);
+        if let Some(peer) = &removed {
+            peer.stop();
+            info!(peer = %id, "peer removed");
+        }
+        removed.is_some()
+    }
+
+    /// Queues `message` for `message.to` without blocking; callable from any thread.
+    ///
+    /// # Errors
+    /// Every error means the message was dropped. `QueueFull` means the peer is unreachable
+    /// for now (`SendError::is_unreachable`).
+    ///
+    /// # Panics
+    /// If `message.from` is not this node: the receiver would reject the frame and close
+    /// the connection, so this is a caller bug.
+    pub fn send(&self, message: Message) -> Result<(), SendError> {
+        let inner = &*self.inner;
+        assert_eq!(
+            message.from, inner.config.node_id,
+            "message from {} sent through node {}'s transport",
+            message.from, inner.config.node_id
+        );
+        if inner.cancel.is_cancelled() {
+            return Err(SendError::Shutdown);
+        }
+        let peers = inner
+            .peers
+            .read()
+            .expect("peer map lock is never held across a panic");
+        let to = message.to;
+        let Some(peer) = peers.get(&to) else {
+            return Err(SendError::UnknownPeer { to });
+        };
+        let payload_bytes = message.body.payload_bytes();
+        let frame_bytes_max = inner.config.frame_bytes_max;
+        if payload_bytes > u64::try_from(frame_bytes_max).expect("usize fits in u64") {
+            add(&peer.counters().drops_oversized, 1);
+            return Err(SendError::TooLarge {
+                to,
+                payload_bytes,
+                frame_bytes_max,
+            });
+        }
+        peer.try_send(message)
+    }
+
+    /// A snapshot of every counter.
+    pub fn metrics(&self) -> TransportMetrics {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Stops the accept loop, every peer task and every connection, and waits for them all
+    /// to finish: when this returns, the listening socket and all connections are closed.
+    /// Idempotent; later `send`s return `Shutdown`.
+    pub async fn shutdown(&self) {
+        let inner = &*self.inner;
+        inner.cancel.cancel();
+        inner
+            .peers
+            .write()
+            .expect("peer map lock is never held across a panic")
+            .clear();
+        inner.tracker.close();
+        inner.tracker.wait().await;
+        info!(node = %inner.config.node_id, "raft-net stopped");
+    }
+}
