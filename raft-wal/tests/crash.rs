@@ -112,16 +112,19 @@ fn assert_recovered(wal: &Wal, written: &Written, expected_last: u64) {
     }
 }
 
-/// Builds a log with several segments and returns (dir guard, path, image, written,
-/// last segment name, spans of the last segment's records).
-fn setup() -> (
-    tempfile::TempDir,
-    PathBuf,
-    BTreeMap<String, Vec<u8>>,
-    Written,
-    String,
-    Vec<(u64, usize, usize)>,
-) {
+/// A log with several segments, and its disk image.
+struct Setup {
+    /// Removes the directory when the test ends.
+    _guard: tempfile::TempDir,
+    path: PathBuf,
+    files: BTreeMap<String, Vec<u8>>,
+    written: Written,
+    last_name: String,
+    /// `(index, start, end)` of the last segment's records.
+    spans: Vec<(u64, usize, usize)>,
+}
+
+fn setup() -> Setup {
     let guard = tempfile::tempdir().expect("tempdir");
     let path = guard.path().join("wal");
     let written = write_log(&path, 160);
@@ -131,12 +134,26 @@ fn setup() -> (
     let last_name = names.last().expect("segments").clone();
     let first: u64 = last_name.trim_end_matches(".seg").parse().expect("name");
     let spans = record_spans(first, 160, &written);
-    (guard, path, files, written, last_name, spans)
+    Setup {
+        _guard: guard,
+        path,
+        files,
+        written,
+        last_name,
+        spans,
+    }
 }
 
 #[test]
 fn cut_at_every_offset_of_the_final_records_recovers_the_whole_records() {
-    let (_guard, path, files, written, last_name, spans) = setup();
+    let Setup {
+        path,
+        files,
+        written,
+        last_name,
+        spans,
+        ..
+    } = setup();
     let final_start = spans[spans.len() - 4].1;
     let final_end = spans.last().expect("records").2;
     for cut in final_start..=final_end {
@@ -185,7 +202,14 @@ fn cut_at_every_offset_of_the_final_records_recovers_the_whole_records() {
 
 #[test]
 fn bit_flips_in_sealed_segments_are_errors() {
-    let (_guard, path, files, written, _last_name, _spans) = setup();
+    let Setup {
+        path,
+        files,
+        written,
+        last_name: _last_name,
+        spans: _spans,
+        ..
+    } = setup();
     let sealed = segment_names(&files)[1].clone();
     let first: u64 = sealed.trim_end_matches(".seg").parse().expect("name");
     let next_first: u64 = segment_names(&files)[2]
@@ -218,7 +242,14 @@ fn bit_flips_in_sealed_segments_are_errors() {
 
 #[test]
 fn bit_flips_in_the_tail_cut_it_before_the_flipped_record_or_fail() {
-    let (_guard, path, files, written, last_name, spans) = setup();
+    let Setup {
+        path,
+        files,
+        written,
+        last_name,
+        spans,
+        ..
+    } = setup();
     for (index, start, end) in spans.iter().rev().take(3).copied() {
         for byte in start..end {
             let mut damaged = files.clone();
@@ -242,7 +273,14 @@ fn bit_flips_in_the_tail_cut_it_before_the_flipped_record_or_fail() {
 
 #[test]
 fn zeroed_tail_pages_cut_the_log_at_the_first_damaged_record() {
-    let (_guard, path, files, written, last_name, spans) = setup();
+    let Setup {
+        path,
+        files,
+        written,
+        last_name,
+        spans,
+        ..
+    } = setup();
     let end = spans.last().expect("records").2;
     for page_start in (0..end).step_by(4096).skip(1) {
         let mut damaged = files.clone();
@@ -264,7 +302,14 @@ fn zeroed_tail_pages_cut_the_log_at_the_first_damaged_record() {
 
 #[test]
 fn a_missing_middle_segment_is_an_error_naming_the_file() {
-    let (_guard, path, mut files, _written, _last_name, _spans) = setup();
+    let Setup {
+        path,
+        mut files,
+        written: _written,
+        last_name: _last_name,
+        spans: _spans,
+        ..
+    } = setup();
     let names = segment_names(&files);
     files.remove(&names[1]);
     restore(&path, &files);
@@ -276,7 +321,14 @@ fn a_missing_middle_segment_is_an_error_naming_the_file() {
 
 #[test]
 fn another_format_version_is_refused_with_a_clear_message() {
-    let (_guard, path, mut files, _written, _last_name, _spans) = setup();
+    let Setup {
+        path,
+        mut files,
+        written: _written,
+        last_name: _last_name,
+        spans: _spans,
+        ..
+    } = setup();
     let first = segment_names(&files)[0].clone();
     let bytes = files.get_mut(&first).expect("segment");
     bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
