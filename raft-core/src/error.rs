@@ -26,7 +26,10 @@ pub enum Error {
     #[error("too many pending reads ({limit}); retry later")]
     ReadQueueFull { limit: usize },
     #[error("node {target} cannot take over leadership: {reason}")]
-    InvalidTransfer { target: NodeId, reason: &'static str },
+    InvalidTransfer {
+        target: NodeId,
+        reason: &'static str,
+    },
     #[error("invalid config: {field}: {reason}")]
     InvalidConfig {
         field: &'static str,

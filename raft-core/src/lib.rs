@@ -24,9 +24,16 @@
 
 pub mod config;
 pub mod error;
+mod inflights;
+mod log;
 pub mod membership;
 pub mod message;
+mod node;
+mod progress;
+mod read_only;
 pub mod ready;
+mod rng;
+mod role;
 pub mod storage;
 pub mod types;
 
@@ -34,6 +41,7 @@ pub use config::Config;
 pub use error::{Error, Result, StorageError};
 pub use membership::{ConfChange, Membership, VoteResult};
 pub use message::{AppendResponse, InstallSnapshotResponse, Message, MessageBody};
+pub use node::Node;
 pub use ready::{ReadState, Ready, Role, SoftState};
 pub use storage::{InitialState, LogStore, LogStoreMut, MemStore};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};

@@ -289,7 +289,9 @@ mod tests {
     #[test]
     fn changes_to_voters_go_through_joint_and_learners_do_not() {
         let m = Membership::with_voters(ids(&[1, 2, 3]).into_iter());
-        let learner = m.apply_changes(&[ConfChange::AddLearner(NodeId(4))]).unwrap();
+        let learner = m
+            .apply_changes(&[ConfChange::AddLearner(NodeId(4))])
+            .unwrap();
         assert!(!learner.is_joint());
         assert!(learner.is_learner(NodeId(4)));
         let promoted = learner
@@ -299,7 +301,9 @@ mod tests {
         assert_eq!(promoted.voters, ids(&[1, 2, 3, 4]));
         assert_eq!(promoted.voters_outgoing, ids(&[1, 2, 3]));
         assert!(promoted.learners.is_empty());
-        assert!(promoted.apply_changes(&[ConfChange::Remove(NodeId(1))]).is_err());
+        assert!(promoted
+            .apply_changes(&[ConfChange::Remove(NodeId(1))])
+            .is_err());
         assert_eq!(promoted.leave_joint().voters, ids(&[1, 2, 3, 4]));
     }
 
@@ -309,6 +313,8 @@ mod tests {
         assert!(m.apply_changes(&[ConfChange::Remove(NodeId(1))]).is_err());
         assert!(m.apply_changes(&[ConfChange::Remove(NodeId(7))]).is_err());
         assert!(m.apply_changes(&[ConfChange::AddVoter(NodeId(1))]).is_err());
-        assert!(m.apply_changes(&[ConfChange::AddLearner(NodeId(1))]).is_err());
+        assert!(m
+            .apply_changes(&[ConfChange::AddLearner(NodeId(1))])
+            .is_err());
     }
 }

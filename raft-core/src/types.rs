@@ -98,7 +98,10 @@ pub enum EntryPayload {
     Command(Bytes),
     /// A new cluster configuration, in effect on each node as soon as it is appended (§6).
     /// `context` is opaque application data (kvnode puts the new members' addresses there).
-    Membership { membership: Membership, context: Bytes },
+    Membership {
+        membership: Membership,
+        context: Bytes,
+    },
 }
 
 impl fmt::Debug for EntryPayload {

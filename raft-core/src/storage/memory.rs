@@ -73,8 +73,12 @@ impl MemStore {
             return;
         }
         let mut image = self.written.clone();
-        let keep = usize::try_from(self.synced_last.0.saturating_sub(image.snapshot.meta.index.0))
-            .expect("in-memory log fits in usize");
+        let keep = usize::try_from(
+            self.synced_last
+                .0
+                .saturating_sub(image.snapshot.meta.index.0),
+        )
+        .expect("in-memory log fits in usize");
         image.entries.truncate(keep);
         image.hard_state = self.synced_hard_state;
         self.synced_full = Some(image);
@@ -230,8 +234,8 @@ impl LogStoreMut for MemStore {
         self.preserve_synced_image();
         let image = &mut self.written;
         let index = snapshot.meta.index;
-        let keeps_suffix =
-            index <= image.last_index() && image.entries[image.position(index)].term == snapshot.meta.term;
+        let keeps_suffix = index <= image.last_index()
+            && image.entries[image.position(index)].term == snapshot.meta.term;
         if keeps_suffix {
             let drop = image.position(index) + 1;
             image.entries.drain(..drop);
