@@ -16,7 +16,10 @@
 //!   member address book.
 //! - [`error`]: the crate error and the one function that turns errors into RESP replies.
 
+pub mod cmd;
+pub mod error;
 pub mod resp;
+pub mod state_machine;
 
 #[cfg(test)]
 mod test_alloc;

@@ -1,0 +1,149 @@
+//! Command errors, each worded exactly as Redis words it (where Redis has the case).
+//!
+//! `Display` is the whole reply line without the leading `-`; [`crate::error::error_reply`]
+//! is the one place these become frames.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// A well-formed request that is not a command this server will run.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    #[error(
+        "ERR unknown command '{}', with args beginning with: {}",
+        quote_name(name),
+        quote_args(args)
+    )]
+    UnknownCommand { name: Bytes, args: Vec<Bytes> },
+    #[error(
+        "ERR unknown subcommand '{}'. Try {command} HELP.",
+        quote_name(subcommand)
+    )]
+    UnknownSubcommand {
+        command: &'static str,
+        subcommand: Bytes,
+    },
+    /// `command` is Redis' lower-case full name, e.g. `get` or `client|setname`.
+    #[error("ERR wrong number of arguments for '{command}' command")]
+    WrongArity { command: &'static str },
+    #[error("ERR syntax error")]
+    Syntax,
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR increment or decrement would overflow")]
+    IncrementOverflow,
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+    /// APPEND would make a value longer than the state machine's fixed cap.
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// Expiry needs a replicated clock; raftkv keeps keys until they are deleted.
+    #[error(
+        "ERR expiry is not supported by raftkv (SET option '{}'); keys live until deleted",
+        quote_name(option)
+    )]
+    ExpiryNotSupported { option: Bytes },
+    #[error("ERR key is {len} bytes, over the {max}-byte limit")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("ERR value is {len} bytes, over the {max}-byte limit")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("NOPROTO unsupported protocol version")]
+    UnsupportedProtocol,
+    #[error("ERR Protocol version is not an integer or out of range")]
+    ProtocolVersionNotInteger,
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    #[error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")]
+    AuthNotConfigured,
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    InvalidClientName,
+    #[error("ERR Syntax error in HELLO option '{}'", quote_name(option))]
+    HelloSyntax { option: Bytes },
+    #[error("ERR Unrecognized option '{}'", quote_name(option))]
+    UnrecognizedOption { option: Bytes },
+    #[error("ERR CONFIG SET is not supported: raftkv is configured at start-up")]
+    ConfigSetNotSupported,
+    #[error(
+        "ERR invalid node id '{}': expected an integer from 1 to 18446744073709551615",
+        quote_name(text)
+    )]
+    InvalidNodeId { text: Bytes },
+    #[error("ERR invalid address '{}': expected host:port", quote_name(text))]
+    InvalidAddress { text: Bytes },
+}
+
+/// Redis prints at most 128 bytes of a name (`%.128s`).
+fn quote_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(&name[..name.len().min(128)]).into_owned()
+}
+
+/// Redis' "args beginning with" list: `'a' 'b' `, stopping once 128 bytes are written and
+/// cutting the last argument to fit.
+fn quote_args(args: &[Bytes]) -> String {
+    let mut out: Vec<u8> = Vec::new();
+    for arg in args {
+        if out.len() >= 128 {
+            break;
+        }
+        let room = 128 - out.len();
+        out.push(b'\'');
+        out.extend_from_slice(&arg[..arg.len().min(room)]);
+        out.extend_from_slice(b"' ");
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_lists_arguments_like_redis() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "foo",
+                &[],
+                "ERR unknown command 'foo', with args beginning with: ",
+            ),
+            (
+                "foo",
+                &["a", "b"],
+                "ERR unknown command 'foo', with args beginning with: 'a' 'b' ",
+            ),
+        ];
+        for (name, args, expected) in cases {
+            let error = CommandError::UnknownCommand {
+                name: Bytes::copy_from_slice(name.as_bytes()),
+                args: args
+                    .iter()
+                    .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                    .collect(),
+            };
+            assert_eq!(error.to_string(), *expected);
+        }
+    }
+
+    #[test]
+    fn unknown_command_truncates_long_arguments_at_128_bytes() {
+        let long = Bytes::from(vec![b'x'; 300]);
+        let error = CommandError::UnknownCommand {
+            name: long.clone(),
+            args: vec![long.clone(), long],
+        };
+        let text = error.to_string();
+        let expected_args = format!("'{}' ", "x".repeat(128));
+        assert_eq!(
+            text,
+            format!(
+                "ERR unknown command '{}', with args beginning with: {expected_args}",
+                "x".repeat(128)
+            )
+        );
+    }
+}

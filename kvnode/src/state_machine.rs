@@ -1,0 +1,292 @@
+//! The replicated key-value state machine.
+//!
+//! Role: apply committed write commands in log order and answer reads, with Redis string
+//! semantics; produce and restore snapshots; keep the member address book.
+//!
+//! Invariants and prohibitions:
+//! - Deterministic: the state after applying entries 1..=i depends only on those entries.
+//!   No clocks, no randomness, no node-local configuration: the one size cap applied here
+//!   ([`VALUE_BYTES_MAX`]) is a constant so every replica decides APPEND alike. Iteration
+//!   order (KEYS, SCAN, snapshots) is a fixed hash order ([`keyspace`]).
+//! - Every index is applied exactly once, in order: `apply*` panics if handed any index
+//!   but `applied_index() + 1` (a broken driver, not bad input).
+//! - A command that fails by Redis' rules (INCR of a non-integer) is a *reply*, not a
+//!   failure of the apply: the entry is still applied (as a no-op) and the index advances.
+//! - KEYS, SCAN and DBSIZE describe this node's local state; they are linearizable only
+//!   when the server serves them after a ReadIndex.
+//!
+//! Module map: [`command`] (the command types), [`encoding`] (their log-entry bytes),
+//! [`keyspace`] (the map and its order), [`glob`] (patterns), [`members`] (the address
+//! book's entry context), [`snapshot`] (the snapshot format), `wire` (shared primitives).
+
+pub mod command;
+pub mod encoding;
+pub mod glob;
+pub mod keyspace;
+pub mod members;
+pub mod snapshot;
+mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Bytes, BytesMut};
+use raft_core::{LogIndex, NodeId};
+
+pub use command::{ReadCommand, SetCondition, WriteCommand};
+pub use encoding::DecodeError;
+pub use members::{MemberAddress, MembershipContext};
+pub use snapshot::SnapshotError;
+
+use crate::cmd::CommandError;
+use crate::error::{error_reply, Error};
+use crate::resp::number::parse_i64;
+use crate::resp::Frame;
+use keyspace::KeySpace;
+
+/// Longest value the state machine will create (Redis' default proto-max-bulk-len). A
+/// constant, not configuration: replicas configured differently must still agree.
+pub const VALUE_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// The replicated map plus the member address book.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateMachine {
+    keys: KeySpace,
+    /// Invariant: the last index applied; never decreases, advances by exactly one.
+    applied: LogIndex,
+    /// Addresses of the current members, by id.
+    members: BTreeMap<NodeId, MemberAddress>,
+}
+
+impl StateMachine {
+    /// An empty state machine at index 0.
+    pub fn new() -> StateMachine {
+        StateMachine::default()
+    }
+
+    /// The last log index applied (0 before any).
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key exists.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Applies the write at `index` and returns the client's reply (which may be an error
+    /// reply, e.g. INCR of a non-integer; the entry is applied either way).
+    ///
+    /// # Panics
+    /// If `index` is not `applied_index() + 1`.
+    pub fn apply(&mut self, index: LogIndex, command: &WriteCommand) -> Frame {
+        self.advance(index);
+        match command {
+            WriteCommand::Set {
+                key,
+                value,
+                condition,
+                get,
+            } => self.apply_set(key, value, *condition, *get),
+            WriteCommand::GetSet { key, value } => self
+                .keys
+                .insert(key.clone(), value.clone())
+                .map_or(Frame::Null, Frame::Bulk),
+            WriteCommand::Del { keys } => {
+                let removed = keys
+                    .iter()
+                    .filter(|key| self.keys.remove(key).is_some())
+                    .count();
+                Frame::Integer(i64::try_from(removed).expect("a command has fewer than 2^63 keys"))
+            }
+            WriteCommand::IncrBy { key, delta } => self.apply_incr_by(key, *delta),
+            WriteCommand::Append { key, value } => self.apply_append(key, value),
+            WriteCommand::MSet { pairs } => {
+                for (key, value) in pairs {
+                    self.keys.insert(key.clone(), value.clone());
+                }
+                Frame::ok()
+            }
+        }
+    }
+
+    /// Advances past an entry that changes no data: a leader's blank entry, or a command
+    /// entry that failed to decode (every replica sees the same bytes and skips it alike).
+    ///
+    /// # Panics
+    /// If `index` is not `applied_index() + 1`.
+    pub fn apply_blank(&mut self, index: LogIndex) {
+        self.advance(index);
+    }
+
+    /// Applies a configuration entry: records the addresses in `context`, then forgets the
+    /// addresses of nodes not in `members` (the new configuration's voters and learners).
+    ///
+    /// # Panics
+    /// If `index` is not `applied_index() + 1`.
+    pub fn apply_membership(
+        &mut self,
+        index: LogIndex,
+        context: &MembershipContext,
+        members: &BTreeSet<NodeId>,
+    ) {
+        self.advance(index);
+        for (id, address) in &context.members {
+            self.members.insert(*id, address.clone());
+        }
+        self.members.retain(|id, _| members.contains(id));
+    }
+
+    /// The address book: every member whose address is known.
+    pub fn members(&self) -> &BTreeMap<NodeId, MemberAddress> {
+        &self.members
+    }
+
+    /// Records a member's address outside the log: for a node bootstrapping a cluster from
+    /// its configuration file (every founding node does the same, so replicas agree).
+    pub fn set_member_address(&mut self, id: NodeId, address: MemberAddress) {
+        self.members.insert(id, address);
+    }
+
+    /// Answers a read from the current state.
+    pub fn read(&self, command: &ReadCommand) -> Frame {
+        let count = |n: usize| Frame::Integer(i64::try_from(n).expect("counts fit in i64"));
+        match command {
+            ReadCommand::Get { key } => self.get_frame(key),
+            ReadCommand::MGet { keys } => {
+                Frame::Array(keys.iter().map(|key| self.get_frame(key)).collect())
+            }
+            ReadCommand::Exists { keys } => count(
+                keys.iter()
+                    .filter(|key| self.keys.get(key).is_some())
+                    .count(),
+            ),
+            ReadCommand::StrLen { key } => count(self.keys.get(key).map_or(0, Bytes::len)),
+            ReadCommand::DbSize => count(self.keys.len()),
+            ReadCommand::Keys { pattern } => Frame::Array(
+                self.keys
+                    .keys_matching(pattern)
+                    .into_iter()
+                    .map(Frame::Bulk)
+                    .collect(),
+            ),
+            ReadCommand::Scan {
+                cursor,
+                pattern,
+                count,
+                type_excludes_strings,
+            } => {
+                if *type_excludes_strings {
+                    return Frame::Array(vec![Frame::bulk("0"), Frame::Array(Vec::new())]);
+                }
+                let (next, keys) = self.keys.scan(*cursor, *count, pattern.as_deref());
+                let keys = keys.into_iter().map(Frame::Bulk).collect();
+                Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(keys)])
+            }
+        }
+    }
+
+    /// The whole state as snapshot bytes (format in [`snapshot`]).
+    pub fn snapshot(&self) -> Bytes {
+        snapshot::write_snapshot(self)
+    }
+
+    /// Rebuilds a state machine from [`StateMachine::snapshot`] bytes.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] saying what is wrong with the bytes; never panics.
+    pub fn restore(bytes: &[u8]) -> Result<StateMachine, SnapshotError> {
+        let machine = snapshot::read_snapshot(bytes)?;
+        if cfg!(debug_assertions) {
+            machine.check_invariants();
+        }
+        Ok(machine)
+    }
+
+    /// Checks internal consistency (O(n)); for tests and debug builds.
+    pub fn check_invariants(&self) {
+        self.keys.check_invariants();
+        assert!(
+            self.members.keys().all(|id| !id.is_none()),
+            "address book holds node id 0"
+        );
+    }
+
+    fn advance(&mut self, index: LogIndex) {
+        let expected = self.applied.next();
+        assert_eq!(
+            index, expected,
+            "applied {:?} next, expected {:?}",
+            index, expected
+        );
+        self.applied = index;
+    }
+
+    fn get_frame(&self, key: &[u8]) -> Frame {
+        self.keys
+            .get(key)
+            .map_or(Frame::Null, |value| Frame::Bulk(value.clone()))
+    }
+
+    fn apply_set(
+        &mut self,
+        key: &Bytes,
+        value: &Bytes,
+        condition: SetCondition,
+        get: bool,
+    ) -> Frame {
+        let old = self.keys.get(key).cloned();
+        let write = match condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => old.is_none(),
+            SetCondition::IfPresent => old.is_some(),
+        };
+        if write {
+            self.keys.insert(key.clone(), value.clone());
+        }
+        match (get, write) {
+            (true, _) => old.map_or(Frame::Null, Frame::Bulk),
+            (false, true) => Frame::ok(),
+            (false, false) => Frame::Null,
+        }
+    }
+
+    fn apply_incr_by(&mut self, key: &Bytes, delta: i64) -> Frame {
+        let current = match self.keys.get(key) {
+            None => 0,
+            Some(value) => match parse_i64(value) {
+                Some(current) => current,
+                None => return command_error(CommandError::NotInteger),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return command_error(CommandError::IncrementOverflow);
+        };
+        self.keys.insert(key.clone(), Bytes::from(next.to_string()));
+        Frame::Integer(next)
+    }
+
+    fn apply_append(&mut self, key: &Bytes, suffix: &Bytes) -> Frame {
+        let old = self.keys.get(key).cloned().unwrap_or_default();
+        let len = old.len().saturating_add(suffix.len());
+        if len > VALUE_BYTES_MAX {
+            return command_error(CommandError::StringTooLong);
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        joined.extend_from_slice(&old);
+        joined.extend_from_slice(suffix);
+        self.keys.insert(key.clone(), joined.freeze());
+        Frame::Integer(i64::try_from(len).expect("capped at 512 MiB"))
+    }
+}
+
+fn command_error(error: CommandError) -> Frame {
+    error_reply(&Error::Command(error))
+}
+
+#[cfg(test)]
+mod tests;
