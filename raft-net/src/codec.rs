@@ -313,7 +313,8 @@ mod tests {
         wrong_version[0] = PROTOCOL_VERSION + 1;
         let mut trailing = body.to_vec();
         trailing.push(0);
-        let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+        type Expect = fn(&DecodeError) -> bool;
+        let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("empty", vec![], |e| matches!(e, DecodeError::EmptyFrame)),
             ("version", wrong_version, |e| {
                 matches!(e, DecodeError::UnsupportedVersion { version: 2, .. })

@@ -33,7 +33,9 @@ fn config(cluster: ClusterId, id: u64) -> TransportConfig {
 }
 
 async fn start(id: u64) -> (Transport, mpsc::Receiver<Message>) {
-    Transport::start(config(CLUSTER, id)).await.expect("transport starts")
+    Transport::start(config(CLUSTER, id))
+        .await
+        .expect("transport starts")
 }
 
 fn heartbeat(from: u64, to: u64, seq: u64) -> Message {
@@ -80,7 +82,9 @@ async fn mesh(n: u64) -> Vec<(Transport, mpsc::Receiver<Message>)> {
     for (transport, _) in &nodes {
         for (peer, _) in &nodes {
             if peer.node_id() != transport.node_id() {
-                transport.set_peer(peer.node_id(), peer.local_addr()).expect("set_peer");
+                transport
+                    .set_peer(peer.node_id(), peer.local_addr())
+                    .expect("set_peer");
             }
         }
     }
@@ -120,12 +124,18 @@ fn send_numbered_from_thread(
 
 /// Receives exactly `count` messages from each of `senders`, checking that each sender's
 /// sequence arrives complete and in order.
-async fn receive_numbered(mut rx: mpsc::Receiver<Message>, senders: Vec<u64>, count: u64) -> mpsc::Receiver<Message> {
+async fn receive_numbered(
+    mut rx: mpsc::Receiver<Message>,
+    senders: Vec<u64>,
+    count: u64,
+) -> mpsc::Receiver<Message> {
     let mut next: BTreeMap<NodeId, u64> = senders.iter().map(|&id| (NodeId(id), 0)).collect();
     let total = count * u64::try_from(senders.len()).expect("small");
     for _ in 0..total {
         let message = recv_within(&mut rx).await;
-        let expected = next.get_mut(&message.from).expect("message from a known sender");
+        let expected = next
+            .get_mut(&message.from)
+            .expect("message from a known sender");
         assert_eq!(seq_of(&message), *expected, "from {}", message.from);
         *expected += 1;
     }
@@ -145,7 +155,11 @@ async fn exchange(n: u64, total: u64) {
     for (transport, rx) in nodes {
         let me = transport.node_id().get();
         let others: Vec<u64> = (1..=n).filter(|&id| id != me).collect();
-        senders.push(send_numbered_from_thread(transport.clone(), others.clone(), per_pair));
+        senders.push(send_numbered_from_thread(
+            transport.clone(),
+            others.clone(),
+            per_pair,
+        ));
         receivers.push(tokio::spawn(receive_numbered(rx, others, per_pair)));
         transports.push(transport);
     }
@@ -153,24 +167,41 @@ async fn exchange(n: u64, total: u64) {
     for receiver in receivers {
         rxs.push(receiver.await.expect("receiver task"));
     }
-    let refused: u64 = senders.into_iter().map(|s| s.join().expect("sender thread")).sum();
+    let refused: u64 = senders
+        .into_iter()
+        .map(|s| s.join().expect("sender thread"))
+        .sum();
     for transport in &transports {
         let metrics = transport.metrics();
         for (peer, m) in &metrics.peers {
             assert_eq!(m.msgs_sent, per_pair, "{} -> {peer}", transport.node_id());
-            assert_eq!(m.msgs_received, per_pair, "{peer} -> {}", transport.node_id());
+            assert_eq!(
+                m.msgs_received,
+                per_pair,
+                "{peer} -> {}",
+                transport.node_id()
+            );
             assert_eq!(m.connects, 1, "connection to {peer} stayed up");
-            assert_eq!(m.reconnects + m.drops_connection_lost + m.drops_oversized, 0);
+            assert_eq!(
+                m.reconnects + m.drops_connection_lost + m.drops_oversized,
+                0
+            );
             assert!(m.write_calls < m.msgs_sent, "batched: {m:?}");
         }
         assert_eq!(metrics.decode_errors + metrics.handshake_rejections, 0);
     }
-    eprintln!("{n} endpoints: {} messages, {refused} sends refused and retried", per_pair * pairs);
+    eprintln!(
+        "{n} endpoints: {} messages, {refused} sends refused and retried",
+        per_pair * pairs
+    );
     for transport in &transports {
         transport.shutdown().await;
     }
     for mut rx in rxs {
-        assert!(recv_within_closed(&mut rx).await, "receiver ends after shutdown");
+        assert!(
+            recv_within_closed(&mut rx).await,
+            "receiver ends after shutdown"
+        );
     }
 }
 
@@ -186,4 +217,305 @@ async fn two_endpoints_exchange_a_million_messages_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_endpoints_exchange_a_million_messages_without_loss() {
     exchange(3, 1_000_000).await;
+}
+
+fn frame(body: WireBody) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode_frame(&body, FRAME_MAX, &mut buf).expect("fits");
+    buf
+}
+
+fn hello(cluster: ClusterId, from: u64, to: u64) -> BytesMut {
+    frame(WireBody::Handshake(Handshake::new(
+        cluster,
+        NodeId(from),
+        NodeId(to),
+    )))
+}
+
+/// Waits until the far end closes `stream` (EOF or reset); the acceptor never sends bytes.
+async fn assert_closed_by_peer(stream: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT_MAX, stream.read(&mut byte))
+        .await
+        .expect("connection closed before the deadline");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "acceptor sent bytes: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn restarted_peer_is_reconnected_and_traffic_resumes() {
+    let (a, mut a_rx) = start(1).await;
+    let (b, mut b_rx) = start(2).await;
+    let b_addr = b.local_addr();
+    a.set_peer(NodeId(2), b_addr).expect("set_peer");
+    a.send(heartbeat(1, 2, 0)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut b_rx).await), 0);
+
+    b.shutdown().await;
+    assert!(recv_within_closed(&mut b_rx).await);
+    // Restart on the same address; A must notice the loss and redial with backoff.
+    let (b2, mut b2_rx) = Transport::start(TransportConfig {
+        listen_addr: b_addr,
+        ..config(CLUSTER, 2)
+    })
+    .await
+    .expect("restart on the same address");
+    b2.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    let deadline = Instant::now() + WAIT_MAX;
+    let mut seq = 1;
+    let received = loop {
+        assert!(Instant::now() < deadline, "no traffic after restart");
+        // Messages written into the dying connection may be lost; Raft resends, so do we.
+        let _ = a.send(heartbeat(1, 2, seq)); // a full queue just means "not yet"
+        seq += 1;
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(20), b2_rx.recv()).await
+        {
+            break message;
+        }
+    };
+    assert!(seq_of(&received) >= 1);
+    assert!(
+        a.metrics().peers[&NodeId(2)].reconnects >= 1,
+        "{:?}",
+        a.metrics()
+    );
+    b2.send(heartbeat(2, 1, 7)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut a_rx).await), 7);
+    a.shutdown().await;
+    b2.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_cluster_handshake_is_refused() {
+    let (a, mut a_rx) = start(1).await;
+    // A transport of another cluster dials A and sends; A must refuse every connection.
+    let (other, _other_rx) = Transport::start(config(ClusterId(99), 2))
+        .await
+        .expect("start");
+    other.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    let _ = other.send(heartbeat(2, 1, 0)); // queued or refused: either way it must not arrive
+    wait_until("A rejects the handshake", || {
+        a.metrics().handshake_rejections >= 1
+    })
+    .await;
+    // The same over a raw socket: the connection is closed after the handshake frame.
+    let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
+    let mut bytes = hello(ClusterId(99), 3, 1);
+    bytes.extend_from_slice(&frame(WireBody::Message(heartbeat(3, 1, 0))));
+    raw.write_all(&bytes).await.expect("write");
+    assert_closed_by_peer(&mut raw).await;
+    assert!(a.metrics().handshake_rejections >= 2);
+    assert!(
+        a_rx.try_recv().is_err(),
+        "no message from another cluster gets through"
+    );
+    other.shutdown().await;
+    a.shutdown().await;
+}
+
+/// Bad input on one connection closes that connection (counted) while a healthy peer's
+/// connection keeps delivering.
+#[tokio::test]
+async fn bad_input_closes_only_its_connection() {
+    let (a, mut a_rx) = start(1).await;
+    let (b, _b_rx) = start(2).await;
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    let mut oversized = hello(CLUSTER, 3, 1);
+    oversized.put_u32(u32::try_from(FRAME_MAX + 1).expect("small"));
+    let mut forged = hello(CLUSTER, 3, 1);
+    forged.extend_from_slice(&frame(WireBody::Message(heartbeat(4, 1, 0))));
+    let mut wrong_version = hello(CLUSTER, 3, 1);
+    let message_frame = frame(WireBody::Message(heartbeat(3, 1, 0)));
+    let mut bumped = message_frame.clone();
+    bumped[4] = PROTOCOL_VERSION + 1;
+    wrong_version.extend_from_slice(&bumped);
+    let mut truncated = hello(CLUSTER, 3, 1);
+    truncated.extend_from_slice(&message_frame[..message_frame.len() - 2]);
+    let cases: Vec<(&str, BytesMut, bool)> = vec![
+        (
+            "garbage",
+            BytesMut::from(&b"GET / HTTP/1.1\r\n\r\n"[..]),
+            false,
+        ),
+        ("oversized length", oversized, false),
+        ("forged sender", forged, false),
+        ("wrong version", wrong_version, false),
+        ("truncated then closed", truncated, true),
+    ];
+    for (round, (name, bytes, close_after)) in cases.into_iter().enumerate() {
+        let before = a.metrics();
+        let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
+        raw.write_all(&bytes).await.expect("write");
+        if close_after {
+            raw.shutdown().await.expect("half-close");
+        }
+        assert_closed_by_peer(&mut raw).await;
+        let closed = |m: &raft_net::TransportMetrics| {
+            m.decode_errors + m.frames_rejected + m.handshake_rejections
+        };
+        wait_until(name, || closed(&a.metrics()) == closed(&before) + 1).await;
+        let seq = u64::try_from(round).expect("small");
+        b.send(heartbeat(2, 1, seq)).expect("queued");
+        let message = recv_within(&mut a_rx).await;
+        assert_eq!(
+            (message.from, seq_of(&message)),
+            (NodeId(2), seq),
+            "after {name}"
+        );
+    }
+    let metrics = a.metrics();
+    // Garbage reads as an absurd length prefix: a decode error before any handshake.
+    assert_eq!(
+        (metrics.decode_errors, metrics.frames_rejected),
+        (4, 1),
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics.peers[&NodeId(3)].decode_errors,
+        3,
+        "counted against the peer"
+    );
+    assert_eq!(
+        metrics.peers[&NodeId(2)].connects + metrics.peers[&NodeId(2)].reconnects,
+        0
+    );
+    assert_eq!(
+        b.metrics().peers[&NodeId(1)].connects,
+        1,
+        "healthy connection untouched"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_split_across_reads_are_reassembled() {
+    let (a, mut a_rx) = start(1).await;
+    let mut bytes = hello(CLUSTER, 2, 1);
+    for seq in 0..3 {
+        bytes.extend_from_slice(&frame(WireBody::Message(heartbeat(2, 1, seq))));
+    }
+    let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
+    raw.set_nodelay(true).expect("nodelay");
+    for (i, byte) in bytes.iter().enumerate() {
+        raw.write_all(&[*byte]).await.expect("write");
+        if i % 7 == 0 {
+            // Give the reader a chance to see each partial frame on its own.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for seq in 0..3 {
+        assert_eq!(seq_of(&recv_within(&mut a_rx).await), seq);
+    }
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn handshake_timeout_closes_silent_connection() {
+    let (a, _a_rx) = start(1).await;
+    let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
+    assert_closed_by_peer(&mut raw).await;
+    wait_until("timeout counted", || a.metrics().handshake_rejections == 1).await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreachable_peer_fills_its_queue_and_send_reports_it() {
+    let queue = 8;
+    let (a, _a_rx) = Transport::start(TransportConfig {
+        peer_queue_msgs_max: queue,
+        ..config(CLUSTER, 1)
+    })
+    .await
+    .expect("start");
+    // A port nobody listens on: bind one, note it, close it.
+    let dead: SocketAddr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    a.set_peer(NodeId(2), dead).expect("set_peer");
+    for seq in 0..8 {
+        a.send(heartbeat(1, 2, seq)).expect("room in the queue");
+    }
+    let refused = a.send(heartbeat(1, 2, 8)).expect_err("queue full");
+    assert!(refused.is_unreachable(), "{refused}");
+    assert_eq!(
+        a.send(heartbeat(1, 3, 0)),
+        Err(SendError::UnknownPeer { to: NodeId(3) })
+    );
+    wait_until("connect failures counted", || {
+        a.metrics().peers[&NodeId(2)].connect_failures >= 2
+    })
+    .await;
+    assert_eq!(a.metrics().peers[&NodeId(2)].drops_queue_full, 1);
+
+    // Membership change: point peer 2 at a live node; the queued messages go out.
+    let (b, mut b_rx) = start(2).await;
+    a.set_peer(NodeId(2), b.local_addr())
+        .expect("update address");
+    for seq in 0..8 {
+        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
+    }
+    assert!(a.remove_peer(NodeId(2)));
+    assert_eq!(
+        a.send(heartbeat(1, 2, 9)),
+        Err(SendError::UnknownPeer { to: NodeId(2) })
+    );
+    assert!(!a.remove_peer(NodeId(2)));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A consumer that stops reading stalls only TCP: the sender's queue fills and `send` says
+/// so, nothing accepted is lost, and everything arrives once the consumer resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_backpressures_the_sender() {
+    let small = |id| TransportConfig {
+        peer_queue_msgs_max: 64,
+        inbound_queue_msgs_max: 16,
+        ..config(CLUSTER, id)
+    };
+    let (a, _a_rx) = Transport::start(small(1)).await.expect("start");
+    let (b, mut b_rx) = Transport::start(small(2)).await.expect("start");
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    let deadline = Instant::now() + WAIT_MAX;
+    let mut accepted = 0u64;
+    // Bounded by the deadline; socket buffers hold a few MB, so this takes ~10^5 sends.
+    loop {
+        assert!(Instant::now() < deadline, "queue never filled");
+        match a.send(heartbeat(1, 2, accepted)) {
+            Ok(()) => accepted += 1,
+            Err(SendError::QueueFull { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+        if accepted % 1024 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(a.metrics().peers[&NodeId(2)].drops_queue_full >= 1);
+    for seq in 0..accepted {
+        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
+    }
+    assert!(b_rx.try_recv().is_err());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_listener_and_refuses_sends() {
+    let (a, mut a_rx) = start(1).await;
+    let (b, _b_rx) = start(2).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    let addr = a.local_addr();
+    a.shutdown().await;
+    assert!(recv_within_closed(&mut a_rx).await);
+    assert_eq!(a.send(heartbeat(1, 2, 0)), Err(SendError::Shutdown));
+    assert!(a.set_peer(NodeId(3), addr).is_err());
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    a.shutdown().await; // idempotent
+    b.shutdown().await;
 }

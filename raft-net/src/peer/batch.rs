@@ -157,3 +157,155 @@ async fn write_batch(
     batch.clear();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FrameDecoder;
+    use crate::handshake::ClusterId;
+    use bytes::Bytes;
+    use raft_core::{LogIndex, MessageBody, NodeId, SnapshotMeta, Term};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    const CHUNK_BYTES: usize = 32 * 1024;
+
+    fn context() -> PeerContext {
+        PeerContext {
+            cluster_id: ClusterId(1),
+            local_id: NodeId(1),
+            peer_id: NodeId(2),
+            frame_bytes_max: 1024 * 1024,
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(1),
+            connect_timeout: Duration::from_millis(1),
+            counters: Arc::new(PeerCounters::default()),
+        }
+    }
+
+    fn message(body: MessageBody) -> Message {
+        Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body,
+        }
+    }
+
+    fn heartbeat() -> Message {
+        message(MessageBody::Heartbeat {
+            commit: LogIndex(1),
+            read_round: 1,
+        })
+    }
+
+    fn chunk() -> Message {
+        message(MessageBody::InstallSnapshot {
+            meta: SnapshotMeta::default(),
+            offset: 0,
+            data: Bytes::from(vec![0u8; CHUNK_BYTES]),
+            done: false,
+        })
+    }
+
+    /// Counts (heartbeats, chunks) in an encoded batch.
+    fn kinds(batch: &mut BytesMut) -> (usize, usize) {
+        let mut decoder = FrameDecoder::new(1024 * 1024);
+        let (mut heartbeats, mut chunks) = (0, 0);
+        while let Some((WireBody::Message(m), _)) = decoder.decode(batch).expect("valid") {
+            match m.body {
+                MessageBody::Heartbeat { .. } => heartbeats += 1,
+                _ => chunks += 1,
+            }
+        }
+        (heartbeats, chunks)
+    }
+
+    /// Heartbeats queued behind snapshot chunks go out in the next write with at most one
+    /// chunk ahead of them, whichever lane the batch started from.
+    #[test]
+    fn batch_takes_all_control_messages_and_at_most_one_chunk() {
+        for first_is_chunk in [false, true] {
+            let (control_tx, control) = mpsc::channel(64);
+            let (snapshot_tx, snapshot) = mpsc::channel(8);
+            let mut queues = PeerQueues { control, snapshot };
+            for _ in 0..3 {
+                snapshot_tx.try_send(chunk()).expect("room");
+            }
+            for _ in 0..5 {
+                control_tx.try_send(heartbeat()).expect("room");
+            }
+            let first = if first_is_chunk { chunk() } else { heartbeat() };
+            let mut batch = BytesMut::new();
+            let msgs = fill_batch(first, &mut queues, &context(), &mut batch);
+            let expected_heartbeats = if first_is_chunk { 5 } else { 6 };
+            assert_eq!(
+                msgs,
+                expected_heartbeats + 1,
+                "first_is_chunk={first_is_chunk}"
+            );
+            assert_eq!(kinds(&mut batch), (expected_heartbeats as usize, 1));
+            let left = 3 - usize::from(!first_is_chunk);
+            assert_eq!(
+                queues.snapshot.len(),
+                left,
+                "other chunks wait for the next batch"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_stops_growing_at_the_byte_limit() {
+        let (control_tx, control) = mpsc::channel(64);
+        let (_snapshot_tx, snapshot) = mpsc::channel(1);
+        let mut queues = PeerQueues { control, snapshot };
+        for _ in 0..20 {
+            control_tx.try_send(chunk_as_append()).expect("room");
+        }
+        let mut batch = BytesMut::new();
+        let msgs = fill_batch(chunk_as_append(), &mut queues, &context(), &mut batch);
+        assert!(batch.len() >= WRITE_BATCH_BYTES_MAX, "{}", batch.len());
+        assert!(
+            batch.len() < WRITE_BATCH_BYTES_MAX + 2 * CHUNK_BYTES,
+            "{}",
+            batch.len()
+        );
+        assert_eq!(
+            u64::try_from(queues.control.len()).expect("small") + msgs,
+            21
+        );
+    }
+
+    fn chunk_as_append() -> Message {
+        message(MessageBody::Append {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![raft_core::Entry {
+                index: LogIndex(1),
+                term: Term(1),
+                payload: raft_core::EntryPayload::Command(Bytes::from(vec![1u8; CHUNK_BYTES])),
+            }],
+            leader_commit: LogIndex(0),
+        })
+    }
+
+    #[test]
+    fn oversized_message_is_dropped_and_counted() {
+        let (_control_tx, control) = mpsc::channel(1);
+        let (_snapshot_tx, snapshot) = mpsc::channel(1);
+        let mut queues = PeerQueues { control, snapshot };
+        let context = PeerContext {
+            frame_bytes_max: 1024,
+            ..context()
+        };
+        let mut batch = BytesMut::new();
+        assert_eq!(fill_batch(chunk(), &mut queues, &context, &mut batch), 0);
+        assert!(batch.is_empty());
+        let dropped = context
+            .counters
+            .drops_oversized
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(dropped, 1);
+    }
+}
