@@ -459,7 +459,8 @@ fn credentials_are_checked_against_the_configured_password() {
         username: b(user),
         password: b(pass),
     };
-    let cases: &[(Option<&[u8]>, Credentials, Result<(), CommandError>)] = &[
+    type Case<'a> = (Option<&'a [u8]>, Credentials, Result<(), CommandError>);
+    let cases: &[Case] = &[
         (Some(b"secret"), creds("default", "secret"), Ok(())),
         (
             Some(b"secret"),
