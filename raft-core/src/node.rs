@@ -336,6 +336,15 @@ impl<S: LogStore> Node<S> {
         self.leader_transfer(target)
     }
 
+    /// Starts an election now instead of waiting for the timeout (with a pre-vote first if
+    /// configured). Does nothing on a leader or a node that may not campaign.
+    pub fn campaign(&mut self) {
+        self.assert_not_awaiting_advance();
+        if self.role != Role::Leader {
+            self.start_campaign(self.config.pre_vote, false);
+        }
+    }
+
     /// Feeds a message from a peer.
     pub fn step(&mut self, message: Message) {
         self.assert_not_awaiting_advance();

@@ -13,14 +13,14 @@ impl<S: LogStore> Node<S> {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_election_ticks && self.is_promotable() {
             self.reset_timers();
-            self.campaign(self.config.pre_vote, false);
+            self.start_campaign(self.config.pre_vote, false);
         } else if self.election_elapsed >= self.randomized_election_ticks {
             self.reset_timers();
         }
     }
 
     /// Starts a pre-vote (if `pre`) or a real election.
-    pub(crate) fn campaign(&mut self, pre: bool, leader_transfer: bool) {
+    pub(crate) fn start_campaign(&mut self, pre: bool, leader_transfer: bool) {
         if !self.is_promotable() {
             return;
         }
@@ -70,7 +70,7 @@ impl<S: LogStore> Node<S> {
 
     fn on_campaign_won(&mut self, pre: bool) {
         if pre {
-            self.campaign(false, false);
+            self.start_campaign(false, false);
         } else {
             self.become_leader();
         }
@@ -127,6 +127,6 @@ impl<S: LogStore> Node<S> {
         if self.role == Role::Leader || !self.is_promotable() {
             return;
         }
-        self.campaign(false, true);
+        self.start_campaign(false, true);
     }
 }
