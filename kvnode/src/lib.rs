@@ -15,6 +15,9 @@
 //! - [`state_machine`]: the replicated map, its log-entry encoding, snapshots and the
 //!   member address book.
 //! - [`error`]: the crate error and the one function that turns errors into RESP replies.
+//!
+//! `COMMANDS.md` beside this crate's `Cargo.toml` lists the commands, their error replies,
+//! and the log-entry and snapshot byte formats.
 
 pub mod cmd;
 pub mod error;

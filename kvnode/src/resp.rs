@@ -39,7 +39,7 @@ pub use encode::encode;
 pub use error::ProtocolError;
 pub use frame::{Frame, Protocol};
 pub use limits::{Limits, LimitsError};
-pub use request::decode_request;
+pub use request::{decode_request, RequestDecoder};
 
 #[cfg(test)]
 mod tests {
@@ -126,6 +126,24 @@ mod tests {
         (frames, None)
     }
 
+    /// As [`decode_chunked`], through one [`RequestDecoder`] that resumes across reads.
+    fn decode_stateful_chunked(bytes: &[u8], cut: usize) -> (Vec<Frame>, Option<ProtocolError>) {
+        let mut decoder = RequestDecoder::new(small_limits());
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in [&bytes[..cut], &bytes[cut..]] {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(error) => return (frames, Some(error)),
+                }
+            }
+        }
+        (frames, None)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(10_000))]
 
@@ -139,6 +157,8 @@ mod tests {
                 let split = decode_chunked(&bytes, cut, decode);
                 prop_assert_eq!(&whole, &split);
             }
+            let whole = decode_chunked(&bytes, bytes.len(), decode_request);
+            prop_assert_eq!(&whole, &decode_stateful_chunked(&bytes, cut));
         }
     }
 

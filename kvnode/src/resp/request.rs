@@ -18,22 +18,70 @@ use super::inline::split_inline;
 use super::limits::Limits;
 use super::number::parse_i64;
 
-/// Decodes the next request in `buf`, consuming its bytes.
-///
-/// Returns `Ok(None)` when more bytes are needed (nothing is consumed except ignored empty
-/// requests), and `Ok(Some(frame))` with one request; call again for pipelined requests.
+/// Decodes the next request in `buf`, consuming its bytes (stateless form of
+/// [`RequestDecoder::decode`], which a connection should prefer).
 ///
 /// # Errors
-/// A [`ProtocolError`] with Redis' wording. The buffer is then in an unknown position and
-/// the connection should be closed after replying.
+/// As [`RequestDecoder::decode`].
 pub fn decode_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ProtocolError> {
+    decode_request_resuming(buf, limits, &mut None)
+}
+
+/// A connection's request decoder. It remembers how far the check pass got through a
+/// partial multibulk, so a request dribbled in one byte at a time costs linear work, not
+/// a re-scan of every header on every read.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    limits: Limits,
+    /// Progress through the partial multibulk at the front of the buffer.
+    progress: Option<Progress>,
+}
+
+/// How much of a partial multibulk the check pass has already validated.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    count: usize,
+    /// Position after the last validated bulk.
+    pos: usize,
+    /// Bulks validated so far.
+    done: usize,
+}
+
+impl RequestDecoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> RequestDecoder {
+        RequestDecoder {
+            limits,
+            progress: None,
+        }
+    }
+
+    /// Decodes the next request in `buf`, consuming its bytes.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed (nothing is consumed except ignored
+    /// empty requests), and `Ok(Some(frame))` with one request; call again for pipelined
+    /// requests. Between calls the caller may only append to `buf`.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] with Redis' wording. The buffer is then in an unknown position
+    /// and the connection should be closed after replying.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        decode_request_resuming(buf, &self.limits, &mut self.progress)
+    }
+}
+
+fn decode_request_resuming(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    progress: &mut Option<Progress>,
+) -> Result<Option<Frame>, ProtocolError> {
     // Bounded: every pass that does not return consumes at least one byte.
     loop {
         let Some(&first) = buf.first() else {
             return Ok(None);
         };
         if first == b'*' {
-            let Some(checked) = decode_request_check(buf, limits)? else {
+            let Some(checked) = decode_request_check(buf, limits, progress)? else {
                 return Ok(None);
             };
             let frame_bytes = buf.split_to(checked.len_bytes).freeze();
@@ -61,32 +109,52 @@ struct Checked {
     count: usize,
 }
 
-fn decode_request_check(buf: &[u8], limits: &Limits) -> Result<Option<Checked>, ProtocolError> {
-    let Some(line_end) = find_line_end(buf, 0, limits, ProtocolError::TooBigMultibulkCount)? else {
-        return Ok(None);
+/// Checks the multibulk at the front of `buf`, resuming from `progress` if a previous
+/// call got partway; leaves `progress` set when the frame is still incomplete.
+fn decode_request_check(
+    buf: &[u8],
+    limits: &Limits,
+    progress: &mut Option<Progress>,
+) -> Result<Option<Checked>, ProtocolError> {
+    let mut state = match progress.take() {
+        Some(state) => state,
+        None => {
+            let Some(line_end) =
+                find_line_end(buf, 0, limits, ProtocolError::TooBigMultibulkCount)?
+            else {
+                return Ok(None);
+            };
+            let declared =
+                parse_i64(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if declared <= 0 {
+                return Ok(Some(Checked {
+                    len_bytes: line_end + 2,
+                    count: 0,
+                }));
+            }
+            let count = usize::try_from(declared)
+                .ok()
+                .filter(|count| *count <= limits.array_elements_max)
+                .ok_or(ProtocolError::InvalidMultibulkLength)?;
+            Progress {
+                count,
+                pos: line_end + 2,
+                done: 0,
+            }
+        }
     };
-    let declared = parse_i64(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    let mut pos = line_end + 2;
-    if declared <= 0 {
-        return Ok(Some(Checked {
-            len_bytes: pos,
-            count: 0,
-        }));
-    }
-    let count = usize::try_from(declared)
-        .ok()
-        .filter(|count| *count <= limits.array_elements_max)
-        .ok_or(ProtocolError::InvalidMultibulkLength)?;
     // Bounded by `count`, itself capped above.
-    for _ in 0..count {
-        let Some(after) = decode_request_check_bulk(buf, pos, limits)? else {
+    while state.done < state.count {
+        let Some(after) = decode_request_check_bulk(buf, state.pos, limits)? else {
+            *progress = Some(state);
             return Ok(None);
         };
-        pos = after;
+        state.pos = after;
+        state.done += 1;
     }
     Ok(Some(Checked {
-        len_bytes: pos,
-        count,
+        len_bytes: state.pos,
+        count: state.count,
     }))
 }
 
@@ -255,6 +323,26 @@ mod tests {
             );
             assert!(buf.is_empty(), "{input:?} left {buf:?}");
         }
+    }
+
+    #[test]
+    fn stateful_decoder_fed_one_byte_at_a_time_gives_the_same_frames() {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        for (text, words) in VALID {
+            input.extend_from_slice(text.as_bytes());
+            expected.push(bulks(words));
+        }
+        let mut decoder = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for byte in input {
+            buf.extend_from_slice(&[byte]);
+            while let Some(frame) = decoder.decode(&mut buf).expect("valid input") {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames, expected);
     }
 
     #[test]
