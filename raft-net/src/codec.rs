@@ -238,6 +238,16 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    /// The example in PROTOCOL.md, byte for byte.
+    #[test]
+    fn handshake_bytes_match_protocol_md() {
+        let mut buf = BytesMut::new();
+        let hello = Handshake::new(ClusterId(42), NodeId(2), NodeId(1));
+        encode_frame(&WireBody::Handshake(hello), FRAME_MAX, &mut buf).expect("fits");
+        let expected = [0, 0, 0, 0x0a, 1, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1];
+        assert_eq!(&buf[..], &expected[..]);
+    }
+
     #[test]
     fn encoded_prefix_matches_length_delimited_codec() {
         let mut ours = BytesMut::new();

@@ -519,3 +519,26 @@ async fn shutdown_closes_listener_and_refuses_sends() {
     a.shutdown().await; // idempotent
     b.shutdown().await;
 }
+
+/// On a single-threaded runtime the writer cannot run while this task queues, so 100
+/// messages queued back to back leave in one batch: one `write` call, not one each.
+#[tokio::test(flavor = "current_thread")]
+async fn queued_batch_costs_one_write_call() {
+    let (a, _a_rx) = start(1).await;
+    let (b, mut b_rx) = start(2).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    a.send(heartbeat(1, 2, 0)).expect("queued");
+    recv_within(&mut b_rx).await; // connected, handshake and first message written
+    let before = a.metrics().peers[&NodeId(2)];
+    for seq in 1..=100 {
+        a.send(heartbeat(1, 2, seq)).expect("queued");
+    }
+    for seq in 1..=100 {
+        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
+    }
+    let after = a.metrics().peers[&NodeId(2)];
+    assert_eq!(after.msgs_sent - before.msgs_sent, 100);
+    assert_eq!(after.write_calls - before.write_calls, 1, "{before:?} -> {after:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
