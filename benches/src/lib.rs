@@ -1,1 +1,6 @@
-//! Shared helpers for the criterion benches and the load tool.
+//! Shared helpers for the criterion benches (and, later, the load tool).
+//!
+//! - [`in_process`]: a cluster of raft-core nodes on memory stores, joined by an in-process
+//!   FIFO "network", for measuring the consensus algorithm alone.
+
+pub mod in_process;
