@@ -34,7 +34,10 @@ fn bench_root() -> tempfile::TempDir {
 fn wal_append_sync(c: &mut Criterion) {
     let root = bench_root();
     let mut group = c.benchmark_group("wal_append_sync");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     for entry_bytes in ENTRY_SIZES_BYTES {
         for batch in BATCH_SIZES {
             let dir = root.path().join(format!("wal-{batch}x{entry_bytes}"));
@@ -46,12 +49,18 @@ fn wal_append_sync(c: &mut Criterion) {
                 b.iter(|| {
                     let first = wal.last_index().next();
                     for k in 0..batch as u64 {
-                        let record = Record { index: first.plus(k), term: Term(1), kind: RecordKind(2), payload: &payload };
+                        let record = Record {
+                            index: first.plus(k),
+                            term: Term(1),
+                            kind: RecordKind(2),
+                            payload: &payload,
+                        };
                         wal.append(&record).expect("append");
                     }
                     wal.sync().expect("sync");
                     if wal.last_index().0 - wal.first_index().0 > 2 * retained {
-                        wal.compact_prefix(LogIndex(wal.last_index().0 - retained)).expect("compact");
+                        wal.compact_prefix(LogIndex(wal.last_index().0 - retained))
+                            .expect("compact");
                     }
                 });
             });
@@ -63,12 +72,21 @@ fn wal_append_sync(c: &mut Criterion) {
 fn raw_write_fdatasync(c: &mut Criterion) {
     let root = bench_root();
     let path = root.path().join("raw");
-    let file = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("create");
     // SAFETY: plain system call on a descriptor we own.
     let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, RAW_FILE_BYTES as libc::off_t) };
     assert_eq!(code, 0, "posix_fallocate");
     let mut group = c.benchmark_group("raw_write_fdatasync");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     let mut offset = 0u64;
     for entry_bytes in ENTRY_SIZES_BYTES {
         for batch in BATCH_SIZES {
@@ -93,17 +111,28 @@ fn raw_write_fdatasync(c: &mut Criterion) {
 fn wal_reopen_1gib(c: &mut Criterion) {
     let root = bench_root();
     let dir = root.path().join("wal-1gib");
-    let config = WalConfig { sync_policy: SyncPolicy::Never, ..WalConfig::default() };
+    let config = WalConfig {
+        sync_policy: SyncPolicy::Never,
+        ..WalConfig::default()
+    };
     let mut wal = Wal::open(&dir, config.clone()).expect("open");
     let payload = vec![0xa5u8; 4096];
     let entries = (1u64 << 30) / 4096;
     for index in 1..=entries {
-        let record = Record { index: LogIndex(index), term: Term(1), kind: RecordKind(2), payload: &payload };
+        let record = Record {
+            index: LogIndex(index),
+            term: Term(1),
+            kind: RecordKind(2),
+            payload: &payload,
+        };
         wal.append(&record).expect("append");
     }
     drop(wal);
     let mut group = c.benchmark_group("wal_reopen");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Bytes(1 << 30));
     group.bench_function("1GiB_page_cache_warm", |b| {
         b.iter_custom(|iters| {
@@ -123,11 +152,20 @@ fn wal_reopen_1gib(c: &mut Criterion) {
     if dropped {
         let start = Instant::now();
         let wal = Wal::open(&dir, config).expect("reopen");
-        eprintln!("wal_reopen/1GiB_page_cache_cold: {:?} ({} entries)", start.elapsed(), wal.last_index().0);
+        eprintln!(
+            "wal_reopen/1GiB_page_cache_cold: {:?} ({} entries)",
+            start.elapsed(),
+            wal.last_index().0
+        );
     } else {
         eprintln!("wal_reopen/1GiB_page_cache_cold: skipped (cannot drop the page cache)");
     }
 }
 
-criterion_group!(benches, wal_append_sync, raw_write_fdatasync, wal_reopen_1gib);
+criterion_group!(
+    benches,
+    wal_append_sync,
+    raw_write_fdatasync,
+    wal_reopen_1gib
+);
 criterion_main!(benches);
