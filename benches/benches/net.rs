@@ -23,6 +23,7 @@ const FRAME_SIZES: [usize; 2] = [128, 4096];
 const PERCENTILE_ROUND_TRIPS: usize = 20_000;
 const FRAME_MAX: usize = 1024 * 1024;
 
+/// The runtime kvnode uses: multi-threaded, one worker per core of the 2-core machine.
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -55,7 +56,8 @@ fn message_of_frame_bytes(from: u64, to: u64, frame_bytes: usize) -> Message {
     let mut data_bytes = frame_bytes - overhead;
     for _ in 0..4 {
         buf.clear();
-        let len = encode_frame(&WireBody::Message(make(data_bytes)), FRAME_MAX, &mut buf).expect("fits");
+        let len =
+            encode_frame(&WireBody::Message(make(data_bytes)), FRAME_MAX, &mut buf).expect("fits");
         if len == frame_bytes {
             break;
         }
@@ -74,13 +76,22 @@ struct Pair {
 async fn pair() -> Pair {
     let config = |id| TransportConfig {
         frame_bytes_max: FRAME_MAX,
-        ..TransportConfig::new(ClusterId(1), NodeId(id), "127.0.0.1:0".parse().expect("addr"))
+        ..TransportConfig::new(
+            ClusterId(1),
+            NodeId(id),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
     };
     let (a, a_rx) = Transport::start(config(1)).await.expect("start a");
     let (b, b_rx) = Transport::start(config(2)).await.expect("start b");
     a.set_peer(NodeId(2), b.local_addr()).expect("peer");
     b.set_peer(NodeId(1), a.local_addr()).expect("peer");
-    Pair { a, a_rx, b, b_rx: Some(b_rx) }
+    Pair {
+        a,
+        a_rx,
+        b,
+        b_rx: Some(b_rx),
+    }
 }
 
 /// Sends with backpressure: a full queue means "yield and try again".
@@ -94,21 +105,21 @@ async fn send_until_queued(transport: &Transport, message: &Message) {
     }
 }
 
-/// Time for `n` messages A -> B, all received.
+/// Time for `n` messages A -> B, all received (by a separate task, as kvnode's raft loop
+/// would be).
 async fn transport_stream(pair: &mut Pair, message: &Message, n: u64) -> Duration {
-    let b_rx = pair.b_rx.as_mut().expect("receiver kept for streaming");
+    let mut b_rx = pair.b_rx.take().expect("receiver kept for streaming");
     let start = Instant::now();
-    let send = async {
-        for _ in 0..n {
-            send_until_queued(&pair.a, message).await;
-        }
-    };
-    let receive = async {
+    let receiver = tokio::spawn(async move {
         for _ in 0..n {
             b_rx.recv().await.expect("running");
         }
-    };
-    tokio::join!(send, receive);
+        b_rx
+    });
+    for _ in 0..n {
+        send_until_queued(&pair.a, message).await;
+    }
+    pair.b_rx = Some(receiver.await.expect("receiver task"));
     start.elapsed()
 }
 
@@ -170,7 +181,8 @@ async fn raw_stream(frame_bytes: usize, n: u64) -> Duration {
         }
     });
     let start = Instant::now();
-    let mut writer = BufWriter::with_capacity(64 * 1024, TcpStream::connect(addr).await.expect("connect"));
+    let mut writer =
+        BufWriter::with_capacity(64 * 1024, TcpStream::connect(addr).await.expect("connect"));
     let frame = vec![1u8; frame_bytes];
     for _ in 0..n {
         writer.write_all(&frame).await.expect("write");
@@ -204,8 +216,8 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
-fn bench_round_trip(c: &mut Criterion, rt: &Runtime) {
-    let mut group = c.benchmark_group("net/rtt");
+fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
+    let mut group = c.benchmark_group(group_name);
     for frame_bytes in FRAME_SIZES {
         let message = message_of_frame_bytes(1, 2, frame_bytes);
         let mut pair = rt.block_on(pair());
@@ -249,7 +261,7 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime) {
             }
             samples
         });
-        report_percentiles(frame_bytes, transport, raw);
+        report_percentiles(group_name, frame_bytes, transport, raw);
     }
     group.finish();
 }
@@ -259,13 +271,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank]
 }
 
-fn report_percentiles(frame_bytes: usize, mut transport: Vec<Duration>, mut raw: Vec<Duration>) {
+fn report_percentiles(
+    group_name: &str,
+    frame_bytes: usize,
+    mut transport: Vec<Duration>,
+    mut raw: Vec<Duration>,
+) {
     transport.sort();
     raw.sort();
     let (t50, t99) = (percentile(&transport, 0.5), percentile(&transport, 0.99));
     let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
     println!(
-        "rtt {frame_bytes} B over {PERCENTILE_ROUND_TRIPS} round trips: transport p50 {t50:?} p99 {t99:?}; \
+        "{group_name} {frame_bytes} B over {PERCENTILE_ROUND_TRIPS} round trips: transport p50 {t50:?} p99 {t99:?}; \
          raw tcp p50 {r50:?} p99 {r99:?}; p50 ratio {:.2}",
         t50.as_secs_f64() / r50.as_secs_f64()
     );
@@ -279,6 +296,14 @@ fn main() {
         .configure_from_args();
     let rt = runtime();
     bench_throughput(&mut c, &rt);
-    bench_round_trip(&mut c, &rt);
+    bench_round_trip(&mut c, &rt, "net/rtt");
+    drop(rt);
+    // The same on one thread: no cross-thread wake-ups, which isolates raft-net's own cost
+    // from the multi-threaded scheduler's (see BENCHMARKS.md).
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    bench_round_trip(&mut c, &single, "net/rtt_current_thread");
     c.final_summary();
 }

@@ -244,7 +244,9 @@ mod tests {
         let mut buf = BytesMut::new();
         let hello = Handshake::new(ClusterId(42), NodeId(2), NodeId(1));
         encode_frame(&WireBody::Handshake(hello), FRAME_MAX, &mut buf).expect("fits");
-        let expected = [0, 0, 0, 0x0a, 1, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1];
+        let expected = [
+            0, 0, 0, 0x0a, 1, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1,
+        ];
         assert_eq!(&buf[..], &expected[..]);
     }
 

@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -147,6 +148,9 @@ async fn serve_connection_loop(
 ) -> Result<Closed, RejectReason> {
     let handshake_deadline = Instant::now() + ctx.config.handshake_timeout;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // Created once: a fresh `cancelled()` per pass would register a waiter under a lock.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         while let Some(event) = decoder.next_event(&mut buf)? {
             match event {
@@ -165,9 +169,15 @@ async fn serve_connection_loop(
                         &peer_counters.bytes_received,
                         u64::try_from(wire_bytes).expect("usize fits in u64"),
                     );
+                    // Fast path without a wait; only a full channel needs the select.
+                    let message = match ctx.inbound_tx.try_send(message) {
+                        Ok(()) => continue,
+                        Err(TrySendError::Closed(_)) => return Ok(Closed::ReceiverGone),
+                        Err(TrySendError::Full(message)) => message,
+                    };
                     tokio::select! {
                         biased;
-                        () = cancel.cancelled() => return Ok(Closed::Cancelled),
+                        () = &mut cancelled => return Ok(Closed::Cancelled),
                         sent = ctx.inbound_tx.send(message) => if sent.is_err() {
                             return Ok(Closed::ReceiverGone);
                         },
@@ -178,7 +188,7 @@ async fn serve_connection_loop(
         buf.reserve(READ_CHUNK_BYTES);
         let read = tokio::select! {
             biased;
-            () = cancel.cancelled() => return Ok(Closed::Cancelled),
+            () = &mut cancelled => return Ok(Closed::Cancelled),
             () = tokio::time::sleep_until(handshake_deadline), if decoder.peer().is_none() => {
                 let timeout_ms = ctx.config.handshake_timeout.as_millis();
                 return Err(RejectReason::HandshakeTimeout { timeout_ms });

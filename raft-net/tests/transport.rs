@@ -538,7 +538,11 @@ async fn queued_batch_costs_one_write_call() {
     }
     let after = a.metrics().peers[&NodeId(2)];
     assert_eq!(after.msgs_sent - before.msgs_sent, 100);
-    assert_eq!(after.write_calls - before.write_calls, 1, "{before:?} -> {after:?}");
+    assert_eq!(
+        after.write_calls - before.write_calls,
+        1,
+        "{before:?} -> {after:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -62,11 +62,17 @@ pub(super) async fn run_connection(
     // The acceptor never sends on this connection, so any read result (EOF, reset or
     // stray bytes) means the connection is finished.
     let mut probe = [0u8; 1];
+    // Created once, not per pass: polling a fresh `cancelled()` or `changed()` future
+    // registers a waiter under a lock, which showed up as per-message cost.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let addr_changed = addr_rx.changed();
+    tokio::pin!(addr_changed);
     loop {
         let first = tokio::select! {
             biased;
-            () = cancel.cancelled() => return ConnectionEnd::Stopped,
-            changed = addr_rx.changed() => return match changed {
+            () = &mut cancelled => return ConnectionEnd::Stopped,
+            changed = &mut addr_changed => return match changed {
                 Ok(()) => ConnectionEnd::AddrChanged,
                 Err(_) => ConnectionEnd::Stopped,
             },
@@ -84,7 +90,7 @@ pub(super) async fn run_connection(
         let bytes = as_u64(batch.len());
         let written = tokio::select! {
             biased;
-            () = cancel.cancelled() => return ConnectionEnd::Stopped,
+            () = &mut cancelled => return ConnectionEnd::Stopped,
             written = write_batch(&mut writer, &mut batch, counters) => written,
         };
         match written {
