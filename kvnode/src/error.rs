@@ -21,6 +21,57 @@ pub enum Error {
     /// A snapshot that cannot be restored.
     #[error("restoring a snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// The cluster could not serve the request (see [`ClusterError`]).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// Why the cluster did not answer a request with its result. The reply's code tells the
+/// client whether the request is known not to have been applied (`TRYAGAIN`: safe to
+/// retry) or may have been (`UNKNOWN`: check before retrying).
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("no leader is known right now")]
+    NoLeader,
+    #[error("the node is overloaded ({0})")]
+    Overloaded(&'static str),
+    #[error("the leader refused the request: {0}")]
+    Refused(#[from] raft_core::Error),
+    #[error("another leader overwrote the log slot before it committed")]
+    Overwritten,
+    #[error("leadership could not be confirmed for the read")]
+    ReadNotConfirmed,
+    #[error("forwarding to the leader at {leader} failed: {reason}")]
+    ForwardFailed { leader: String, reason: String },
+    #[error("leadership changed after the request was proposed")]
+    LeaderLost,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl ClusterError {
+    /// Whether the request is known not to have been applied.
+    pub fn not_applied(&self) -> bool {
+        !matches!(
+            self,
+            ClusterError::LeaderLost
+                | ClusterError::ShuttingDown
+                | ClusterError::ForwardFailed { .. }
+        )
+    }
+}
+
+/// Refusals that retrying later can cure (as opposed to an invalid request).
+fn refusal_is_retryable(refusal: &raft_core::Error) -> bool {
+    use raft_core::Error as E;
+    matches!(
+        refusal,
+        E::NotLeader { .. }
+            | E::TransferInProgress { .. }
+            | E::ProposalQueueFull { .. }
+            | E::ReadQueueFull { .. }
+            | E::ConfChangeInProgress { .. }
+    )
 }
 
 /// Result alias for this crate.
@@ -36,5 +87,14 @@ pub fn error_reply(error: &Error) -> Frame {
         Error::Protocol(protocol) => Frame::Error(format!("ERR {protocol}")),
         Error::Command(command) => Frame::Error(command.to_string()),
         Error::Decode(_) | Error::Snapshot(_) => Frame::Error(format!("ERR internal: {error}")),
+        Error::Cluster(ClusterError::Refused(refusal)) if !refusal_is_retryable(refusal) => {
+            Frame::Error(format!("ERR {refusal}"))
+        }
+        Error::Cluster(cluster) if cluster.not_applied() => {
+            Frame::Error(format!("TRYAGAIN {cluster}; the request was not applied"))
+        }
+        Error::Cluster(cluster) => Frame::Error(format!(
+            "UNKNOWN {cluster}; the request may or may not have been applied"
+        )),
     }
 }

@@ -20,9 +20,16 @@
 //! and the log-entry and snapshot byte formats.
 
 pub mod cmd;
+pub mod config;
+pub mod connection;
 pub mod error;
+pub mod info;
+pub mod metrics;
+pub mod raft_loop;
 pub mod resp;
+pub mod server;
 pub mod state_machine;
+pub mod storage;
 
 #[cfg(test)]
 mod test_alloc;

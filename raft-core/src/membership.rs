@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn committed_index_is_the_majority_minimum() {
-        let m = Membership::with_voters(ids(&[1, 2, 3]).into_iter());
+        let m = Membership::with_voters(ids(&[1, 2, 3]));
         let acked = |id: NodeId| [0, 5, 3, 9][id.0 as usize];
         assert_eq!(m.committed_index(acked), 5);
     }
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn changes_to_voters_go_through_joint_and_learners_do_not() {
-        let m = Membership::with_voters(ids(&[1, 2, 3]).into_iter());
+        let m = Membership::with_voters(ids(&[1, 2, 3]));
         let learner = m
             .apply_changes(&[ConfChange::AddLearner(NodeId(4))])
             .unwrap();
@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn invalid_changes_are_refused() {
-        let m = Membership::with_voters(ids(&[1]).into_iter());
+        let m = Membership::with_voters(ids(&[1]));
         assert!(m.apply_changes(&[ConfChange::Remove(NodeId(1))]).is_err());
         assert!(m.apply_changes(&[ConfChange::Remove(NodeId(7))]).is_err());
         assert!(m.apply_changes(&[ConfChange::AddVoter(NodeId(1))]).is_err());

@@ -108,7 +108,7 @@ impl KeySpace {
                 return (*position, found);
             }
             last_position = *position;
-            if pattern.map_or(true, |pattern| glob_match(pattern, key)) {
+            if pattern.is_none_or(|pattern| glob_match(pattern, key)) {
                 found.push(key.clone());
             }
         }

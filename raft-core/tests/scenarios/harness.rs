@@ -22,7 +22,6 @@ pub struct Cluster {
     blocked: BTreeSet<(NodeId, NodeId)>,
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
     pub trace: Vec<String>,
-    pub pre_vote: bool,
 }
 
 pub fn id(n: u64) -> NodeId {
@@ -86,7 +85,6 @@ impl Cluster {
             blocked: BTreeSet::new(),
             applied: BTreeMap::new(),
             trace: Vec::new(),
-            pre_vote,
         }
     }
 
@@ -137,14 +135,6 @@ impl Cluster {
         self.trace.push(format!("n{n} crashes"));
     }
 
-    pub fn restart(&mut self, n: u64) {
-        let store = self.crashed.remove(&id(n)).expect("crashed");
-        let node = Node::new(config(id(n), self.pre_vote), store).unwrap();
-        self.nodes.insert(id(n), node);
-        self.applied.remove(&id(n));
-        self.trace.push(format!("n{n} restarts"));
-    }
-
     pub fn campaign(&mut self, n: u64) {
         self.nodes.get_mut(&id(n)).expect("live").campaign();
         self.process(id(n));
@@ -166,17 +156,6 @@ impl Cluster {
             }
             self.deliver_all();
         }
-    }
-
-    pub fn propose(&mut self, n: u64, data: &'static [u8]) -> LogIndex {
-        let index = self
-            .nodes
-            .get_mut(&id(n))
-            .expect("live")
-            .propose(Bytes::from_static(data))
-            .expect("the node is leader");
-        self.process(id(n));
-        index
     }
 
     /// Injects a message as if it had arrived from the network.

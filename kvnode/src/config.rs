@@ -1,0 +1,398 @@
+//! kvnode's settings: a TOML file (`--config`) with every key overridable by a flag of the
+//! same name (`node_id` / `--node-id`). Invalid settings are refused at start with a
+//! message naming the key. `kvnode --help` documents each one.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use raft_core::NodeId;
+use serde::Deserialize;
+
+use crate::state_machine::MemberAddress;
+
+/// Where the Raft log lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// The write-ahead log under `data_dir`: survives restarts.
+    Wal,
+    /// In memory only: a restarted node comes back empty and must be re-added.
+    Memory,
+}
+
+/// The flags, which are also the config file's keys.
+#[derive(Parser, Debug, Default, Deserialize)]
+#[command(
+    name = "kvnode",
+    version,
+    about = "A replicated, linearizable key-value server (Raft) speaking the Redis protocol.",
+    long_about = "A replicated, linearizable key-value server (Raft) speaking the Redis protocol.\n\n\
+        Settings come from the TOML file given with --config; each flag overrides the key of \
+        the same name (with '-' for '_'). Example:\n  kvnode --node-id 1 \
+        --member 1=127.0.0.1:7001,127.0.0.1:6001 --member 2=127.0.0.1:7002,127.0.0.1:6002 \
+        --member 3=127.0.0.1:7003,127.0.0.1:6003"
+)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with the settings below; flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's id (unique in the cluster, never reused; not 0).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Identifies the cluster; peers with another id are refused at the handshake.
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+    /// An initial member as ID=PEER_ADDR,CLIENT_ADDR; repeat for each. Every founding
+    /// node must list the same members. In a file: member = ["1=host:7001,host:6001", ...].
+    #[arg(long = "member", value_name = "ID=PEER,CLIENT")]
+    #[serde(default, rename = "member")]
+    pub members: Vec<String>,
+    /// Wait to be added by a running cluster (RAFT.ADDLEARNER) instead of bootstrapping one.
+    #[arg(long)]
+    #[serde(default)]
+    pub join: bool,
+    /// Address to listen on for peers [default: this node's peer address in --member].
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// Address to listen on for Redis clients [default: this node's client address].
+    #[arg(long)]
+    pub client_addr: Option<String>,
+    /// Address of the Prometheus metrics endpoint (GET /metrics) [default: none].
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Directory for the write-ahead log and snapshots [default: data/node-ID].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Log storage backend: "wal" (durable) or "memory" (lost on restart) [default: wal].
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// "always" (every batch is synced before it is acknowledged) or "never" (UNSAFE:
+    /// tests and benchmarks only) [default: always].
+    #[arg(long)]
+    pub sync: Option<String>,
+    /// Leader heartbeat interval in milliseconds; also the tick [default: 50].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in milliseconds; each term draws from [this, 2x this)
+    /// [default: 150].
+    #[arg(long)]
+    pub election_ms: Option<u64>,
+    /// Take a snapshot and compact the log every this many applied entries [default: 10000].
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
+    /// Largest key in bytes [default: 65536].
+    #[arg(long)]
+    pub key_bytes_max: Option<usize>,
+    /// Largest value in bytes [default: 8388608].
+    #[arg(long)]
+    pub value_bytes_max: Option<usize>,
+    /// Client connections open at once; more are refused [default: 10000].
+    #[arg(long)]
+    pub connections_max: Option<usize>,
+    /// Requests queued for the Raft loop before clients get -TRYAGAIN [default: 8192].
+    #[arg(long)]
+    pub request_queue_max: Option<usize>,
+    /// WAL segment size in bytes [default: 67108864].
+    #[arg(long)]
+    pub wal_segment_bytes: Option<u64>,
+    /// Require AUTH with this password.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Log filter (RUST_LOG syntax, e.g. "info" or "kvnode=debug") [default: RUST_LOG or info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// Validated settings with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub cluster_id: u64,
+    pub members: BTreeMap<NodeId, MemberAddress>,
+    pub join: bool,
+    pub peer_listen: SocketAddr,
+    pub client_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    /// How other nodes and forwarded clients reach this node.
+    pub advertise: MemberAddress,
+    pub data_dir: PathBuf,
+    pub storage: StorageKind,
+    pub sync: raft_wal::SyncPolicy,
+    pub heartbeat: Duration,
+    pub election_ticks: u32,
+    pub snapshot_entries: u64,
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+    pub connections_max: usize,
+    pub request_queue_max: usize,
+    pub wal_segment_bytes: u64,
+    pub password: Option<String>,
+    pub log_level: Option<String>,
+}
+
+impl Settings {
+    /// Reads `--config` (if given) and lets the flags override it.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed (unknown keys are refused by name).
+    pub fn load(flags: Settings) -> Result<Settings> {
+        let Some(path) = flags.config.clone() else {
+            return Ok(flags);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: Settings = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        Ok(flags.over(file))
+    }
+
+    /// Each setting from `self` (the flags) if given, else from `file`.
+    fn over(self, file: Settings) -> Settings {
+        macro_rules! pick {
+            ($($field:ident),*) => { Settings { $($field: self.$field.or(file.$field),)*
+                config: self.config,
+                members: if self.members.is_empty() { file.members } else { self.members },
+                join: self.join || file.join,
+            } };
+        }
+        pick!(
+            node_id,
+            cluster_id,
+            peer_addr,
+            client_addr,
+            metrics_addr,
+            data_dir,
+            storage,
+            sync,
+            heartbeat_ms,
+            election_ms,
+            snapshot_entries,
+            key_bytes_max,
+            value_bytes_max,
+            connections_max,
+            request_queue_max,
+            wal_segment_bytes,
+            password,
+            log_level
+        )
+    }
+
+    /// Checks every setting and fills in defaults.
+    ///
+    /// # Errors
+    /// "invalid config: KEY: reason" for the first bad setting.
+    pub fn resolve(self) -> Result<NodeConfig> {
+        let node_id = match self.node_id {
+            Some(0) => bail!("invalid config: node_id: must not be 0"),
+            Some(id) => NodeId(id),
+            None => bail!("invalid config: node_id: required (--node-id)"),
+        };
+        let members = parse_members(&self.members)?;
+        if !self.join && !members.contains_key(&node_id) {
+            bail!("invalid config: member: this node ({node_id}) must be listed to bootstrap a cluster (or pass --join)");
+        }
+        let own = members.get(&node_id);
+        let peer_addr = self.peer_addr.or_else(|| own.map(|m| m.peer.clone()));
+        let client_addr = self.client_addr.or_else(|| own.map(|m| m.client.clone()));
+        let Some(peer_addr) = peer_addr else {
+            bail!("invalid config: peer_addr: required when this node is not in --member");
+        };
+        let Some(client_addr) = client_addr else {
+            bail!("invalid config: client_addr: required when this node is not in --member");
+        };
+        let advertise = own.cloned().unwrap_or(MemberAddress {
+            peer: peer_addr.clone(),
+            client: client_addr.clone(),
+        });
+        let heartbeat_ms = self.heartbeat_ms.unwrap_or(50);
+        let election_ms = self.election_ms.unwrap_or(150);
+        if heartbeat_ms == 0 {
+            bail!("invalid config: heartbeat_ms: must be at least 1");
+        }
+        if election_ms < 2 * heartbeat_ms {
+            bail!(
+                "invalid config: election_ms: must be at least twice heartbeat_ms ({heartbeat_ms})"
+            );
+        }
+        let positive = |key: &str, value: Option<usize>, default: usize| -> Result<usize> {
+            match value.unwrap_or(default) {
+                0 => bail!("invalid config: {key}: must be at least 1"),
+                n => Ok(n),
+            }
+        };
+        Ok(NodeConfig {
+            node_id,
+            cluster_id: self.cluster_id.unwrap_or(1),
+            join: self.join,
+            peer_listen: resolve_addr("peer_addr", &peer_addr)?,
+            client_listen: resolve_addr("client_addr", &client_addr)?,
+            metrics_listen: self
+                .metrics_addr
+                .map(|addr| resolve_addr("metrics_addr", &addr))
+                .transpose()?,
+            advertise,
+            members,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("data/node-{}", node_id.0))),
+            storage: match self.storage.as_deref().unwrap_or("wal") {
+                "wal" => StorageKind::Wal,
+                "memory" => StorageKind::Memory,
+                other => bail!("invalid config: storage: {other:?} is not \"wal\" or \"memory\""),
+            },
+            sync: match self.sync.as_deref().unwrap_or("always") {
+                "always" => raft_wal::SyncPolicy::Always,
+                "never" => raft_wal::SyncPolicy::Never,
+                other => bail!("invalid config: sync: {other:?} is not \"always\" or \"never\""),
+            },
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            election_ticks: u32::try_from(election_ms / heartbeat_ms)
+                .context("invalid config: election_ms: too large")?,
+            snapshot_entries: match self.snapshot_entries.unwrap_or(10_000) {
+                0 => bail!("invalid config: snapshot_entries: must be at least 1"),
+                n => n,
+            },
+            key_bytes_max: positive("key_bytes_max", self.key_bytes_max, 64 << 10)?,
+            value_bytes_max: positive("value_bytes_max", self.value_bytes_max, 8 << 20)?,
+            connections_max: positive("connections_max", self.connections_max, 10_000)?,
+            request_queue_max: positive("request_queue_max", self.request_queue_max, 8192)?,
+            wal_segment_bytes: self.wal_segment_bytes.unwrap_or(64 << 20),
+            password: self.password,
+            log_level: self.log_level,
+        })
+    }
+}
+
+fn parse_members(specs: &[String]) -> Result<BTreeMap<NodeId, MemberAddress>> {
+    let mut members = BTreeMap::new();
+    for spec in specs {
+        let parsed = spec.split_once('=').and_then(|(id, addrs)| {
+            let (peer, client) = addrs.split_once(',')?;
+            Some((id.trim().parse::<u64>().ok()?, peer.trim(), client.trim()))
+        });
+        let Some((id, peer, client)) = parsed else {
+            bail!("invalid config: member: {spec:?} is not ID=PEER_ADDR,CLIENT_ADDR");
+        };
+        if id == 0 {
+            bail!("invalid config: member: {spec:?}: node id 0 is reserved");
+        }
+        resolve_addr("member", peer)?;
+        resolve_addr("member", client)?;
+        let address = MemberAddress {
+            peer: peer.to_string(),
+            client: client.to_string(),
+        };
+        if members.insert(NodeId(id), address).is_some() {
+            bail!("invalid config: member: node {id} is listed twice");
+        }
+    }
+    Ok(members)
+}
+
+/// Resolves `host:port` (a literal address or a host name) to its first socket address.
+pub fn resolve_addr(key: &str, addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut found| found.next())
+        .with_context(|| format!("invalid config: {key}: {addr:?} is not a reachable host:port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings {
+            node_id: Some(1),
+            members: vec!["1=127.0.0.1:7001,127.0.0.1:6001".into()],
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_member_list() {
+        let config = base().resolve().unwrap();
+        assert_eq!(config.peer_listen.port(), 7001);
+        assert_eq!(config.client_listen.port(), 6001);
+        assert_eq!(config.storage, StorageKind::Wal);
+        assert_eq!(config.election_ticks, 3);
+        assert_eq!(config.data_dir, PathBuf::from("data/node-1"));
+    }
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    node_id: None,
+                    ..base()
+                },
+                "node_id",
+            ),
+            (
+                Settings {
+                    storage: Some("disk".into()),
+                    ..base()
+                },
+                "storage",
+            ),
+            (
+                Settings {
+                    sync: Some("sometimes".into()),
+                    ..base()
+                },
+                "sync",
+            ),
+            (
+                Settings {
+                    election_ms: Some(60),
+                    ..base()
+                },
+                "election_ms",
+            ),
+            (
+                Settings {
+                    members: vec!["1=nonsense".into()],
+                    ..base()
+                },
+                "member",
+            ),
+            (
+                Settings {
+                    members: vec!["2=127.0.0.1:1,127.0.0.1:2".into()],
+                    ..base()
+                },
+                "member",
+            ),
+            (
+                Settings {
+                    key_bytes_max: Some(0),
+                    ..base()
+                },
+                "key_bytes_max",
+            ),
+        ];
+        for (settings, key) in cases {
+            let error = settings.resolve().unwrap_err().to_string();
+            assert!(error.contains(&format!("invalid config: {key}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_file_keys_are_refused() {
+        let file: Settings = toml::from_str("node_id = 2\nstorage = \"memory\"\n").unwrap();
+        let flags = Settings {
+            node_id: Some(1),
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.node_id, Some(1));
+        assert_eq!(merged.storage.as_deref(), Some("memory"));
+        assert!(toml::from_str::<Settings>("nod_id = 1").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! `kvnode`: one member of a raftkv cluster. See `kvnode --help` and the README.
+
+use anyhow::Result;
+use clap::Parser;
+use kvnode::config::Settings;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> Result<()> {
+    let settings = Settings::load(Settings::parse())?;
+    let config = match settings.resolve() {
+        Ok(config) => config,
+        Err(invalid) => {
+            eprintln!("kvnode: {invalid:#}");
+            std::process::exit(2);
+        }
+    };
+    let filter = match &config.log_level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kvnode-io")
+        .build()?;
+    let node_id = config.node_id.0;
+    runtime
+        .block_on(kvnode::server::run(config))
+        .map_err(|failure| {
+            tracing::error!(node = node_id, error = %format!("{failure:#}"), "kvnode failed");
+            failure
+        })
+}

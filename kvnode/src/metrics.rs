@@ -1,0 +1,267 @@
+//! Counters and latency histograms, and their Prometheus text rendering.
+//!
+//! Everything is an atomic so the raft loop and the connection tasks update it without
+//! locks; the metrics endpoint reads a consistent-enough view.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use raft_net::TransportMetrics;
+
+use crate::raft_loop::RaftStatus;
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 1_000_000,
+    4_000_000,
+];
+
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(BUCKETS_US.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let seconds = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{seconds}\"}} {cumulative}");
+        }
+        cumulative += self.counts[BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub proposals_total: AtomicU64,
+    pub proposal_latency: Histogram,
+    pub fsync_latency: Histogram,
+    pub snapshots_total: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
+    pub leader_changes_total: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_refused_total: AtomicU64,
+    pub commands_total: AtomicU64,
+    pub forwarded_total: AtomicU64,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of everything this node measures.
+    pub fn render(&self, status: &RaftStatus, transport: &TransportMetrics) -> String {
+        let mut out = String::new();
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "raftkv_term",
+            "Current Raft term.",
+            "gauge",
+            status.term,
+        );
+        let role = ["follower", "precandidate", "candidate", "leader"];
+        let _ = writeln!(
+            out,
+            "# HELP raftkv_role 1 for this node's current role.\n# TYPE raftkv_role gauge"
+        );
+        for name in role {
+            let _ = writeln!(
+                out,
+                "raftkv_role{{role=\"{name}\"}} {}",
+                u8::from(status.role == name)
+            );
+        }
+        counter(
+            &mut out,
+            "raftkv_leader_id",
+            "Id of the leader this node follows (0: none).",
+            "gauge",
+            status.leader,
+        );
+        counter(
+            &mut out,
+            "raftkv_commit_index",
+            "Highest index known committed.",
+            "gauge",
+            status.commit_index,
+        );
+        counter(
+            &mut out,
+            "raftkv_applied_index",
+            "Highest index applied to the state machine.",
+            "gauge",
+            status.applied_index,
+        );
+        counter(
+            &mut out,
+            "raftkv_last_log_index",
+            "Last index in the log.",
+            "gauge",
+            status.last_index,
+        );
+        counter(
+            &mut out,
+            "raftkv_proposals_total",
+            "Writes proposed by this node as leader.",
+            "counter",
+            load(&self.proposals_total),
+        );
+        self.proposal_latency.render(
+            &mut out,
+            "raftkv_proposal_seconds",
+            "From proposal to applied reply.",
+        );
+        self.fsync_latency.render(
+            &mut out,
+            "raftkv_fsync_seconds",
+            "Duration of one log sync (one per Ready batch).",
+        );
+        counter(
+            &mut out,
+            "raftkv_snapshots_total",
+            "Snapshots taken.",
+            "counter",
+            load(&self.snapshots_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_snapshot_bytes",
+            "Size of the last snapshot.",
+            "gauge",
+            load(&self.snapshot_bytes),
+        );
+        counter(
+            &mut out,
+            "raftkv_leader_changes_total",
+            "Leader changes this node has seen.",
+            "counter",
+            load(&self.leader_changes_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_client_connections",
+            "Open client connections.",
+            "gauge",
+            load(&self.connections_open),
+        );
+        counter(
+            &mut out,
+            "raftkv_client_connections_refused_total",
+            "Connections refused over connections_max.",
+            "counter",
+            load(&self.connections_refused_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_commands_total",
+            "Client commands executed.",
+            "counter",
+            load(&self.commands_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_forwarded_total",
+            "Client requests forwarded to the leader.",
+            "counter",
+            load(&self.forwarded_total),
+        );
+        let _ = writeln!(out, "# HELP raftkv_replication_lag_entries Leader's last index minus a follower's matched index.\n# TYPE raftkv_replication_lag_entries gauge");
+        for (peer, matched) in &status.matched {
+            let lag = status.last_index.saturating_sub(*matched);
+            let _ = writeln!(
+                out,
+                "raftkv_replication_lag_entries{{peer=\"{peer}\"}} {lag}"
+            );
+        }
+        render_transport(&mut out, transport);
+        out
+    }
+}
+
+fn render_transport(out: &mut String, transport: &TransportMetrics) {
+    type Field = fn(&raft_net::PeerMetrics) -> u64;
+    let per_peer: [(&str, &str, Field); 6] = [
+        (
+            "raftkv_peer_bytes_sent_total",
+            "Bytes written to a peer.",
+            |m| m.bytes_sent,
+        ),
+        (
+            "raftkv_peer_bytes_received_total",
+            "Bytes read from a peer.",
+            |m| m.bytes_received,
+        ),
+        (
+            "raftkv_peer_messages_sent_total",
+            "Messages written to a peer.",
+            |m| m.msgs_sent,
+        ),
+        (
+            "raftkv_peer_messages_received_total",
+            "Messages read from a peer.",
+            |m| m.msgs_received,
+        ),
+        (
+            "raftkv_peer_drops_total",
+            "Messages dropped for a peer (queue full, connection lost, oversized).",
+            |m| m.drops_queue_full + m.drops_connection_lost + m.drops_oversized,
+        ),
+        (
+            "raftkv_peer_reconnects_total",
+            "Reconnections to a peer.",
+            |m| m.reconnects,
+        ),
+    ];
+    for (name, help, field) in per_peer {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (peer, metrics) in &transport.peers {
+            let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", peer.0, field(metrics));
+        }
+    }
+    counter(
+        out,
+        "raftkv_peer_decode_errors_total",
+        "Inbound peer connections closed for bad bytes.",
+        "counter",
+        transport.decode_errors,
+    );
+    counter(
+        out,
+        "raftkv_peer_handshake_rejections_total",
+        "Inbound peer connections refused at the handshake.",
+        "counter",
+        transport.handshake_rejections,
+    );
+}

@@ -1,0 +1,240 @@
+//! Start-up and shutdown: open storage, bootstrap or restart, start the transport, the
+//! raft loop thread, the client and metrics listeners; on SIGTERM/SIGINT stop accepting,
+//! let the raft loop finish its in-flight batch, and exit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use raft_core::{LogStore, Node};
+use raft_net::{ClusterId, Transport, TransportConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Semaphore};
+use tracing::{info, warn};
+
+use crate::cmd::CommandLimits;
+use crate::config::NodeConfig;
+use crate::connection::{Connection, Shared};
+use crate::metrics::Metrics;
+use crate::raft_loop::{bootstrap, RaftHandle, RaftLoop, Request};
+use crate::resp::Limits;
+use crate::state_machine::StateMachine;
+use crate::storage::Storage;
+
+/// Bytes a metrics request may send before we answer.
+const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+pub async fn run(config: NodeConfig) -> Result<()> {
+    let mut storage = Storage::open(&config)?;
+    if storage.is_empty() && !config.join {
+        bootstrap(&mut storage, &config).context("bootstrapping a new cluster")?;
+        info!(
+            node = config.node_id.0,
+            members = config.members.len(),
+            "bootstrapped a new cluster"
+        );
+    }
+    let snapshot = storage.snapshot().context("reading the latest snapshot")?;
+    let machine = if snapshot.meta.index.0 > 0 {
+        StateMachine::restore(&snapshot.data).context("restoring the latest snapshot")?
+    } else {
+        StateMachine::new()
+    };
+    let node = Node::new(raft_config(&config, snapshot.meta.index), storage)?;
+    info!(
+        node = config.node_id.0,
+        storage = %node.store().describe(&config.data_dir),
+        snapshot = snapshot.meta.index.0,
+        last_index = node.last_index().0,
+        "starting"
+    );
+
+    let mut transport_config = TransportConfig::new(
+        ClusterId(config.cluster_id),
+        config.node_id,
+        config.peer_listen,
+    );
+    transport_config.frame_bytes_max = 64 << 20;
+    let (transport, mut inbound) = Transport::start(transport_config)
+        .await
+        .with_context(|| format!("listening for peers on {}", config.peer_listen))?;
+
+    let (inbox, receiver) = sync_channel(config.request_queue_max);
+    let raft = RaftHandle::new(inbox);
+    let metrics = Arc::new(Metrics::default());
+    let raft_loop = RaftLoop::new(
+        config.clone(),
+        node,
+        machine,
+        transport.clone(),
+        metrics.clone(),
+        receiver,
+    );
+    let raft_thread = std::thread::Builder::new()
+        .name("raft-loop".into())
+        .spawn(move || raft_loop.run())
+        .context("starting the raft loop thread")?;
+
+    let pump = raft.clone();
+    tokio::spawn(async move {
+        while let Some(message) = inbound.recv().await {
+            pump.deliver(message);
+        }
+    });
+
+    let clients = TcpListener::bind(config.client_listen)
+        .await
+        .with_context(|| format!("listening for clients on {}", config.client_listen))?;
+    let shared = Arc::new(Shared {
+        raft: raft.clone(),
+        metrics: metrics.clone(),
+        limits: Limits {
+            bulk_bytes_max: config.value_bytes_max.max(config.key_bytes_max),
+            ..Limits::default()
+        },
+        command_limits: CommandLimits {
+            key_bytes_max: config.key_bytes_max,
+            value_bytes_max: config.value_bytes_max,
+        },
+        password: config.password.clone(),
+        started: Instant::now(),
+        node_id: config.node_id.0,
+    });
+    if let Some(addr) = config.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        tokio::spawn(serve_metrics(
+            listener,
+            raft.clone(),
+            metrics.clone(),
+            transport.clone(),
+        ));
+    }
+    info!(node = config.node_id.0, clients = %config.client_listen, peers = %config.peer_listen, "serving");
+
+    tokio::select! {
+        () = accept_clients(clients, shared, config.connections_max) => {}
+        () = shutdown_signal() => info!(node = config.node_id.0, "shutting down"),
+    }
+    raft.shutdown();
+    tokio::task::spawn_blocking(move || raft_thread.join())
+        .await
+        .context("joining the raft loop")?
+        .map_err(|_| anyhow::anyhow!("the raft loop panicked"))?;
+    transport.shutdown().await;
+    info!(node = config.node_id.0, "stopped");
+    Ok(())
+}
+
+fn raft_config(config: &NodeConfig, applied: raft_core::LogIndex) -> raft_core::Config {
+    let mut raft = raft_core::Config::new(config.node_id);
+    raft.election_ticks = config.election_ticks;
+    raft.heartbeat_ticks = 1;
+    raft.applied = applied;
+    raft.entry_bytes_max =
+        (config.value_bytes_max as u64 + config.key_bytes_max as u64) * 2 + (1 << 20);
+    raft.uncommitted_bytes_max = raft.uncommitted_bytes_max.max(raft.entry_bytes_max * 2);
+    // Election timeouts need to differ between nodes and runs; nothing else depends on it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or_default();
+    raft.seed = now ^ u64::from(std::process::id()).rotate_left(32);
+    raft
+}
+
+async fn accept_clients(listener: TcpListener, shared: Arc<Shared>, connections_max: usize) {
+    let slots = Arc::new(Semaphore::new(connections_max));
+    let next_id = AtomicU64::new(1);
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(failure) => {
+                // Out of file descriptors and the like: back off briefly rather than spin.
+                warn!(error = %failure, "accepting a client failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        shared
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            shared
+                .metrics
+                .connections_refused_total
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection::new(shared.clone(), next_id.fetch_add(1, Ordering::Relaxed));
+        let metrics = shared.metrics.clone();
+        tokio::spawn(async move {
+            metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            connection.serve(stream).await;
+            metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
+async fn serve_metrics(
+    listener: TcpListener,
+    raft: RaftHandle,
+    metrics: Arc<Metrics>,
+    transport: Transport,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let (raft, metrics, transport) = (raft.clone(), metrics.clone(), transport.clone());
+        tokio::spawn(async move {
+            let _ = answer_metrics(stream, raft, metrics, transport).await;
+        });
+    }
+}
+
+async fn answer_metrics(
+    mut stream: TcpStream,
+    raft: RaftHandle,
+    metrics: Arc<Metrics>,
+    transport: Transport,
+) -> std::io::Result<()> {
+    let mut request = vec![0u8; METRICS_REQUEST_BYTES_MAX];
+    let _ = stream.read(&mut request).await?;
+    let (sender, receiver) = oneshot::channel();
+    let status = match raft.submit(Request::Status { reply: sender }) {
+        Ok(()) => receiver.await.ok(),
+        Err(_) => None,
+    };
+    let Some(status) = status else {
+        return stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    };
+    let body = metrics.render(&status, &transport.metrics());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

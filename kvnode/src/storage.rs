@@ -1,0 +1,109 @@
+//! The pluggable log store: `storage = "wal"` or `"memory"` in the config.
+
+use std::path::Path;
+
+use raft_core::{
+    Entry, HardState, InitialState, LogIndex, LogStore, LogStoreMut, MemStore, Snapshot,
+    StorageError, Term,
+};
+use raft_wal::{WalConfig, WalStore};
+
+use crate::config::{NodeConfig, StorageKind};
+
+pub enum Storage {
+    Wal(Box<WalStore>),
+    Memory(Box<MemStore>),
+}
+
+impl Storage {
+    /// Opens the backend the config names (creating the WAL directory if needed).
+    ///
+    /// # Errors
+    /// The WAL cannot be opened: unreadable, corrupt (the error names file and offset), or
+    /// another format version.
+    pub fn open(config: &NodeConfig) -> anyhow::Result<Storage> {
+        match config.storage {
+            StorageKind::Memory => Ok(Storage::Memory(Box::default())),
+            StorageKind::Wal => {
+                let dir = config.data_dir.join("wal");
+                let wal_config = WalConfig {
+                    segment_bytes: config.wal_segment_bytes,
+                    sync_policy: config.sync,
+                };
+                let store = WalStore::open(&dir, wal_config).map_err(|error| {
+                    anyhow::anyhow!("opening the WAL in {}: {error}", dir.display())
+                })?;
+                Ok(Storage::Wal(Box::new(store)))
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_index() == LogIndex::ZERO && self.first_index() == LogIndex(1)
+    }
+
+    pub fn describe(&self, data_dir: &Path) -> String {
+        match self {
+            Storage::Wal(_) => format!("wal in {}", data_dir.join("wal").display()),
+            Storage::Memory(_) => "memory".to_string(),
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Storage::Wal($store) => $call,
+            Storage::Memory($store) => $call,
+        }
+    };
+}
+
+impl LogStore for Storage {
+    fn initial_state(&self) -> Result<InitialState, StorageError> {
+        delegate!(self, store => store.initial_state())
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        delegate!(self, store => store.entries(low, high, max_bytes))
+    }
+
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
+        delegate!(self, store => store.term(index))
+    }
+
+    fn first_index(&self) -> LogIndex {
+        delegate!(self, store => store.first_index())
+    }
+
+    fn last_index(&self) -> LogIndex {
+        delegate!(self, store => store.last_index())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        delegate!(self, store => store.snapshot())
+    }
+}
+
+impl LogStoreMut for Storage {
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        delegate!(self, store => store.append(entries))
+    }
+
+    fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), StorageError> {
+        delegate!(self, store => store.set_hard_state(hard_state))
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        delegate!(self, store => store.apply_snapshot(snapshot))
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        delegate!(self, store => store.sync())
+    }
+}
