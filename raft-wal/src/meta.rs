@@ -43,6 +43,8 @@ pub struct StateFile {
     file: File,
     /// Sequence number of the newest valid slot (0: nothing written yet).
     seq: u64,
+    /// The slot the next write goes to: never the one holding the newest value.
+    next_slot: u64,
 }
 
 fn encode_slot(seq: u64, value: &[u8]) -> [u8; SLOT_BYTES] {
@@ -119,6 +121,14 @@ impl StateFile {
             decode_slot(path, &bytes[..SLOT_BYTES]),
             decode_slot(path, &bytes[SLOT_BYTES..]),
         ];
+        // The slot not holding the newest value (slot 1 if the newest is in slot 0, or if the
+        // file is empty, so that sequence number n starts in slot n % 2).
+        let next_slot = match &slots {
+            [Ok(Some((a, _))), Ok(Some((b, _)))] => u64::from(a > b),
+            [Ok(Some(_)), _] => 1,
+            [_, Ok(Some(_))] => 0,
+            _ => 1,
+        };
         let newest = match slots {
             [Ok(a), Ok(b)] => a.into_iter().chain(b).max_by_key(|(seq, _)| *seq),
             [Ok(valid), Err(_)] | [Err(_), Ok(valid)] => valid,
@@ -135,17 +145,27 @@ impl StateFile {
             path: path.to_owned(),
             file,
             seq,
+            next_slot,
         };
         Ok((state, newest.map(|(_, value)| value)))
     }
 
-    /// Writes `value` into the older slot, then (if `sync`) fdatasyncs the file.
+    /// Sequence number of the newest value in the file (0 if none).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Writes `value` with sequence number `seq` (above every one written before) into
+    /// the slot not holding the newest value, then (if `sync`) fdatasyncs the file.
     ///
     /// # Errors
     /// `Io` on failure; the caller must stop.
-    pub fn write(&mut self, value: &[u8], sync: bool) -> Result<()> {
-        let seq = self.seq + 1;
-        let slot_offset = (seq % 2) * SLOT_BYTES as u64;
+    ///
+    /// # Panics
+    /// If `seq` is not above the file's newest sequence number.
+    pub fn write(&mut self, seq: u64, value: &[u8], sync: bool) -> Result<()> {
+        assert!(seq > self.seq, "state seq {seq} not above {}", self.seq);
+        let slot_offset = self.next_slot * SLOT_BYTES as u64;
         self.file
             .write_all_at(&encode_slot(seq, value), slot_offset)
             .map_err(Error::io("write state file", &self.path))?;
@@ -155,6 +175,7 @@ impl StateFile {
                 .map_err(Error::io("sync state file", &self.path))?;
         }
         self.seq = seq;
+        self.next_slot = 1 - self.next_slot;
         Ok(())
     }
 }
@@ -236,8 +257,8 @@ mod tests {
         let path = dir.path().join("state");
         let (mut state, value) = StateFile::open(&path, true).expect("open");
         assert_eq!(value, None);
-        state.write(b"one", true).expect("write");
-        state.write(b"two", true).expect("write");
+        state.write(1, b"one", true).expect("write");
+        state.write(2, b"two", true).expect("write");
         drop(state);
         assert_eq!(
             StateFile::open(&path, true).expect("open").1,

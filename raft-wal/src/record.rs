@@ -25,9 +25,14 @@ const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN_BYTES == 0);
 pub struct RecordKind(pub u8);
 
 impl RecordKind {
-    /// True for every kind a caller may write.
+    /// Reserved for the WAL's own state records (see [`crate::wal`] and FORMAT.md): the
+    /// state value written into the log so that a batch and its hard state need one sync.
+    /// It does not take a log index: its index field repeats the previous record's.
+    pub const WAL_STATE: RecordKind = RecordKind(0xff);
+
+    /// True for every kind a caller may write (not 0, not [`RecordKind::WAL_STATE`]).
     pub fn is_valid(self) -> bool {
-        self.0 != 0
+        self.0 != 0 && self != RecordKind::WAL_STATE
     }
 }
 
@@ -77,7 +82,11 @@ pub fn encode(out: &mut [u8], prev_crc: u32, record: &Record<'_>) -> u32 {
         encoded_len(record.payload.len()),
         "record buffer size"
     );
-    assert!(record.kind.is_valid(), "record kind 0 is reserved");
+    assert!(
+        record.kind.0 != 0,
+        "record kind 0 is reserved; kind {:?}",
+        record.kind
+    );
     let payload_len = u32::try_from(record.payload.len()).expect("payload bounded by segment size");
     let (header, rest) = out.split_at_mut(RECORD_HEADER_BYTES);
     header[0..4].copy_from_slice(&payload_len.to_le_bytes());
@@ -102,7 +111,9 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Decodes the record at the start of `bytes` (the rest of the segment), which must have
-/// index `expected_index` and chain from `prev_crc`. Returns why not, if it is not valid.
+/// index `expected_index` (or, for a [`RecordKind::WAL_STATE`] record, `expected_index - 1`:
+/// it repeats the index of the record before it) and chain from `prev_crc`. Returns why
+/// not, if it is not valid.
 pub fn decode(
     bytes: &[u8],
     prev_crc: u32,
@@ -123,7 +134,13 @@ pub fn decode(
     if checksum(prev_crc, header, payload) != stored_crc {
         return Err("checksum mismatch");
     }
-    if read_u64(header, 8) != expected_index.0 {
+    let kind = RecordKind(header[24]);
+    let index = read_u64(header, 8);
+    if kind == RecordKind::WAL_STATE {
+        if index.checked_add(1) != Some(expected_index.0) {
+            return Err("state record index does not repeat the previous record's");
+        }
+    } else if index != expected_index.0 {
         return Err("record index does not follow the previous record");
     }
     if bytes[RECORD_HEADER_BYTES + len..total]
@@ -132,8 +149,7 @@ pub fn decode(
     {
         return Err("padding is not zero");
     }
-    let kind = RecordKind(header[24]);
-    if !kind.is_valid() || header[25..32].iter().any(|b| *b != 0) {
+    if kind.0 == 0 || header[25..32].iter().any(|b| *b != 0) {
         return Err("reserved header bytes are not zero");
     }
     Ok(DecodedHeader {

@@ -5,6 +5,8 @@
 //! Invariants (checked where they are cheap, see [`Segment::check_invariants`]):
 //! - `offsets[k]` is where the record with index `first_index + k` starts; offsets
 //!   increase and the records between them are valid and chained.
+//! - `state_offsets` lists, in increasing order, where the WAL's state records start
+//!   (kind [`RecordKind::WAL_STATE`]); they sit in the same chain but take no index.
 //! - Every byte at or after `zero_from` is zero in the mapping, and `end <= zero_from`.
 //! - The file is never shrunk while mapped.
 //!
@@ -20,7 +22,8 @@ use raft_core::{LogIndex, Term};
 
 use crate::error::{Error, Result};
 use crate::meta::sync_dir;
-use crate::record::{self, Record};
+use crate::meta::STATE_BYTES_MAX;
+use crate::record::{self, Record, RecordKind};
 
 /// Segment header: magic, version, reserved, first index, chain seed, header CRC.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
@@ -29,7 +32,7 @@ pub const SEGMENT_HEADER_BYTES: usize = 32;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RKVWAL\r\n";
 
 /// The on-disk format this build reads and writes (see FORMAT.md, "Versions").
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -38,6 +41,30 @@ const SEGMENT_SUFFIX: &str = ".seg";
 pub struct ScanStop {
     pub offset: usize,
     pub reason: &'static str,
+}
+
+/// A state record's payload starts with its sequence number (`u64`), then the value.
+pub const STATE_SEQ_BYTES: usize = 8;
+
+fn state_payload_split(payload: &[u8]) -> (u64, &[u8]) {
+    let seq = u64::from_le_bytes(
+        payload[..STATE_SEQ_BYTES]
+            .try_into()
+            .expect("validated state payload"),
+    );
+    (seq, &payload[STATE_SEQ_BYTES..])
+}
+
+/// Why a checksum-valid state record is still not acceptable, if it is not.
+fn open_scan_check_state(header: &record::DecodedHeader, last_term: Term) -> Option<&'static str> {
+    let len = header.payload_len as usize;
+    if !(STATE_SEQ_BYTES..=STATE_SEQ_BYTES + STATE_BYTES_MAX).contains(&len) {
+        return Some("state record payload length out of range");
+    }
+    if header.term != last_term {
+        return Some("state record term differs from the previous record's");
+    }
+    None
 }
 
 /// An open, mapped segment.
@@ -51,6 +78,8 @@ pub struct Segment {
     /// Chain seed of the first record (the CRC of the previous segment's last record).
     prev_crc: u32,
     offsets: Vec<u32>,
+    /// Where this segment's state records start, in order (see the module header).
+    state_offsets: Vec<u32>,
     end: usize,
     last_crc: u32,
     last_term: Term,
@@ -174,6 +203,7 @@ impl Segment {
             first_index,
             prev_crc,
             offsets: Vec::new(),
+            state_offsets: Vec::new(),
             end: SEGMENT_HEADER_BYTES,
             last_crc: prev_crc,
             last_term: Term::ZERO,
@@ -221,6 +251,7 @@ impl Segment {
             first_index,
             prev_crc,
             offsets: Vec::new(),
+            state_offsets: Vec::new(),
             end: SEGMENT_HEADER_BYTES,
             last_crc: prev_crc,
             last_term: Term::ZERO,
@@ -248,8 +279,15 @@ impl Segment {
                     reason: "record term is lower than the previous record's",
                 };
             }
-            self.offsets
-                .push(u32::try_from(offset).expect("segment below 4 GiB"));
+            let offset_u32 = u32::try_from(offset).expect("segment below 4 GiB");
+            if header.kind == RecordKind::WAL_STATE {
+                if let Some(reason) = open_scan_check_state(&header, self.last_term) {
+                    return ScanStop { offset, reason };
+                }
+                self.state_offsets.push(offset_u32);
+            } else {
+                self.offsets.push(offset_u32);
+            }
             self.last_crc = header.crc;
             self.last_term = header.term;
             offset += header.encoded_len;
@@ -259,6 +297,56 @@ impl Segment {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The newest state record of this segment as `(seq, value)`, borrowed from the map.
+    pub fn newest_state(&self) -> Option<(u64, &[u8])> {
+        let start = *self.state_offsets.last()? as usize;
+        let (_, payload) = record::stored_kind_and_payload(&self.map[start..]);
+        Some(state_payload_split(payload))
+    }
+
+    /// True if the newest state record of this segment has sequence number `seq`.
+    pub fn holds_state_seq(&self, seq: u64) -> bool {
+        self.newest_state().is_some_and(|(newest, _)| newest == seq)
+    }
+
+    /// Whether a state record with a `value_len`-byte value still fits after the end.
+    pub fn fits_state(&self, value_len: usize) -> bool {
+        self.fits(STATE_SEQ_BYTES + value_len)
+    }
+
+    /// Writes a state record (sequence number `seq`, then `value`) after the last record,
+    /// in the same CRC chain; it repeats the last record's index and term. The caller has
+    /// checked [`Segment::fits_state`].
+    pub fn append_state(&mut self, seq: u64, value: &[u8]) {
+        assert!(
+            value.len() <= STATE_BYTES_MAX,
+            "state of {} bytes",
+            value.len()
+        );
+        let mut payload = [0u8; STATE_SEQ_BYTES + STATE_BYTES_MAX];
+        payload[..STATE_SEQ_BYTES].copy_from_slice(&seq.to_le_bytes());
+        payload[STATE_SEQ_BYTES..STATE_SEQ_BYTES + value.len()].copy_from_slice(value);
+        let payload = &payload[..STATE_SEQ_BYTES + value.len()];
+        let len = record::encoded_len(payload.len());
+        assert!(
+            self.end + len <= self.map.len(),
+            "state record does not fit; caller checks fits_state()"
+        );
+        let record = Record {
+            index: self.last_index(),
+            term: self.last_term,
+            kind: RecordKind::WAL_STATE,
+            payload,
+        };
+        let start = self.end;
+        self.last_crc = record::encode(&mut self.map[start..start + len], self.last_crc, &record);
+        self.state_offsets
+            .push(u32::try_from(start).expect("segment below 4 GiB"));
+        self.end = start + len;
+        self.zero_from = self.zero_from.max(self.end);
+        self.mark_dirty(start..self.end);
     }
 
     pub fn first_index(&self) -> LogIndex {
@@ -368,12 +456,18 @@ impl Segment {
         }
         let cut = self.offsets[keep] as usize;
         self.offsets.truncate(keep);
+        let states_kept = self
+            .state_offsets
+            .partition_point(|offset| (*offset as usize) < cut);
+        self.state_offsets.truncate(states_kept);
         self.end = cut;
         self.map[cut..self.zero_from].fill(0);
         self.mark_dirty(cut..self.zero_from);
         self.zero_from = cut;
         let last = self.offsets.last().map(|offset| *offset as usize);
-        self.last_crc = match last {
+        // The chain continues from whichever record (log or state) ends right at the cut.
+        let chain_last = last.max(self.state_offsets.last().map(|offset| *offset as usize));
+        self.last_crc = match chain_last {
             Some(offset) => u32::from_le_bytes(
                 self.map[offset + 4..offset + 8]
                     .try_into()

@@ -7,6 +7,15 @@
 //!   previous one's last record; only the last segment (the tail) is ever written.
 //! - Every segment but the tail was synced before the tail was created.
 //! - Record terms never decrease.
+//! - `state_seq` is the sequence number of the newest state value written, to the log
+//!   (a [`crate::RecordKind::WAL_STATE`] record) or to the state file; the state file's is never
+//!   above it, and the newest state record in the log never above it either.
+//!
+//! The state value normally travels in the log: `sync` appends it as a state record
+//! behind the batch's records, so one flush makes both durable, in chain order (a
+//! recovered state never refers to records that were not recovered). Before any
+//! operation that destroys log bytes (truncate, compact, reset) the newest state is first
+//! written to the two-slot state file and synced, so it survives the loss of its record.
 //!
 //! Never: interpret records (that is the adapter's job, see `store`), or retry a failed
 //! sync (fail-stop: the caller must stop the process).
@@ -64,6 +73,8 @@ pub struct Wal {
     /// The newest state value set, written at the next `sync` if `state_dirty`.
     state: Option<Vec<u8>>,
     state_dirty: bool,
+    /// Sequence number of the newest state value written (see the module header).
+    state_seq: u64,
 }
 
 impl Wal {
@@ -79,7 +90,12 @@ impl Wal {
         let lock = DirLock::acquire(&dir)?;
         let sync = config.sync_policy == SyncPolicy::Always;
         let segments = recover(&dir, &config)?;
-        let (state_file, state) = StateFile::open(&dir.join(STATE_FILE_NAME), sync)?;
+        let (state_file, file_state) = StateFile::open(&dir.join(STATE_FILE_NAME), sync)?;
+        let log_state = segments.iter().rev().find_map(Segment::newest_state);
+        let (state_seq, state) = match log_state {
+            Some((seq, value)) if seq > state_file.seq() => (seq, Some(value.to_vec())),
+            _ => (state_file.seq(), file_state),
+        };
         let wal = Wal {
             dir,
             config,
@@ -88,6 +104,7 @@ impl Wal {
             state_file,
             state,
             state_dirty: false,
+            state_seq,
         };
         wal.check_invariants();
         tracing::info!(
@@ -167,7 +184,11 @@ impl Wal {
                 limit_bytes,
             });
         }
-        assert!(record.kind.is_valid(), "record kind 0 is reserved");
+        assert!(
+            record.kind.is_valid(),
+            "record kind {:?} is reserved (0, or the WAL's state kind)",
+            record.kind
+        );
         let expected = self.last_index().next();
         assert_eq!(
             record.index, expected,
@@ -226,6 +247,7 @@ impl Wal {
         if from > self.last_index() {
             return Ok(());
         }
+        self.persist_state_to_file()?;
         let mut removed = false;
         // Bound: one step per segment. Last first, so a crash leaves a chained prefix.
         while self.segments.len() > 1 && self.tail().first_index() >= from {
@@ -262,6 +284,7 @@ impl Wal {
         if droppable == 0 {
             return Ok(());
         }
+        self.persist_state_to_file()?;
         // First first: a crash part-way leaves a suffix of segments, still chained.
         for segment in self.segments.drain(..droppable) {
             remove_segment(&segment)?;
@@ -280,6 +303,7 @@ impl Wal {
     /// `Io` on failure.
     pub fn reset(&mut self, next: LogIndex) -> Result<()> {
         assert!(next > LogIndex::ZERO, "log indexes start at 1");
+        self.persist_state_to_file()?;
         // Bound: one step per segment.
         while let Some(segment) = self.segments.pop() {
             remove_segment(&segment)?;
@@ -299,7 +323,7 @@ impl Wal {
     }
 
     /// Sets the small state value (at most [`STATE_BYTES_MAX`] bytes); written at the next
-    /// sync, after the records.
+    /// sync, as a state record after the records, covered by the same flush.
     ///
     /// # Errors
     /// `RecordTooLarge` if the value is too long.
@@ -317,25 +341,51 @@ impl Wal {
         Ok(())
     }
 
-    /// Makes everything written so far durable (policy `always`): first the touched range
-    /// of the tail, then the state value if it changed, so a durable state never refers to
-    /// records that are not.
+    /// Makes everything written so far durable (policy `always`) with one flush of the
+    /// tail's touched range: if the state value changed, it is first appended to the log
+    /// as a state record behind the records, so a recovered state never refers to records
+    /// that were not recovered (they precede it in the CRC chain).
     ///
     /// # Errors
     /// `Io`; the caller must stop (a failed sync is never retried).
     pub fn sync(&mut self) -> Result<()> {
-        let sync = self.syncs();
-        if sync {
+        if self.state_dirty {
+            let value = self.state.take().expect("dirty implies set");
+            if !self.tail().fits_state(value.len()) {
+                self.append_roll_segment()?;
+            }
+            self.state_seq += 1;
+            let seq = self.state_seq;
+            self.tail_mut().append_state(seq, &value);
+            self.state = Some(value);
+            self.state_dirty = false;
+        }
+        if self.syncs() {
             self.tail_mut().sync()?;
         } else {
             self.tail_mut().forget_dirty();
         }
-        if self.state_dirty {
-            let value = self.state.as_deref().expect("dirty implies set");
-            self.state_file.write(value, sync)?;
-            self.state_dirty = false;
-        }
         Ok(())
+    }
+
+    /// Writes the newest state value to the state file (durably, under policy `always`)
+    /// if the log holds the only copy, so that an operation about to destroy log bytes
+    /// cannot take the newest state with it.
+    fn persist_state_to_file(&mut self) -> Result<()> {
+        if self.state_seq <= self.state_file.seq() {
+            return Ok(());
+        }
+        let seq = self.state_seq;
+        let value = self
+            .segments
+            .iter()
+            .rev()
+            .find_map(Segment::newest_state)
+            .filter(|(newest, _)| *newest == seq)
+            .map(|(_, value)| value.to_vec())
+            .expect("the newest state is in the log when the state file is behind");
+        let sync = self.syncs();
+        self.state_file.write(seq, &value, sync)
     }
 
     /// Checks the invariants in the module header (O(segments), plus each segment's own).
@@ -351,6 +401,19 @@ impl Wal {
         }
         for segment in &self.segments {
             segment.check_invariants();
+        }
+        assert!(
+            self.state_file.seq() <= self.state_seq,
+            "state file seq {} above state seq {}",
+            self.state_file.seq(),
+            self.state_seq
+        );
+        if let Some((log_seq, _)) = self.segments.iter().rev().find_map(Segment::newest_state) {
+            assert!(
+                log_seq <= self.state_seq,
+                "log state seq {log_seq} above state seq {}",
+                self.state_seq
+            );
         }
     }
 }

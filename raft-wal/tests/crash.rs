@@ -331,7 +331,7 @@ fn another_format_version_is_refused_with_a_clear_message() {
     } = setup();
     let first = segment_names(&files)[0].clone();
     let bytes = files.get_mut(&first).expect("segment");
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32fast::hash(&bytes[0..28]);
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     restore(&path, &files);
@@ -342,14 +342,14 @@ fn another_format_version_is_refused_with_a_clear_message() {
         matches!(
             error,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
         "{error}"
     );
-    assert!(error.to_string().contains("format version 2"), "{error}");
+    assert!(error.to_string().contains("format version 3"), "{error}");
 }
 
 /// Every combination of old and new content of the pages an unsynced write changed, as
