@@ -23,7 +23,10 @@ impl Storage {
     /// another format version.
     pub fn open(config: &NodeConfig) -> anyhow::Result<Storage> {
         match config.storage {
-            StorageKind::Memory => Ok(Storage::Memory(Box::default())),
+            StorageKind::Memory => {
+                claim_memory_identity(config)?;
+                Ok(Storage::Memory(Box::default()))
+            }
             StorageKind::Wal => {
                 let dir = config.data_dir.join("wal");
                 let wal_config = WalConfig {
@@ -48,6 +51,36 @@ impl Storage {
             Storage::Memory(_) => "memory".to_string(),
         }
     }
+}
+
+/// Marks `data_dir` as used by a memory-backed node, refusing if it already was.
+///
+/// A memory-backed node forgets its votes and the entries it acknowledged when its process
+/// ends. Coming back under the same id could let it vote twice in one term or deny an
+/// entry it helped commit, so a restart is refused: the operator removes the old id
+/// (`RAFT.REMOVE`) and adds the node back under a new id with `--join`. Deleting the marker
+/// file overrides this, knowingly.
+fn claim_memory_identity(config: &NodeConfig) -> anyhow::Result<()> {
+    let marker = config.data_dir.join("MEMORY_NODE_STARTED");
+    if marker.exists() && !config.join {
+        anyhow::bail!(
+            "node {} ran before with storage = \"memory\" and lost its Raft log when it stopped; \
+             restarting it under the same id is unsafe. Remove it from the cluster \
+             (RAFT.REMOVE {}) and add it back with a new --node-id and --join \
+             (or delete {} if this node never joined a cluster)",
+            config.node_id,
+            config.node_id,
+            marker.display()
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", config.data_dir.display()))?;
+    std::fs::write(
+        &marker,
+        format!("node {} (memory storage)\n", config.node_id),
+    )
+    .map_err(|e| anyhow::anyhow!("writing {}: {e}", marker.display()))?;
+    Ok(())
 }
 
 macro_rules! delegate {
