@@ -53,6 +53,8 @@ pub struct Settings {
     #[serde(default, rename = "member")]
     pub members: Vec<String>,
     /// Wait to be added by a running cluster (RAFT.ADDLEARNER) instead of bootstrapping one.
+    /// Give the cluster's current members with --member, so this node can answer them
+    /// before it has caught up; give its own addresses with --peer-addr and --client-addr.
     #[arg(long)]
     #[serde(default)]
     pub join: bool,

@@ -217,13 +217,29 @@ impl Connection {
             self.forwarder = None;
         }
         let limits = self.shared.limits.clone();
-        let attempt = async {
-            if self.forwarder.is_none() {
-                self.forwarder = Some(Forwarder::connect(&leader, &limits).await?);
+        if self.forwarder.is_none() {
+            // Nothing was sent if we cannot connect: the client may safely retry.
+            let connecting =
+                tokio::time::timeout(FORWARD_TIMEOUT, Forwarder::connect(&leader, &limits));
+            match connecting.await {
+                Ok(Ok(forwarder)) => self.forwarder = Some(forwarder),
+                Ok(Err(reason)) => {
+                    return error_reply(&Error::Cluster(ClusterError::LeaderUnreachable {
+                        leader,
+                        reason,
+                    }))
+                }
+                Err(_) => {
+                    let reason = "connecting timed out".to_string();
+                    return error_reply(&Error::Cluster(ClusterError::LeaderUnreachable {
+                        leader,
+                        reason,
+                    }));
+                }
             }
-            let forwarder = self.forwarder.as_mut().expect("connected above");
-            forwarder.call(&request, &limits).await
-        };
+        }
+        let forwarder = self.forwarder.as_mut().expect("connected above");
+        let attempt = forwarder.call(&request, &limits);
         match tokio::time::timeout(FORWARD_TIMEOUT, attempt).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(reason)) => {

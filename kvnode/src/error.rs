@@ -41,6 +41,8 @@ pub enum ClusterError {
     Overwritten,
     #[error("leadership could not be confirmed for the read")]
     ReadNotConfirmed,
+    #[error("the leader at {leader} could not be reached: {reason}")]
+    LeaderUnreachable { leader: String, reason: String },
     #[error("forwarding to the leader at {leader} failed: {reason}")]
     ForwardFailed { leader: String, reason: String },
     #[error("leadership changed after the request was proposed")]

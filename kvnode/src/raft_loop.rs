@@ -401,6 +401,11 @@ impl RaftLoop {
             self.learn_addresses(&ready.entries);
             self.send_all(&ready.messages);
             self.persist(&ready);
+            if let Some(snapshot) = &ready.snapshot {
+                // Restored before answering, so a joining node knows its peers' addresses
+                // (they are in the snapshot's address book) when it replies.
+                self.restore(snapshot);
+            }
             self.send_all(&ready.persisted_messages);
             self.apply(&ready);
             self.node.advance();
@@ -460,9 +465,6 @@ impl RaftLoop {
     }
 
     fn apply(&mut self, ready: &Ready) {
-        if let Some(snapshot) = &ready.snapshot {
-            self.restore(snapshot);
-        }
         for entry in &ready.committed_entries {
             let reply = self.apply_entry(entry);
             if let Some(pending) = self.pending_writes.remove(&entry.index) {

@@ -68,6 +68,9 @@ pub struct Node<S: LogStore> {
     /// Leader: a transfer of leadership in progress. It is abandoned when `election_elapsed`
     /// (reset when the transfer began) reaches an election timeout.
     pub(crate) transfer_target: Option<NodeId>,
+    /// Leader: the latest snapshot, read from the store once and shared by every follower
+    /// that needs it (the store may read it from disk).
+    pub(crate) outgoing_snapshot: Option<crate::types::Snapshot>,
     /// Leader: new entries or a new commit index still to be broadcast.
     pub(crate) broadcast_pending: bool,
     pub(crate) commit_broadcast_pending: bool,
@@ -129,6 +132,7 @@ impl<S: LogStore> Node<S> {
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
             transfer_target: None,
+            outgoing_snapshot: None,
             broadcast_pending: false,
             commit_broadcast_pending: false,
             read_only: ReadOnly::default(),

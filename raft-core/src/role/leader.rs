@@ -64,6 +64,7 @@ impl<S: LogStore> Node<S> {
 
     pub(crate) fn leader_stepped_down(&mut self) {
         self.progress.clear();
+        self.outgoing_snapshot = None;
         self.transfer_target = None;
         self.uncommitted.clear();
         self.uncommitted_bytes = 0;
@@ -245,11 +246,20 @@ impl<S: LogStore> Node<S> {
 
     /// Starts (or resumes) sending the latest snapshot to `to`, one chunk at a time.
     fn send_snapshot(&mut self, to: NodeId) {
-        let snapshot = self
-            .log
-            .store
-            .snapshot()
-            .unwrap_or_else(|e| fatal_storage_error(e));
+        let latest_index = self.log.store.first_index().prev();
+        let cached = self
+            .outgoing_snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.meta.index);
+        if cached != Some(latest_index) {
+            let snapshot = self
+                .log
+                .store
+                .snapshot()
+                .unwrap_or_else(|e| fatal_storage_error(e));
+            self.outgoing_snapshot = Some(snapshot);
+        }
+        let snapshot = self.outgoing_snapshot.clone().expect("loaded above");
         let Some(progress) = self.progress.get_mut(&to) else {
             return;
         };
