@@ -1,14 +1,24 @@
-//! kvnode: the replicated key-value server's library (issue 5).
+//! kvnode: the replicated key-value server (binary `kvnode`) and its library.
 //!
-//! This crate holds the parts of the server that need no Raft, storage or network: the
-//! Redis protocol codec, command parsing, and the deterministic KV state machine. The
-//! server (config, raft loop, listeners, `main.rs`) is wired on top of these.
+//! A request flows: client connection (`connection`) -> typed command (`cmd`) -> the raft
+//! loop thread (`raft_loop`), which alone owns the Raft node, the log store (`storage`:
+//! the WAL or memory) and the state machine (`state_machine`) -> reply once applied.
+//! Peers talk through raft-net. `server` wires it together and handles shutdown; `config`
+//! reads the TOML file and flags.
 //!
-//! Must never: panic on client or log bytes, allocate for a declared size before checking
-//! it against a limit, recurse on untrusted input, or let anything but the Raft log order
-//! decide the state machine's contents.
+//! Must never: acknowledge a write that is not committed and applied, answer a
+//! linearizable read from a point older than the commit index at the time it arrived,
+//! panic on client or log bytes, allocate for a declared size before checking it against
+//! a limit, or let anything but the Raft log order decide the state machine's contents.
+//! A failed write or sync of the log ends the process (fail-stop).
 //!
 //! Module map:
+//! - [`config`]: settings, defaults, validation naming the bad key.
+//! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
+//! - [`raft_loop`]: the driver thread: ticks, proposals, reads, Ready handling.
+//! - [`connection`]: one client: pipelining, auth, stale-read mode, forwarding to the leader.
+//! - [`storage`]: the `wal` / `memory` backend switch.
+//! - [`info`], [`metrics`]: INFO and the Prometheus text.
 //! - [`resp`]: RESP2/RESP3 frames, request and reply decoders, the encoder, [`resp::Limits`].
 //! - [`cmd`]: a request frame -> a typed [`cmd::Command`], classified as write, read, local
 //!   or admin, with Redis' error wording.
