@@ -292,14 +292,21 @@ impl<S: LogStore> Node<S> {
         );
     }
 
-    pub(crate) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+    /// A follower's progress, marked as heard from (for check-quorum); `None` unless we
+    /// lead and it is a member.
+    fn active_follower(&mut self, from: NodeId) -> Option<&mut Progress> {
         if self.role != Role::Leader {
-            return;
+            return None;
         }
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let progress = self.progress.get_mut(&from)?;
+        progress.recent_active = true;
+        Some(progress)
+    }
+
+    pub(crate) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        let Some(progress) = self.active_follower(from) else {
             return;
         };
-        progress.recent_active = true;
         match response {
             AppendResponse::Accepted { match_index } => {
                 let moved = progress.update_matched(match_index);
@@ -345,14 +352,10 @@ impl<S: LogStore> Node<S> {
     }
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64) {
-        if self.role != Role::Leader {
-            return;
-        }
         let last = self.log.last_index();
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = self.active_follower(from) else {
             return;
         };
-        progress.recent_active = true;
         progress.read_round_acked = progress.read_round_acked.max(read_round);
         progress.probe_sent = false;
         let outstanding = match progress.state {
@@ -382,13 +385,9 @@ impl<S: LogStore> Node<S> {
         from: NodeId,
         response: InstallSnapshotResponse,
     ) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = self.active_follower(from) else {
             return;
         };
-        progress.recent_active = true;
         match response {
             InstallSnapshotResponse::Progress {
                 snapshot_index,
