@@ -366,6 +366,7 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
             .args(&node.args)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -726,6 +727,50 @@ fn write_loop(
         });
     }
     records
+}
+
+/// SETs sent per pipelined batch.
+const PIPELINE_DEPTH: usize = 100;
+/// Attempts per batch before the test gives up (a retry re-sends the same key and value,
+/// so an unknown earlier outcome cannot leave a different value behind).
+const BATCH_ATTEMPTS_MAX: usize = 20;
+
+/// Sends `keys` as pipelined SETs to node `id`, re-sending any that did not get `+OK`.
+pub fn set_pipelined(cluster: &Cluster, id: u64, records: &[WriteRecord]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for batch in records.chunks(PIPELINE_DEPTH) {
+        let mut todo: Vec<&WriteRecord> = batch.iter().collect();
+        for attempt in 1.. {
+            assert!(
+                attempt <= BATCH_ATTEMPTS_MAX && Instant::now() < deadline,
+                "node {id}: {} SETs still not acknowledged after {attempt} attempts",
+                todo.len()
+            );
+            let mut client = cluster.client(id);
+            for record in &todo {
+                client.queue(&[b"SET", record.key.as_bytes(), record.value.as_bytes()]);
+            }
+            client.flush().expect("send pipeline");
+            let mut failed = Vec::new();
+            for record in todo {
+                match client.read_reply() {
+                    Ok(reply) if reply.is_ok() => {}
+                    Ok(Reply::Error(e))
+                        if e.starts_with("TRYAGAIN") || e.starts_with("UNKNOWN") =>
+                    {
+                        failed.push(record)
+                    }
+                    Ok(other) => panic!("SET {} replied {other:?}", record.key),
+                    Err(_) => failed.push(record),
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            todo = failed;
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
 }
 
 /// Counts of each outcome, for messages.

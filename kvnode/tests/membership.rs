@@ -1,0 +1,120 @@
+//! Membership changes with writes flowing throughout: a 4th node started with `--join` is
+//! added as a learner, catches up, is promoted to voter; then the leader itself is removed.
+//! A new leader is elected among the remaining three, and every acknowledged write is
+//! readable on each of them at the end.
+
+#[path = "support/cluster.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{
+    check_everywhere, status_ids, status_u64, summarize, Cluster, Options, WriteStream,
+    POLL_INTERVAL,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn add_learner_promote_then_remove_leader_loses_no_write() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let old_leader = cluster.wait_for_leader(TIMEOUT);
+    let stream = WriteStream::start(
+        "member",
+        [1, 2, 3].iter().map(|id| cluster.addr(*id)).collect(),
+        3,
+    );
+    stream.wait_acked(500, TIMEOUT);
+
+    // Add node 4 as a learner.
+    cluster.add_joining_node(4);
+    cluster.start_node(4);
+    cluster.wait_serving(4, TIMEOUT);
+    let (peer, client) = (cluster.nodes[&4].peer, cluster.nodes[&4].client);
+    let reply = cluster.admin(
+        &[1, 2, 3],
+        &[
+            "RAFT.ADDLEARNER",
+            "4",
+            &peer.to_string(),
+            &client.to_string(),
+        ],
+        TIMEOUT,
+    );
+    assert!(reply.is_ok(), "RAFT.ADDLEARNER 4: {reply:?}");
+    let status = cluster.status(old_leader).expect("leader status");
+    assert_eq!(status_ids(&status, "learners"), vec![4], "{status:?}");
+
+    // It catches up while writes continue.
+    let acked = stream.acked();
+    stream.wait_acked(acked + 300, TIMEOUT);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let leader_commit = cluster
+            .status(old_leader)
+            .map(|s| status_u64(&s, "commit_index"))
+            .unwrap_or(u64::MAX);
+        let learner_applied = cluster
+            .status(4)
+            .map(|s| status_u64(&s, "applied_index"))
+            .unwrap_or(0);
+        if learner_applied + 50 >= leader_commit {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "learner 4 applied {learner_applied}, leader committed {leader_commit}"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+
+    let reply = cluster.admin(&[1, 2, 3], &["RAFT.PROMOTE", "4"], TIMEOUT);
+    assert!(reply.is_ok(), "RAFT.PROMOTE 4: {reply:?}");
+    let leader = cluster.wait_for_leader_among(&[1, 2, 3, 4], TIMEOUT);
+    let mut voters = status_ids(&cluster.status(leader).expect("status"), "voters");
+    voters.sort_unstable();
+    assert_eq!(voters, vec![1, 2, 3, 4]);
+    stream.set_targets([1, 2, 3, 4].iter().map(|id| cluster.addr(*id)).collect());
+    let acked = stream.acked();
+    stream.wait_acked(acked + 300, TIMEOUT);
+
+    // Remove the current leader, with the stream still flowing through the others.
+    let removed = leader;
+    let remaining: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
+    stream.set_targets(remaining.iter().map(|id| cluster.addr(*id)).collect());
+    let reply = cluster
+        .client(removed)
+        .cmd(&["RAFT.REMOVE", &removed.to_string()])
+        .expect("RAFT.REMOVE");
+    assert!(
+        reply.is_ok(),
+        "RAFT.REMOVE {removed} (the leader): {reply:?}"
+    );
+    let new_leader = cluster.wait_for_leader_among(&remaining, TIMEOUT);
+    assert_ne!(new_leader, removed);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let status = cluster.status(new_leader).expect("status");
+        let mut voters = status_ids(&status, "voters");
+        voters.sort_unstable();
+        if voters == remaining && status_ids(&status, "voters_outgoing").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters after removal: {status:?}"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let acked = stream.acked();
+    stream.wait_acked(acked + 300, TIMEOUT);
+    let records = stream.stop();
+    eprintln!("writes: {}", summarize(&records));
+
+    // The removed node is stopped; the rest hold every acknowledged write.
+    cluster.kill(removed);
+    check_everywhere(&cluster, &remaining, &records);
+}
