@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Deploy a raftkv cluster to bare-metal hosts over ssh, one kvnode per host.
+#
+#   scripts/deploy.sh [--dry-run] [start] HOSTS_FILE   build, copy, install and start every node
+#   scripts/deploy.sh [--dry-run] stop HOSTS_FILE      stop every node
+#   scripts/deploy.sh [--dry-run] status HOSTS_FILE    service state per host, then kvctl status
+#
+# HOSTS_FILE lists one host per line, as `HOST` or `HOST SSH_TARGET` (e.g.
+# `10.0.0.1 admin@10.0.0.1`); blank lines and `#` comments are skipped. Node ids are given
+# in line order (1, 2, ...). HOST is the address the nodes and clients use; it must resolve
+# to the same machine from every host. ids and addresses must stay the same for the
+# cluster's lifetime, so keep the file.
+#
+# Each host gets, under DEPLOY_REMOTE_DIR (/opt/raftkv): bin/kvnode, kvnode.toml, data/ and
+# kvnode.log. With systemd the node runs as the unit `raftkv` (as the ssh user); without it,
+# under nohup with its pid in kvnode.pid. Privileged steps use DEPLOY_SUDO ("sudo -n"; set
+# it empty when logging in as root).
+#
+# --dry-run prints every command (build, ssh, scp, systemctl) instead of running it; the
+# generated configs are still written to DEPLOY_OUT_DIR for inspection.
+#
+# Settings (environment): DEPLOY_PEER_PORT (7000), DEPLOY_CLIENT_PORT (6379),
+# DEPLOY_METRICS_PORT (9100), DEPLOY_CLUSTER_ID (unset: kvnode's default), DEPLOY_REMOTE_DIR,
+# DEPLOY_OUT_DIR (target/deploy), DEPLOY_SSH_TIMEOUT_SECS (60 per ssh/scp),
+# DEPLOY_LEADER_WAIT_SECS (30), DEPLOY_SUDO.
+set -euo pipefail
+
+REPO_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPLOY_PEER_PORT="${DEPLOY_PEER_PORT:-7000}"
+DEPLOY_CLIENT_PORT="${DEPLOY_CLIENT_PORT:-6379}"
+DEPLOY_METRICS_PORT="${DEPLOY_METRICS_PORT:-9100}"
+DEPLOY_CLUSTER_ID="${DEPLOY_CLUSTER_ID:-}"
+DEPLOY_REMOTE_DIR="${DEPLOY_REMOTE_DIR:-/opt/raftkv}"
+DEPLOY_OUT_DIR="${DEPLOY_OUT_DIR:-$REPO_DIR/target/deploy}"
+DEPLOY_BIN_DIR="${DEPLOY_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release}"
+DEPLOY_SSH_TIMEOUT_SECS="${DEPLOY_SSH_TIMEOUT_SECS:-60}"
+DEPLOY_LEADER_WAIT_SECS="${DEPLOY_LEADER_WAIT_SECS:-30}"
+DEPLOY_SUDO="${DEPLOY_SUDO-sudo -n}"
+SERVICE_NAME=raftkv
+HOSTS_MAX=64
+
+DRY_RUN=0
+HOSTS=()
+TARGETS=()
+# The node being set up, for the failure message.
+CURRENT_NODE=""
+
+die() {
+    echo "deploy.sh: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed --quiet '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+cleanup() {
+    local status=$?
+    if [[ $status -ne 0 && -n "$CURRENT_NODE" ]]; then
+        echo "deploy.sh: stopped at node $CURRENT_NODE; nodes before it were already changed" >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Prints a command as one shell line: plain words bare, others in single quotes.
+show() {
+    local word line="+"
+    for word in "$@"; do
+        if [[ "$word" =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+            line+=" $word"
+        else
+            line+=" '${word//\'/\'\\\'\'}'"
+        fi
+    done
+    echo "$line"
+}
+
+# Runs a command, or only prints it under --dry-run.
+run() {
+    show "$@"
+    if [[ $DRY_RUN -eq 0 ]]; then
+        "$@"
+    fi
+}
+
+SSH_OPTIONS=(-o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
+
+remote() {
+    local target=$1
+    shift
+    run timeout "$DEPLOY_SSH_TIMEOUT_SECS" ssh "${SSH_OPTIONS[@]}" "$target" "$*"
+}
+
+copy_to() {
+    local target=$1 destination=$2
+    shift 2
+    run timeout "$DEPLOY_SSH_TIMEOUT_SECS" scp -q "${SSH_OPTIONS[@]}" "$@" "$target:$destination"
+}
+
+read_hosts() {
+    local file=$1 line host target extra
+    [[ -f "$file" ]] || die "hosts file $file not found"
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        line="${line%%#*}"
+        read -r host target extra <<<"$line" || true
+        [[ -n "${host:-}" ]] || continue
+        [[ -z "${extra:-}" ]] || die "$file: '$line': expected 'HOST' or 'HOST SSH_TARGET'"
+        [[ "$host" =~ ^[A-Za-z0-9._-]+$ ]] || die "$file: '$host' is not a host name or IPv4 address"
+        target="${target:-$host}"
+        [[ "$target" =~ ^([A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+$ ]] || die "$file: '$target' is not [user@]host"
+        HOSTS+=("$host")
+        TARGETS+=("$target")
+    done <"$file"
+    ((${#HOSTS[@]} > 0)) || die "$file lists no hosts"
+    ((${#HOSTS[@]} <= HOSTS_MAX)) || die "$file lists more than $HOSTS_MAX hosts"
+    local sorted
+    sorted="$(printf '%s\n' "${HOSTS[@]}" | sort | uniq --repeated)"
+    [[ -z "$sorted" ]] || die "$file lists a host twice: $sorted"
+}
+
+client_endpoints() {
+    local host list=""
+    for host in "${HOSTS[@]}"; do
+        list+="${list:+,}$host:$DEPLOY_CLIENT_PORT"
+    done
+    echo "$list"
+}
+
+# The TOML config of node $1 (1-based), on stdout.
+node_config() {
+    local id=$1 index members=""
+    for index in "${!HOSTS[@]}"; do
+        members+="  \"$((index + 1))=${HOSTS[index]}:$DEPLOY_PEER_PORT,${HOSTS[index]}:$DEPLOY_CLIENT_PORT\",\n"
+    done
+    echo "# Generated by scripts/deploy.sh for ${HOSTS[id - 1]}."
+    echo "node_id = $id"
+    [[ -z "$DEPLOY_CLUSTER_ID" ]] || echo "cluster_id = $DEPLOY_CLUSTER_ID"
+    printf 'member = [\n%b]\n' "$members"
+    echo "data_dir = \"$DEPLOY_REMOTE_DIR/data\""
+    echo "metrics_addr = \"${HOSTS[id - 1]}:$DEPLOY_METRICS_PORT\""
+    echo "storage = \"wal\""
+}
+
+# The systemd unit; User is filled in on the host with the ssh user's name.
+service_unit() {
+    cat <<EOF
+[Unit]
+Description=raftkv node (kvnode)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+User=@RAFTKV_USER@
+ExecStart=$DEPLOY_REMOTE_DIR/bin/kvnode --config $DEPLOY_REMOTE_DIR/kvnode.toml
+Restart=on-failure
+RestartSec=2
+TimeoutStopSec=30
+LimitNOFILE=65536
+StandardOutput=append:$DEPLOY_REMOTE_DIR/kvnode.log
+StandardError=append:$DEPLOY_REMOTE_DIR/kvnode.log
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+generate() {
+    local index id dir
+    mkdir --parents -- "$DEPLOY_OUT_DIR"
+    for index in "${!HOSTS[@]}"; do
+        id=$((index + 1))
+        dir="$DEPLOY_OUT_DIR/node-$id"
+        mkdir --parents -- "$dir"
+        node_config "$id" >"$dir/kvnode.toml"
+        service_unit >"$dir/$SERVICE_NAME.service"
+    done
+    echo "Generated configs in $DEPLOY_OUT_DIR"
+}
+
+# Shell text run on a host: true when systemd manages the machine.
+HAS_SYSTEMD='command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]'
+
+remote_install_and_start() {
+    local target=$1 stage=$2 dir=$DEPLOY_REMOTE_DIR sudo=$DEPLOY_SUDO
+    remote "$target" "set -e; $sudo mkdir -p $dir/bin $dir/data; $sudo chown -R \"\$(id -un)\" $dir;" \
+        "install -m 0755 $stage/kvnode $dir/bin/kvnode; install -m 0644 $stage/kvnode.toml $dir/kvnode.toml;" \
+        "if $HAS_SYSTEMD; then" \
+        "sed \"s/@RAFTKV_USER@/\$(id -un)/\" $stage/$SERVICE_NAME.service | $sudo tee /etc/systemd/system/$SERVICE_NAME.service >/dev/null;" \
+        "$sudo systemctl daemon-reload; $sudo systemctl enable $SERVICE_NAME; $sudo systemctl restart $SERVICE_NAME;" \
+        "else" \
+        "if [ -f $dir/kvnode.pid ] && kill -0 \"\$(cat $dir/kvnode.pid)\" 2>/dev/null; then echo 'kvnode already running'; else" \
+        "nohup $dir/bin/kvnode --config $dir/kvnode.toml </dev/null >>$dir/kvnode.log 2>&1 & echo \$! >$dir/kvnode.pid; fi;" \
+        "fi; rm -rf $stage"
+}
+
+cmd_start() {
+    local index id target stage="/tmp/raftkv-deploy.$$"
+    run cargo build --release -p kvnode --manifest-path "$REPO_DIR/Cargo.toml"
+    [[ $DRY_RUN -eq 1 || -x "$DEPLOY_BIN_DIR/kvnode" ]] || die "no kvnode binary in $DEPLOY_BIN_DIR"
+    generate
+    for index in "${!HOSTS[@]}"; do
+        id=$((index + 1))
+        target=${TARGETS[index]}
+        echo "# node $id: ${HOSTS[index]} (ssh $target)"
+        CURRENT_NODE=$id
+        remote "$target" "mkdir -p $stage"
+        copy_to "$target" "$stage/" "$DEPLOY_BIN_DIR/kvnode" \
+            "$DEPLOY_OUT_DIR/node-$id/kvnode.toml" "$DEPLOY_OUT_DIR/node-$id/$SERVICE_NAME.service"
+        remote_install_and_start "$target" "$stage"
+    done
+    CURRENT_NODE=""
+    wait_for_leader
+}
+
+wait_for_leader() {
+    local kvctl="$DEPLOY_BIN_DIR/kvctl"
+    echo "# waiting up to $DEPLOY_LEADER_WAIT_SECS s for a leader"
+    run "$kvctl" --endpoints "$(client_endpoints)" leader --wait-secs "$DEPLOY_LEADER_WAIT_SECS"
+    echo "Clients: $(client_endpoints)  (e.g. redis-cli -h ${HOSTS[0]} -p $DEPLOY_CLIENT_PORT)"
+}
+
+cmd_stop() {
+    local index dir=$DEPLOY_REMOTE_DIR sudo=$DEPLOY_SUDO
+    for index in "${!HOSTS[@]}"; do
+        echo "# node $((index + 1)): ${HOSTS[index]}"
+        remote "${TARGETS[index]}" "if $HAS_SYSTEMD && systemctl cat $SERVICE_NAME >/dev/null 2>&1; then" \
+            "$sudo systemctl stop $SERVICE_NAME;" \
+            "elif [ -f $dir/kvnode.pid ]; then pid=\$(cat $dir/kvnode.pid); kill -TERM \"\$pid\" 2>/dev/null || true;" \
+            "i=0; while kill -0 \"\$pid\" 2>/dev/null && [ \$i -lt 100 ]; do sleep 0.2; i=\$((i+1)); done;" \
+            "kill -KILL \"\$pid\" 2>/dev/null || true; rm -f $dir/kvnode.pid;" \
+            "else echo 'kvnode not running'; fi"
+    done
+}
+
+cmd_status() {
+    local index dir=$DEPLOY_REMOTE_DIR
+    for index in "${!HOSTS[@]}"; do
+        echo "# node $((index + 1)): ${HOSTS[index]}"
+        remote "${TARGETS[index]}" "if $HAS_SYSTEMD && systemctl cat $SERVICE_NAME >/dev/null 2>&1; then" \
+            "systemctl is-active $SERVICE_NAME || true;" \
+            "elif [ -f $dir/kvnode.pid ] && kill -0 \"\$(cat $dir/kvnode.pid)\" 2>/dev/null; then echo running;" \
+            "else echo stopped; fi" || echo "(ssh to ${TARGETS[index]} failed)"
+    done
+    run "$DEPLOY_BIN_DIR/kvctl" --endpoints "$(client_endpoints)" status
+}
+
+main() {
+    local command="" hosts_file=""
+    while (($# > 0)); do
+        case "$1" in
+            --dry-run) DRY_RUN=1 ;;
+            -h | --help) usage; exit 0 ;;
+            start | stop | status) [[ -z "$command" ]] || die "one command at a time"; command=$1 ;;
+            -*) die "unknown option $1" ;;
+            *) [[ -z "$hosts_file" ]] || die "one HOSTS_FILE only"; hosts_file=$1 ;;
+        esac
+        shift
+    done
+    [[ -n "$hosts_file" ]] || { usage >&2; exit 2; }
+    for port in "$DEPLOY_PEER_PORT" "$DEPLOY_CLIENT_PORT" "$DEPLOY_METRICS_PORT"; do
+        [[ "$port" =~ ^[0-9]+$ ]] && ((port >= 1 && port <= 65535)) || die "bad port '$port'"
+    done
+    [[ "$DEPLOY_REMOTE_DIR" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "DEPLOY_REMOTE_DIR must be an absolute path without spaces"
+    read_hosts "$hosts_file"
+    [[ $DRY_RUN -eq 0 ]] || echo "# dry run: nothing below is executed"
+    case "${command:-start}" in
+        start) cmd_start ;;
+        stop) cmd_stop ;;
+        status) cmd_status ;;
+    esac
+}
+
+main "$@"
