@@ -341,6 +341,11 @@ impl Cluster {
         let ports = free_ports(2);
         let peer = SocketAddr::from(([127, 0, 0, 1], ports[0]));
         let client = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+        self.add_joining_node_at(id, peer, client);
+    }
+
+    /// [`Cluster::add_joining_node`] on given addresses (e.g. a removed node's old ones).
+    pub fn add_joining_node_at(&mut self, id: u64, peer: SocketAddr, client: SocketAddr) {
         let mut args: Vec<String> = self
             .nodes
             .values()
