@@ -161,7 +161,8 @@ start_node() {
     {
         echo "----- $(date --iso-8601=seconds) cluster.sh starting node $id"
     } >>"$dir/kvnode.log"
-    nohup "$KVNODE" --config "$dir/kvnode.toml" </dev/null >>"$dir/kvnode.log" 2>&1 &
+    # NO_COLOR: the log is a file, not a terminal (kvnode colours its log lines otherwise).
+    NO_COLOR=1 nohup "$KVNODE" --config "$dir/kvnode.toml" </dev/null >>"$dir/kvnode.log" 2>&1 &
     pid=$!
     STARTED_PIDS+=("$pid")
     echo "$pid" >"$(pid_file "$id")"
@@ -171,8 +172,9 @@ start_node() {
 # Fails, showing the log, if node $1 (just started) has already exited.
 check_alive() {
     if [[ -z "$(running_pid "$1")" ]]; then
-        echo "node $1 exited; the end of its log:" >&2
-        tail --lines=20 -- "$(node_dir "$1")/kvnode.log" >&2 || true
+        echo "node $1 exited; the errors in its log ($(node_dir "$1")/kvnode.log):" >&2
+        grep --extended-regexp 'ERROR|error:|panicked' -- "$(node_dir "$1")/kvnode.log" |
+            tail --lines=5 >&2 || true
         die "node $1 failed to start"
     fi
 }
@@ -222,6 +224,11 @@ cmd_up() {
         check_alive "$id"
     done
     wait_for_leader || die "no leader within ${RAFTKV_LEADER_WAIT_SECS} s; see $RAFTKV_DATA_DIR/node-*/kvnode.log"
+    # A node that could not bind its ports exits shortly after starting; a leader elected
+    # by the others must not hide it.
+    for ((id = 1; id <= NODE_COUNT; id++)); do
+        check_alive "$id"
+    done
     UP_DONE=1
     print_endpoints
 }
@@ -283,12 +290,21 @@ cmd_down() {
 
 cmd_status() {
     load_cluster
-    local id pid
+    local id pid state running=0
     for ((id = 1; id <= NODE_COUNT; id++)); do
         pid="$(running_pid "$id")"
-        echo "node $id: ${pid:+running (pid $pid)}${pid:-stopped}  client $(client_addr "$id")"
+        state=stopped
+        if [[ -n "$pid" ]]; then
+            state="running (pid $pid)"
+            running=$((running + 1))
+        fi
+        echo "node $id: $state  client $(client_addr "$id")"
     done
     echo
+    if ((running == 0)); then
+        echo "No node is running (start them with: scripts/cluster.sh up)."
+        return 0
+    fi
     [[ -x "$KVCTL" ]] || die "kvctl not found in $RAFTKV_BIN_DIR (run: scripts/cluster.sh up)"
     "$KVCTL" --endpoints "$(endpoints)" --timeout-ms 1000 status
 }
