@@ -348,7 +348,18 @@ impl RaftLoop {
                 };
                 (vec![ConfChange::AddLearner(id)], context.encode())
             }
-            AdminCommand::Promote { id } => (vec![ConfChange::AddVoter(id)], Bytes::new()),
+            AdminCommand::Promote { id } => {
+                // Only a learner that is receiving the log may become a voter; promoting an
+                // unknown id would add a voter nobody can reach.
+                if !self.node.membership().is_learner(id) {
+                    let reason =
+                        format!("node {id} is not a learner; add it with RAFT.ADDLEARNER first");
+                    let refusal = raft_core::Error::InvalidConfChange { reason };
+                    let _ = reply.send(Outcome::Failed(ClusterError::Refused(refusal)));
+                    return;
+                }
+                (vec![ConfChange::AddVoter(id)], Bytes::new())
+            }
             AdminCommand::Remove { id } => (vec![ConfChange::Remove(id)], Bytes::new()),
         };
         match self.node.propose_conf_change(&changes, context) {

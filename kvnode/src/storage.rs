@@ -56,18 +56,20 @@ impl Storage {
 /// Marks `data_dir` as used by a memory-backed node, refusing if it already was.
 ///
 /// A memory-backed node forgets its votes and the entries it acknowledged when its process
-/// ends. Coming back under the same id could let it vote twice in one term or deny an
-/// entry it helped commit, so a restart is refused: the operator removes the old id
-/// (`RAFT.REMOVE`) and adds the node back under a new id with `--join`. Deleting the marker
-/// file overrides this, knowingly.
+/// ends. Coming back under the same id, as a founder or with `--join`, could let it vote
+/// for a candidate missing an entry it helped commit (losing an acknowledged write) or
+/// vote twice in one term; and since peers may still hold messages from its previous life,
+/// an id is never reused even after `RAFT.REMOVE`. So the restart is refused: the operator
+/// removes the old id and adds the node back under a new id with `--join`. Deleting the
+/// marker overrides this, for a node that never joined any cluster.
 fn claim_memory_identity(config: &NodeConfig) -> anyhow::Result<()> {
     let marker = config.data_dir.join("MEMORY_NODE_STARTED");
-    if marker.exists() && !config.join {
+    if marker.exists() {
         anyhow::bail!(
             "node {} ran before with storage = \"memory\" and lost its Raft log when it stopped; \
-             restarting it under the same id is unsafe. Remove it from the cluster \
-             (RAFT.REMOVE {}) and add it back with a new --node-id and --join \
-             (or delete {} if this node never joined a cluster)",
+             restarting it under the same id is unsafe (with or without --join). Remove it \
+             from the cluster (RAFT.REMOVE {}) and add it back with a new --node-id and \
+             --join (delete {} only if this node never joined a cluster)",
             config.node_id,
             config.node_id,
             marker.display()

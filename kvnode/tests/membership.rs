@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    check_everywhere, status_ids, status_u64, summarize, Cluster, Options, WriteStream,
+    check_everywhere, status_ids, status_u64, summarize, Cluster, Options, Reply, WriteStream,
     POLL_INTERVAL,
 };
 
@@ -117,4 +117,23 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     // The removed node is stopped; the rest hold every acknowledged write.
     cluster.kill(removed);
     check_everywhere(&cluster, &remaining, &records);
+}
+
+/// Promoting an id that was never added as a learner would add a voter nobody can reach
+/// (and raise the quorum): it is refused, and the voters stay as they were.
+#[test]
+fn promoting_an_id_that_is_not_a_learner_is_refused() {
+    let cluster = Cluster::start(3, Options::default());
+    cluster.wait_for_leader(TIMEOUT);
+    let reply = cluster.admin(&[1, 2, 3], &["RAFT.PROMOTE", "9"], TIMEOUT);
+    match reply {
+        Reply::Error(message) => {
+            assert!(message.starts_with("ERR"), "{message}");
+            assert!(message.contains("not a learner"), "{message}");
+        }
+        other => panic!("RAFT.PROMOTE 9 must be refused, got {other:?}"),
+    }
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let status = cluster.status(leader).expect("leader answers RAFT.STATUS");
+    assert_eq!(status.get("voters").map(String::as_str), Some("1,2,3"));
 }
