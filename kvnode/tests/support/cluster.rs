@@ -360,6 +360,12 @@ impl Cluster {
 
     /// Starts (or restarts) node `id` with the arguments it was registered with; its stderr
     /// is appended to its log file.
+    /// Adds a command-line argument for node `id`'s next start.
+    #[allow(dead_code)]
+    pub fn add_arg(&mut self, id: u64, arg: String) {
+        self.nodes.get_mut(&id).expect("known node").args.push(arg);
+    }
+
     pub fn start_node(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");

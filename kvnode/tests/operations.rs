@@ -1,0 +1,179 @@
+//! Operating a node: graceful shutdown on SIGTERM, the Prometheus endpoint, refusal of
+//! invalid settings, and a real Redis client library (the `redis` crate) using the
+//! cluster unchanged, pipelines included.
+
+#[path = "support/cluster.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{free_ports, Cluster, Options, Reply};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn sigterm_stops_a_node_gracefully_with_exit_0_and_it_restarts_from_its_wal() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let reply = cluster
+        .client(leader)
+        .cmd(&["SET", "before-term", "1"])
+        .expect("SET");
+    assert!(reply.is_ok(), "{reply:?}");
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.wait_converged(&[1, 2, 3], TIMEOUT);
+    cluster.signal(follower, "TERM");
+    let status = cluster
+        .wait_exit(follower, TIMEOUT)
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "SIGTERM must end in exit 0: {status:?}");
+    assert!(
+        cluster.log(follower).contains("stopped"),
+        "{}",
+        cluster.log(follower)
+    );
+    cluster.start_node(follower);
+    cluster.wait_serving(follower, TIMEOUT);
+    let got = support::read_retrying(&mut cluster.client(follower), &[b"GET", b"before-term"]);
+    assert_eq!(got, Reply::Bulk(Some(b"1".to_vec())));
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let metrics_port = free_ports(1)[0];
+    cluster.kill(leader);
+    cluster.add_arg(leader, format!("--metrics-addr=127.0.0.1:{metrics_port}"));
+    cluster.start_node(leader);
+    cluster.wait_serving(leader, TIMEOUT);
+    let now_leader = cluster.wait_for_leader(TIMEOUT);
+    let reply = cluster
+        .client(now_leader)
+        .cmd(&["SET", "m", "1"])
+        .expect("SET");
+    assert!(reply.is_ok(), "{reply:?}");
+    cluster.wait_converged(&[1, 2, 3], TIMEOUT);
+    let response = http_get(&format!("127.0.0.1:{metrics_port}"), "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    for metric in [
+        "raftkv_term ",
+        "raftkv_role{role=\"",
+        "raftkv_leader_id ",
+        "raftkv_commit_index ",
+        "raftkv_applied_index ",
+        "raftkv_proposals_total ",
+        "raftkv_proposal_seconds_bucket{le=\"",
+        "raftkv_fsync_seconds_count ",
+        "raftkv_snapshots_total ",
+        "raftkv_peer_bytes_sent_total{peer=\"",
+        "raftkv_peer_drops_total{peer=\"",
+    ] {
+        assert!(
+            response.contains(metric),
+            "missing {metric:?} in:\n{response}"
+        );
+    }
+    let fsyncs = response
+        .lines()
+        .find_map(|line| line.strip_prefix("raftkv_fsync_seconds_count "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .expect("fsync count");
+    assert!(fsyncs > 0, "a node that persisted entries has synced");
+}
+
+#[test]
+fn invalid_settings_are_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let member = "--member=1=127.0.0.1:1,127.0.0.1:2";
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--node-id=1", member, "--storage=disk"],
+            "invalid config: storage",
+        ),
+        (
+            &["--node-id=1", member, "--election-ms=10"],
+            "invalid config: election_ms",
+        ),
+        (&[member], "invalid config: node_id"),
+        (
+            &["--node-id=1", "--member=1=nonsense"],
+            "invalid config: member",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_kvnode"))
+            .args(args)
+            .arg(format!("--data-dir={}", dir.path().display()))
+            .output()
+            .expect("run kvnode");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "node_id = 1\nsnapshot_entrys = 5\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_kvnode"))
+        .arg(format!("--config={}", config.display()))
+        .output()
+        .expect("run kvnode");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("snapshot_entrys"),
+        "an unknown key is named: {stderr}"
+    );
+}
+
+#[test]
+fn the_redis_crate_works_unchanged_including_pipelines() {
+    let cluster = Cluster::start(3, Options::default());
+    // A follower, so requests are forwarded and reads go through ReadIndex.
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    let client = redis::Client::open(format!("redis://{}/", cluster.addr(follower))).expect("url");
+    let mut connection = client
+        .get_connection_with_timeout(TIMEOUT)
+        .expect("connect with the redis crate");
+    connection.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let (): () = redis::cmd("SET")
+        .arg("lib:a")
+        .arg("1")
+        .query(&mut connection)
+        .expect("SET");
+    let value: String = redis::cmd("GET")
+        .arg("lib:a")
+        .query(&mut connection)
+        .expect("GET");
+    assert_eq!(value, "1");
+    let mut pipeline = redis::pipe();
+    for i in 0..100 {
+        pipeline.cmd("SET").arg(format!("lib:{i}")).arg(i).ignore();
+    }
+    pipeline.cmd("INCRBY").arg("lib:counter").arg(5);
+    pipeline.cmd("MGET").arg("lib:0").arg("lib:99");
+    pipeline.cmd("DBSIZE");
+    let (counter, values, keys): (i64, Vec<String>, i64) =
+        pipeline.query(&mut connection).expect("pipeline");
+    assert_eq!(counter, 5);
+    assert_eq!(values, vec!["0".to_string(), "99".to_string()]);
+    assert_eq!(keys, 102, "lib:a, lib:0..lib:99 and lib:counter");
+}
