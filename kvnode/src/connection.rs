@@ -219,8 +219,10 @@ impl Connection {
         let limits = self.shared.limits.clone();
         if self.forwarder.is_none() {
             // Nothing was sent if we cannot connect: the client may safely retry.
-            let connecting =
-                tokio::time::timeout(FORWARD_TIMEOUT, Forwarder::connect(&leader, &limits));
+            let connecting = tokio::time::timeout(
+                FORWARD_TIMEOUT,
+                Forwarder::connect(&leader, &limits, self.shared.password.as_deref()),
+            );
             match connecting.await {
                 Ok(Ok(forwarder)) => self.forwarder = Some(forwarder),
                 Ok(Err(reason)) => {
@@ -348,7 +350,13 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn connect(leader: &str, limits: &Limits) -> Result<Forwarder, String> {
+    /// Connects to the leader's client port, authenticating with the cluster's password
+    /// (every node is configured with the same one) and naming itself a forwarder.
+    async fn connect(
+        leader: &str,
+        limits: &Limits,
+        password: Option<&str>,
+    ) -> Result<Forwarder, String> {
         let stream = TcpStream::connect(leader)
             .await
             .map_err(|e| e.to_string())?;
@@ -358,6 +366,14 @@ impl Forwarder {
             stream,
             buffer: BytesMut::new(),
         };
+        if let Some(password) = password {
+            let auth = Frame::Array(vec![Frame::bulk("AUTH"), Frame::bulk(password)]);
+            if let Frame::Error(refused) = forwarder.call(&auth, limits).await? {
+                return Err(format!(
+                    "the leader refused this node's password: {refused}"
+                ));
+            }
+        }
         let hello = Frame::Array(vec![
             Frame::bulk("CLIENT"),
             Frame::bulk("SETNAME"),

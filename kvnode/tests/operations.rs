@@ -177,3 +177,75 @@ fn the_redis_crate_works_unchanged_including_pipelines() {
     assert_eq!(values, vec!["0".to_string(), "99".to_string()]);
     assert_eq!(keys, 102, "lib:a, lib:0..lib:99 and lib:counter");
 }
+
+/// With a password configured, commands before AUTH get NOAUTH, a wrong password
+/// WRONGPASS, and after AUTH a write sent to a follower is forwarded (the follower
+/// authenticates to the leader itself) and applied.
+#[test]
+fn password_protected_cluster_requires_auth_and_still_forwards_writes() {
+    let mut cluster = Cluster::start(3, Options::default());
+    cluster.wait_for_leader(TIMEOUT);
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+        cluster.add_arg(id, "--password=s3cret".to_string());
+    }
+    for id in [1, 2, 3] {
+        cluster.start_node(id);
+    }
+    // PING needs AUTH too (as in Redis), so wait for the ports to accept instead.
+    for id in [1, 2, 3] {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while support::Client::connect_with(cluster.addr(id), Duration::from_secs(1)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} never listened"
+            );
+            std::thread::sleep(support::POLL_INTERVAL);
+        }
+    }
+    let authed = |id: u64| {
+        let mut client = cluster.client(id);
+        let reply = client.cmd(&["AUTH", "s3cret"]).expect("AUTH");
+        assert!(reply.is_ok(), "{reply:?}");
+        client
+    };
+    let mut probe = authed(1);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let leader = loop {
+        let status = probe.cmd(&["RAFT.STATUS"]).expect("RAFT.STATUS");
+        let text = status.bulk_string().unwrap_or_default();
+        let leader = text
+            .lines()
+            .find_map(|line| line.strip_prefix("leader_id:"))
+            .and_then(|id| id.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if leader != 0 {
+            break leader;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader: {text}");
+        std::thread::sleep(support::POLL_INTERVAL);
+    };
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    let mut anonymous = cluster.client(follower);
+    match anonymous.cmd(&["GET", "k"]).expect("GET") {
+        Reply::Error(message) => assert!(message.starts_with("NOAUTH"), "{message}"),
+        other => panic!("expected NOAUTH, got {other:?}"),
+    }
+    match anonymous.cmd(&["AUTH", "wrong"]).expect("AUTH") {
+        Reply::Error(message) => assert!(message.starts_with("WRONGPASS"), "{message}"),
+        other => panic!("expected WRONGPASS, got {other:?}"),
+    }
+    let mut client = authed(follower);
+    let reply = client
+        .cmd(&["SET", "k", "v"])
+        .expect("SET through a follower");
+    assert!(
+        reply.is_ok(),
+        "a forwarded write must authenticate to the leader: {reply:?}"
+    );
+    let got = support::read_retrying(&mut authed(leader), &[b"GET", b"k"]);
+    assert_eq!(got, Reply::Bulk(Some(b"v".to_vec())));
+}
