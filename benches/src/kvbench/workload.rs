@@ -1,0 +1,189 @@
+//! What each request is: GET or SET, which key, which value, from a seeded PRNG.
+//!
+//! Keys are `k` followed by the key index in decimal, zero-padded to the key size, so every key
+//! has exactly `key_bytes` bytes and the keyspace is exactly `keyspace` keys. Requests are
+//! encoded straight into RESP bytes; nothing per request is allocated beyond the output buffer.
+
+use bytes::{BufMut, BytesMut};
+
+/// A request kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    Set,
+}
+
+/// splitmix64: tiny, fast and good enough to pick keys; seeded per connection.
+#[derive(Clone, Debug)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A float uniform in [0, 1).
+    pub fn next_fraction(&mut self) -> f64 {
+        // 53 random bits: exactly representable, strictly below 1.
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One connection's request generator.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    rng: Rng,
+    keyspace: u64,
+    key_bytes: usize,
+    read_fraction: f64,
+    value: Vec<u8>,
+}
+
+impl Workload {
+    /// # Panics
+    /// If `key_bytes` cannot hold every index of the keyspace (options validate this first).
+    pub fn new(
+        seed: u64,
+        keyspace: u64,
+        key_bytes: usize,
+        value_bytes: usize,
+        read_fraction: f64,
+    ) -> Workload {
+        assert!(
+            key_bytes >= super::options::key_bytes_min(keyspace),
+            "key_bytes {key_bytes} too small for keyspace {keyspace}"
+        );
+        // A recognisable, non-constant value; its content does not matter to the server.
+        let value = (0..value_bytes).map(|i| b'a' + (i % 26) as u8).collect();
+        Workload {
+            rng: Rng::new(seed),
+            keyspace,
+            key_bytes,
+            read_fraction,
+            value,
+        }
+    }
+
+    /// Picks the next request and appends its RESP encoding to `out`.
+    pub fn next_request(&mut self, out: &mut BytesMut) -> Op {
+        let op = if self.read_fraction > 0.0 && self.rng.next_fraction() < self.read_fraction {
+            Op::Get
+        } else {
+            Op::Set
+        };
+        let index = self.rng.next_u64() % self.keyspace;
+        match op {
+            Op::Get => {
+                out.put_slice(b"*2\r\n$3\r\nGET\r\n");
+                self.put_key(index, out);
+            }
+            Op::Set => {
+                out.put_slice(b"*3\r\n$3\r\nSET\r\n");
+                self.put_key(index, out);
+                put_bulk_header(self.value.len(), out);
+                out.put_slice(&self.value);
+                out.put_slice(b"\r\n");
+            }
+        }
+        op
+    }
+
+    fn put_key(&self, index: u64, out: &mut BytesMut) {
+        put_bulk_header(self.key_bytes, out);
+        out.put_u8(b'k');
+        let digits = self.key_bytes - 1;
+        out.put_slice(format!("{index:0digits$}").as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn put_bulk_header(len: usize, out: &mut BytesMut) {
+    out.put_slice(format!("${len}\r\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use kvnode::resp::{decode_request, Frame, Limits};
+
+    use super::*;
+
+    fn decode_all(mut buf: BytesMut) -> Vec<Vec<Vec<u8>>> {
+        let mut requests = Vec::new();
+        while let Some(frame) = decode_request(&mut buf, &Limits::default()).expect("valid RESP") {
+            let Frame::Array(items) = frame else {
+                panic!("not an array: {frame:?}")
+            };
+            requests.push(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Frame::Bulk(bytes) => bytes.to_vec(),
+                        other => panic!("not a bulk: {other:?}"),
+                    })
+                    .collect(),
+            );
+        }
+        requests
+    }
+
+    #[test]
+    fn requests_are_valid_resp_with_exact_key_and_value_sizes() {
+        let mut workload = Workload::new(3, 100_000, 16, 128, 0.5);
+        let mut buf = BytesMut::new();
+        let ops: Vec<Op> = (0..200).map(|_| workload.next_request(&mut buf)).collect();
+        let requests = decode_all(buf);
+        assert_eq!(requests.len(), 200);
+        for (op, request) in ops.iter().zip(&requests) {
+            assert_eq!(request[1].len(), 16);
+            assert_eq!(request[1][0], b'k');
+            let index: u64 = std::str::from_utf8(&request[1][1..])
+                .expect("digits")
+                .parse()
+                .expect("number");
+            assert!(index < 100_000);
+            match op {
+                Op::Get => assert_eq!((request[0].as_slice(), request.len()), (&b"GET"[..], 2)),
+                Op::Set => {
+                    assert_eq!((request[0].as_slice(), request.len()), (&b"SET"[..], 3));
+                    assert_eq!(request[2].len(), 128);
+                }
+            }
+        }
+        let reads = ops.iter().filter(|op| **op == Op::Get).count();
+        assert!(
+            (60..=140).contains(&reads),
+            "about half should be reads, got {reads}"
+        );
+    }
+
+    #[test]
+    fn read_fraction_zero_and_one_are_exact() {
+        let mut buf = BytesMut::new();
+        let mut writes = Workload::new(1, 10, 2, 1, 0.0);
+        assert!((0..100).all(|_| writes.next_request(&mut buf) == Op::Set));
+        let mut reads = Workload::new(1, 10, 2, 1, 1.0);
+        assert!((0..100).all(|_| reads.next_request(&mut buf) == Op::Get));
+    }
+
+    #[test]
+    fn same_seed_same_requests() {
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        let mut first = Workload::new(9, 1000, 8, 4, 0.3);
+        let mut second = Workload::new(9, 1000, 8, 4, 0.3);
+        for _ in 0..50 {
+            first.next_request(&mut a);
+            second.next_request(&mut b);
+        }
+        assert_eq!(a, b);
+    }
+}
