@@ -4,6 +4,9 @@
 //!   FIFO "network", for measuring the consensus algorithm alone.
 //! - [`kvbench`]: the `kvbench` load generator (Redis protocol over TCP) behind
 //!   `src/bin/kvbench.rs`.
+//! - [`tcp_cluster`]: three raft-core nodes on syncing raft-wal stores, joined by raft-net
+//!   over loopback TCP, one thread per node, for end-to-end commit latency.
 
 pub mod in_process;
 pub mod kvbench;
+pub mod tcp_cluster;
