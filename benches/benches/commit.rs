@@ -12,10 +12,10 @@
 //!
 //! Criterion reports means; a fixed pass after each group prints percentiles to stderr,
 //! the fdatasync floor measured just before and just after it (this disk's sync cost moves
-//! by an order of magnitude with other jobs' I/O), and the broadcast time (a one-entry AppendEntries from the leader's hand-off to the
-//! transport until the follower's acknowledgement, sent after its WAL sync, arrives back)
-//! beside the configured heartbeat and election timeouts and the ratio
-//! electionTimeout / broadcastTime (DESIGN.md "Timing").
+//! by an order of magnitude with other jobs' I/O), and the broadcast time (a one-entry
+//! AppendEntries from the leader's hand-off to the transport until the follower's
+//! acknowledgement, sent after its WAL sync, arrives back) beside the configured heartbeat
+//! and election timeouts and the ratio electionTimeout / broadcastTime (DESIGN.md "Timing").
 //!
 //! Run: `cargo bench -p benches --bench commit` (about a minute plus the build). Files go
 //! to the system temp dir (`$TMPDIR`), on the same disk as the repo here.
