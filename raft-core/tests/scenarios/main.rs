@@ -4,4 +4,5 @@
 mod harness;
 
 mod election;
+mod membership;
 mod replication;
