@@ -21,7 +21,6 @@
 //! to the system temp dir (`$TMPDIR`), on the same disk as the repo here.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -254,17 +253,7 @@ impl RawSync {
     fn new() -> RawSync {
         let root = tempfile::tempdir().expect("create a temp dir");
         let path = root.path().join("raw");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .expect("create the raw file");
-        // SAFETY: a plain system call on a descriptor this function owns.
-        let code =
-            unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, RAW_FILE_BYTES as libc::off_t) };
-        assert_eq!(code, 0, "posix_fallocate {}", path.display());
+        let file = benches::raw_file::preallocated(&path, RAW_FILE_BYTES);
         RawSync {
             file,
             buf: vec![0x5au8; 32 + PAYLOAD_BYTES],

@@ -7,8 +7,6 @@
 //! Run: `cargo bench -p benches --bench wal`. Files go to a temp dir under
 //! `$WAL_BENCH_DIR` (default: the system temp dir, i.e. the same disk as the repo here).
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -78,16 +76,7 @@ fn wal_append_sync(c: &mut Criterion) {
 fn raw_write_fdatasync(c: &mut Criterion) {
     let root = bench_root();
     let path = root.path().join("raw");
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("create");
-    // SAFETY: plain system call on a descriptor we own.
-    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, RAW_FILE_BYTES as libc::off_t) };
-    assert_eq!(code, 0, "posix_fallocate");
+    let file = benches::raw_file::preallocated(&path, RAW_FILE_BYTES);
     let mut group = c.benchmark_group("raw_write_fdatasync");
     group
         .sample_size(10)

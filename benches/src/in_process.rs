@@ -91,13 +91,10 @@ impl InProcessCluster {
     fn process(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("member");
         while node.has_ready() {
-            let ready = node.ready();
-            self.queue.extend(ready.messages);
+            let mut ready = node.ready();
+            self.queue.extend(std::mem::take(&mut ready.messages));
             let store = node.store_mut();
-            store.append(&ready.entries).expect("memory");
-            if let Some(hard_state) = ready.hard_state {
-                store.set_hard_state(hard_state).expect("memory");
-            }
+            store.write_ready(&ready).expect("memory");
             store.sync().expect("memory");
             self.queue.extend(ready.persisted_messages);
             if let Some(last) = ready.committed_entries.last() {

@@ -9,4 +9,5 @@
 
 pub mod in_process;
 pub mod kvbench;
+pub mod raw_file;
 pub mod tcp_cluster;

@@ -454,13 +454,7 @@ impl RaftLoop {
     fn persist(&mut self, ready: &Ready) {
         let store = self.node.store_mut();
         let outcome = (|| {
-            if let Some(snapshot) = &ready.snapshot {
-                store.apply_snapshot(snapshot.clone())?;
-            }
-            store.append(&ready.entries)?;
-            if let Some(hard_state) = ready.hard_state {
-                store.set_hard_state(hard_state)?;
-            }
+            store.write_ready(ready)?;
             if ready.must_sync {
                 let started = Instant::now();
                 store.sync()?;

@@ -101,6 +101,23 @@ pub trait LogStoreMut: LogStore {
     /// `Backend` on I/O failure.
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError>;
 
+    /// Writes what a [`crate::Ready`] asks to persist, in the order it must be written:
+    /// the snapshot, then the entries, then the hard state. Does not sync: the caller syncs
+    /// when `ready.must_sync` says so (and may time it, or crash before it in a test).
+    ///
+    /// # Errors
+    /// The first write that fails; the node must stop (fail-stop).
+    fn write_ready(&mut self, ready: &crate::Ready) -> Result<(), StorageError> {
+        if let Some(snapshot) = &ready.snapshot {
+            self.apply_snapshot(snapshot.clone())?;
+        }
+        self.append(&ready.entries)?;
+        if let Some(hard_state) = ready.hard_state {
+            self.set_hard_state(hard_state)?;
+        }
+        Ok(())
+    }
+
     /// Makes everything written so far durable: one call per batch (group commit).
     ///
     /// # Errors

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
-    AppendResponse, Entry, HardState, LogIndex, LogStoreMut, Message, MessageBody, Node, NodeId,
-    Ready, Role, Snapshot, Term,
+    AppendResponse, Entry, LogIndex, LogStoreMut, Message, MessageBody, Node, NodeId, Ready, Role,
+    Snapshot, Term,
 };
 use raft_net::Transport;
 use raft_wal::WalStore;
@@ -243,24 +243,14 @@ impl Driver {
             if !self.node.has_ready() {
                 return;
             }
-            let Ready {
-                soft_state,
-                hard_state,
-                snapshot,
-                entries,
-                must_sync,
-                messages,
-                persisted_messages,
-                committed_entries,
-                read_states: _,
-            } = self.node.ready();
-            if let Some(soft) = soft_state {
+            let mut ready = self.node.ready();
+            if let Some(soft) = ready.soft_state {
                 self.note_role(soft.role);
             }
-            self.send_all(messages);
-            self.persist(snapshot, &entries, hard_state, must_sync);
-            self.send_all(persisted_messages);
-            self.apply(&committed_entries);
+            self.send_all(std::mem::take(&mut ready.messages));
+            self.persist(&ready);
+            self.send_all(std::mem::take(&mut ready.persisted_messages));
+            self.apply(&ready.committed_entries);
             self.node.advance();
             self.maybe_compact();
         }
@@ -303,31 +293,13 @@ impl Driver {
     }
 
     /// Fail-stop: a node that cannot persist must not acknowledge, so this panics.
-    fn persist(
-        &mut self,
-        snapshot: Option<Snapshot>,
-        entries: &[Entry],
-        hard_state: Option<HardState>,
-        must_sync: bool,
-    ) {
+    fn persist(&mut self, ready: &Ready) {
         let id = self.node.id();
         let store = self.node.store_mut();
-        if let Some(snapshot) = snapshot {
-            store
-                .apply_snapshot(snapshot)
-                .unwrap_or_else(|failure| panic!("node {id}: WAL snapshot failed: {failure:?}"));
-        }
-        if !entries.is_empty() {
-            store
-                .append(entries)
-                .unwrap_or_else(|failure| panic!("node {id}: WAL append failed: {failure:?}"));
-        }
-        if let Some(hard_state) = hard_state {
-            store
-                .set_hard_state(hard_state)
-                .unwrap_or_else(|failure| panic!("node {id}: WAL hard state failed: {failure:?}"));
-        }
-        if must_sync {
+        store
+            .write_ready(ready)
+            .unwrap_or_else(|failure| panic!("node {id}: WAL write failed: {failure:?}"));
+        if ready.must_sync {
             let started = Instant::now();
             store
                 .sync()

@@ -98,13 +98,7 @@ impl Cluster {
 
     /// Cuts every link to and from `n`.
     pub fn isolate(&mut self, n: u64) {
-        let all: Vec<NodeId> = self
-            .nodes
-            .keys()
-            .chain(self.crashed.keys())
-            .copied()
-            .collect();
-        for other in all {
+        for other in self.all_ids() {
             self.blocked.insert((id(n), other));
             self.blocked.insert((other, id(n)));
         }
@@ -112,15 +106,17 @@ impl Cluster {
 
     /// Cuts every link from `n` (it still hears the others).
     pub fn cut_outbound(&mut self, n: u64) {
-        let all: Vec<NodeId> = self
-            .nodes
+        for other in self.all_ids() {
+            self.blocked.insert((id(n), other));
+        }
+    }
+
+    fn all_ids(&self) -> Vec<NodeId> {
+        self.nodes
             .keys()
             .chain(self.crashed.keys())
             .copied()
-            .collect();
-        for other in all {
-            self.blocked.insert((id(n), other));
-        }
+            .collect()
     }
 
     pub fn heal(&mut self) {
@@ -204,13 +200,7 @@ impl Cluster {
                 ));
             }
             let store = node.store_mut();
-            if let Some(snapshot) = &ready.snapshot {
-                store.apply_snapshot(snapshot.clone()).unwrap();
-            }
-            store.append(&ready.entries).unwrap();
-            if let Some(hard_state) = ready.hard_state {
-                store.set_hard_state(hard_state).unwrap();
-            }
+            store.write_ready(&ready).unwrap();
             store.sync().unwrap();
             self.queue.extend(ready.messages);
             self.queue.extend(ready.persisted_messages);

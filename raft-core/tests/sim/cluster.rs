@@ -305,13 +305,7 @@ impl Sim {
 
     fn persist(&mut self, id: NodeId, ready: &Ready) {
         let store = self.node_mut(id).expect("live").store_mut();
-        if let Some(snapshot) = &ready.snapshot {
-            store.apply_snapshot(snapshot.clone()).expect("memory");
-        }
-        store.append(&ready.entries).expect("memory");
-        if let Some(hard_state) = ready.hard_state {
-            store.set_hard_state(hard_state).expect("memory");
-        }
+        store.write_ready(ready).expect("memory");
     }
 
     fn apply(&mut self, id: NodeId, ready: &Ready) -> Verdict {
