@@ -36,5 +36,5 @@ pub mod wal;
 pub use config::{SyncPolicy, WalConfig};
 pub use error::{Error, Result};
 pub use record::{Record, RecordKind};
-pub use store::WalStore;
+pub use store::{StagedSnapshot, WalStore};
 pub use wal::Wal;

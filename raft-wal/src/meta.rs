@@ -5,14 +5,16 @@
 //! CRC. A write goes to the slot *not* holding the newest value, so a torn write can only
 //! damage the older copy: a crash leaves the old value or the new one, never garbage.
 //!
-//! Blob files: written to `NAME.tmp`, synced, renamed over `NAME`, then the directory is
-//! synced; the rename is atomic, so a reader sees the whole old or the whole new blob.
+//! Blob files: written to a fresh `NAME.PID.SEQ.tmp`, synced, renamed over `NAME`, then the
+//! directory is synced; the rename is atomic, so a reader sees the whole old or the whole
+//! new blob. Writing and renaming may happen on different threads ([`stage_blob`]).
 //!
 //! Never: panic on file content.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::segment::FORMAT_VERSION;
@@ -186,8 +188,30 @@ impl StateFile {
 /// # Errors
 /// `Io` on failure.
 pub fn write_blob(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let temp = dir.join(format!("{name}.tmp"));
+    stage_blob(dir, name, contents)?.commit()
+}
+
+/// A blob written and synced under a temporary name, not yet in place: the slow half of
+/// [`write_blob`], which may run on another thread than the one that commits it.
+#[derive(Debug)]
+pub struct StagedBlob {
+    dir: PathBuf,
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+/// Numbers temporary names, so blobs staged at the same time never share a file.
+static STAGE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `contents` as a blob to a fresh temporary file in `dir` and syncs it; nothing
+/// a reader of `dir/name` sees changes until [`StagedBlob::commit`]. A staged blob never
+/// committed is a `*.tmp` file, removed when the WAL directory is next opened.
+///
+/// # Errors
+/// `Io` on failure; `RecordTooLarge` past 4 GiB.
+pub fn stage_blob(dir: &Path, name: &str, contents: &[u8]) -> Result<StagedBlob> {
+    let seq = STAGE_SEQ.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!("{name}.{}.{seq}.tmp", std::process::id()));
     let mut header = [0u8; BLOB_HEADER_BYTES];
     header[0..4].copy_from_slice(&BLOB_MAGIC);
     header[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -197,14 +221,40 @@ pub fn write_blob(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     })?;
     header[8..12].copy_from_slice(&len.to_le_bytes());
     header[12..16].copy_from_slice(&crc32fast::hash(contents).to_le_bytes());
-    let file = File::create(&temp).map_err(Error::io("create", &temp))?;
-    file.write_all_at(&header, 0)
-        .map_err(Error::io("write", &temp))?;
-    file.write_all_at(contents, BLOB_HEADER_BYTES as u64)
-        .map_err(Error::io("write", &temp))?;
-    file.sync_all().map_err(Error::io("sync", &temp))?;
-    std::fs::rename(&temp, &path).map_err(Error::io("rename into place", &path))?;
-    sync_dir(dir)
+    let written = (|| {
+        let file = File::create(&temp).map_err(Error::io("create", &temp))?;
+        file.write_all_at(&header, 0)
+            .map_err(Error::io("write", &temp))?;
+        file.write_all_at(contents, BLOB_HEADER_BYTES as u64)
+            .map_err(Error::io("write", &temp))?;
+        file.sync_all().map_err(Error::io("sync", &temp))
+    })();
+    if let Err(failure) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(failure);
+    }
+    Ok(StagedBlob {
+        dir: dir.to_owned(),
+        temp,
+        path: dir.join(name),
+    })
+}
+
+impl StagedBlob {
+    /// Renames the blob into place and syncs the directory: the atomic, durable switch.
+    ///
+    /// # Errors
+    /// `Io` on failure (the old blob, if any, is then still in place).
+    pub fn commit(self) -> Result<()> {
+        std::fs::rename(&self.temp, &self.path)
+            .map_err(Error::io("rename into place", &self.path))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes the staged file (best effort: a leftover is removed at the next open).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
 }
 
 /// Reads a blob written by [`write_blob`]; `Ok(None)` if there is none.

@@ -26,7 +26,7 @@ use raft_core::{
 
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
-use crate::meta::{read_blob, write_blob};
+use crate::meta::{read_blob, stage_blob, StagedBlob};
 use crate::record::{Record, RecordKind};
 use crate::wal::Wal;
 
@@ -40,6 +40,25 @@ const HARD_STATE_BYTES: usize = 24;
 struct MembershipRecord {
     membership: Membership,
     context: Bytes,
+}
+
+/// A snapshot written and synced by [`WalStore::stage_snapshot`], waiting to be installed.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    snapshot: Snapshot,
+    blob: StagedBlob,
+}
+
+impl StagedSnapshot {
+    /// The last log index the snapshot covers.
+    pub fn index(&self) -> LogIndex {
+        self.snapshot.meta.index
+    }
+
+    /// Deletes the staged file without installing it.
+    pub fn discard(self) {
+        self.blob.discard();
+    }
 }
 
 /// A durable Raft log store: implements [`LogStore`] and [`LogStoreMut`] over a [`Wal`].
@@ -114,6 +133,53 @@ impl WalStore {
     /// The underlying log, for inspection.
     pub fn wal(&self) -> &Wal {
         &self.wal
+    }
+
+    /// Writes `snapshot` durably beside the store in `dir` without touching the log or
+    /// the current snapshot: the slow half of `apply_snapshot` (encoding, writing and
+    /// syncing what may be a large blob), which may run on any thread while the store
+    /// goes on appending. [`WalStore::install_snapshot`] then puts it in effect.
+    ///
+    /// # Errors
+    /// `Io` writing the file; `Encoding`; `RecordTooLarge` past 4 GiB.
+    pub fn stage_snapshot(dir: &Path, snapshot: Snapshot) -> Result<StagedSnapshot> {
+        let encoded = postcard::to_allocvec(&snapshot).map_err(|source| Error::Encoding {
+            action: "encode snapshot for",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let blob = stage_blob(dir, SNAPSHOT_FILE_NAME, &encoded)?;
+        Ok(StagedSnapshot { snapshot, blob })
+    }
+
+    /// Makes a staged snapshot the store's snapshot and drops the log it covers, as
+    /// `apply_snapshot` does. A snapshot no newer than the current one (another was
+    /// installed while this one was staged) is discarded; returns whether it was installed.
+    ///
+    /// The caller must only stage snapshots of entries it has persisted (an applied
+    /// index, or a leader's snapshot); the renamed blob is the commit point, so a crash
+    /// between it and the compaction is finished by `open`.
+    ///
+    /// # Errors
+    /// As `apply_snapshot`.
+    pub fn install_snapshot(&mut self, staged: StagedSnapshot) -> Result<bool, StorageError> {
+        let StagedSnapshot { snapshot, blob } = staged;
+        let index = snapshot.meta.index;
+        if index <= self.snapshot.meta.index {
+            blob.discard();
+            return Ok(false);
+        }
+        let keeps_suffix =
+            index <= self.wal.last_index() && self.wal.term(index) == Some(snapshot.meta.term);
+        blob.commit().map_err(backend)?;
+        let result = if keeps_suffix {
+            self.wal.compact_prefix(index)
+        } else {
+            self.wal.reset(index.next())
+        };
+        result.map_err(backend)?;
+        self.snapshot = snapshot;
+        Ok(true)
     }
 
     fn decode_entry(&self, record: Record<'_>) -> Result<Entry, StorageError> {
@@ -312,27 +378,11 @@ impl LogStoreMut for WalStore {
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let index = snapshot.meta.index;
-        if index <= self.snapshot.meta.index {
+        if snapshot.meta.index <= self.snapshot.meta.index {
             return Ok(());
         }
-        let keeps_suffix =
-            index <= self.wal.last_index() && self.wal.term(index) == Some(snapshot.meta.term);
-        let encoded = postcard::to_allocvec(&snapshot).map_err(|source| {
-            backend(Error::Encoding {
-                action: "encode snapshot for",
-                path: self.wal.dir().to_owned(),
-                source,
-            })
-        })?;
-        write_blob(self.wal.dir(), SNAPSHOT_FILE_NAME, &encoded).map_err(backend)?;
-        let result = if keeps_suffix {
-            self.wal.compact_prefix(index)
-        } else {
-            self.wal.reset(index.next())
-        };
-        result.map_err(backend)?;
-        self.snapshot = snapshot;
+        let staged = WalStore::stage_snapshot(self.wal.dir(), snapshot).map_err(backend)?;
+        self.install_snapshot(staged)?;
         Ok(())
     }
 

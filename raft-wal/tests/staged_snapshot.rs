@@ -1,0 +1,154 @@
+//! A snapshot staged on another thread (`WalStore::stage_snapshot`) and installed later
+//! (`install_snapshot`): staging changes nothing a reopen sees, installing is the same
+//! commit as `apply_snapshot`, and a staged snapshot overtaken by a newer one (a leader's,
+//! installed meanwhile) is discarded instead of replacing it.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use raft_core::{
+    Entry, EntryPayload, LogIndex, LogStore, LogStoreMut, Snapshot, SnapshotMeta, Term,
+};
+use raft_wal::{SyncPolicy, WalConfig, WalStore};
+
+fn config() -> WalConfig {
+    WalConfig {
+        segment_bytes: 64 * 1024,
+        sync_policy: SyncPolicy::Always,
+    }
+}
+
+fn entries(low: u64, high: u64) -> Vec<Entry> {
+    (low..=high)
+        .map(|index| Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            payload: EntryPayload::Command(Bytes::from(vec![
+                u8::try_from(index % 251)
+                    .expect("below 251");
+                300
+            ])),
+        })
+        .collect()
+}
+
+fn snapshot(index: u64, fill: u8) -> Snapshot {
+    Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(1),
+            membership: Default::default(),
+        },
+        data: Bytes::from(vec![fill; 5000]),
+    }
+}
+
+fn store_with_log(dir: &Path, last: u64) -> WalStore {
+    let mut store = WalStore::open(dir, config()).expect("open");
+    store.append(&entries(1, last)).expect("append");
+    store.sync().expect("sync");
+    store
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn staging_changes_nothing_until_installed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = store_with_log(dir.path(), 400);
+    let staged = WalStore::stage_snapshot(store.dir(), snapshot(300, 1)).expect("stage");
+    assert_eq!(staged.index(), LogIndex(300));
+    // The store goes on appending while the snapshot is staged.
+    store.append(&entries(401, 450)).expect("append");
+    store.sync().expect("sync");
+    assert_eq!(store.first_index(), LogIndex(1));
+    assert_eq!(store.snapshot().expect("snapshot").meta.index, LogIndex(0));
+
+    // A crash before the install: the reopened store has no snapshot and the whole log;
+    // the staged file is a leftover removed on open.
+    drop(store);
+    let mut store = WalStore::open(dir.path(), config()).expect("reopen");
+    assert_eq!(store.snapshot().expect("snapshot").meta.index, LogIndex(0));
+    assert_eq!(store.last_index(), LogIndex(450));
+    assert!(temp_files(dir.path()).is_empty(), "leftover staged file");
+
+    let staged = WalStore::stage_snapshot(store.dir(), snapshot(300, 2)).expect("stage");
+    assert!(store.install_snapshot(staged).expect("install"));
+    assert_eq!(store.first_index(), LogIndex(301));
+    assert_eq!(store.last_index(), LogIndex(450));
+    drop(store);
+    let store = WalStore::open(dir.path(), config()).expect("reopen");
+    let recovered = store.snapshot().expect("snapshot");
+    assert_eq!(recovered.meta.index, LogIndex(300));
+    assert_eq!(recovered.data, snapshot(300, 2).data);
+    assert_eq!(store.first_index(), LogIndex(301));
+    assert_eq!(
+        store
+            .entries(LogIndex(301), LogIndex(451), u64::MAX)
+            .expect("entries"),
+        entries(301, 450)
+    );
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+#[test]
+fn an_overtaken_staged_snapshot_is_discarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = store_with_log(dir.path(), 400);
+    let older = WalStore::stage_snapshot(store.dir(), snapshot(200, 1)).expect("stage");
+    // Meanwhile a newer snapshot (say, the leader's) is applied on the store's thread.
+    store
+        .apply_snapshot(snapshot(350, 9))
+        .expect("apply newer snapshot");
+    assert!(!store.install_snapshot(older).expect("install"));
+    assert_eq!(
+        store.snapshot().expect("snapshot").meta.index,
+        LogIndex(350)
+    );
+    assert_eq!(store.first_index(), LogIndex(351));
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "discarded file left behind"
+    );
+    drop(store);
+    let store = WalStore::open(dir.path(), config()).expect("reopen");
+    let recovered = store.snapshot().expect("snapshot");
+    assert_eq!(recovered.meta.index, LogIndex(350));
+    assert_eq!(recovered.data, snapshot(350, 9).data);
+}
+
+#[test]
+fn snapshots_staged_at_once_use_separate_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = store_with_log(dir.path(), 400);
+    let path = store.dir().to_owned();
+    let (first, second) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| WalStore::stage_snapshot(&path, snapshot(100, 3)));
+        let b = scope.spawn(|| WalStore::stage_snapshot(&path, snapshot(250, 4)));
+        (
+            a.join().expect("join").expect("stage"),
+            b.join().expect("join").expect("stage"),
+        )
+    });
+    assert_eq!(temp_files(dir.path()).len(), 2);
+    assert!(store.install_snapshot(first).expect("install"));
+    assert!(store.install_snapshot(second).expect("install"));
+    drop(store);
+    let store = WalStore::open(dir.path(), config()).expect("reopen");
+    let recovered = store.snapshot().expect("snapshot");
+    assert_eq!(recovered.meta.index, LogIndex(250));
+    assert_eq!(recovered.data, snapshot(250, 4).data);
+    assert_eq!(store.first_index(), LogIndex(251));
+}
