@@ -84,7 +84,8 @@ pub struct Settings {
     /// [default: 150].
     #[arg(long)]
     pub election_ms: Option<u64>,
-    /// Take a snapshot and compact the log every this many applied entries [default: 10000].
+    /// Take a snapshot and compact the log after at least this many applied entries, and
+    /// once they add up to the size of the last snapshot [default: 10000].
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
     /// Largest key in bytes [default: 65536].

@@ -11,14 +11,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use raft_core::{
     ConfChange, Entry, EntryPayload, LogIndex, LogStoreMut, Message, Node, NodeId, Ready, Role,
-    Snapshot, Term,
+    Snapshot, SnapshotMeta, Term,
 };
 use raft_net::Transport;
 use tokio::sync::oneshot;
@@ -32,7 +34,7 @@ use crate::resp::Frame;
 use crate::state_machine::{
     MemberAddress, MembershipContext, ReadCommand, StateMachine, WriteCommand,
 };
-use crate::storage::Storage;
+use crate::storage::{SnapshotWriter, StagedSnapshot, Storage};
 
 /// Inputs handled per loop iteration before the node's Ready is processed; bounds the
 /// latency a burst can add to ticks.
@@ -149,7 +151,60 @@ pub struct RaftLoop {
     known_peers: BTreeSet<NodeId>,
     last_leader: NodeId,
     was_leader: bool,
+    /// The applied index of the last snapshot taken or started (or restored).
     last_snapshot: LogIndex,
+    /// Size of that snapshot (0 if unknown, as after a restart).
+    last_snapshot_bytes: u64,
+    /// Bytes of the entries applied since that snapshot started.
+    applied_bytes_since_snapshot: u64,
+    snapshots: SnapshotWorker,
+}
+
+/// A copy of the state machine to write as a snapshot at `meta.index`.
+struct SnapshotJob {
+    meta: SnapshotMeta,
+    machine: StateMachine,
+}
+
+type StagedResult = Result<(StagedSnapshot, u64), raft_wal::Error>;
+
+/// The thread that encodes and writes snapshots, so the loop keeps heartbeating and
+/// committing while a large state is written and synced. One job at a time.
+struct SnapshotWorker {
+    jobs: SyncSender<SnapshotJob>,
+    results: Receiver<StagedResult>,
+    busy: bool,
+}
+
+impl SnapshotWorker {
+    fn start(writer: SnapshotWriter) -> SnapshotWorker {
+        let (jobs, job_queue) = sync_channel::<SnapshotJob>(1);
+        let (done, results) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                // Ends when the loop drops its sender; a job cut short by the process
+                // exiting leaves a temporary file that the next open removes.
+                for job in job_queue {
+                    let data = job.machine.snapshot();
+                    let bytes = data.len() as u64;
+                    drop(job.machine);
+                    let staged = writer.stage(Snapshot {
+                        meta: job.meta,
+                        data,
+                    });
+                    if done.send(staged.map(|staged| (staged, bytes))).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the snapshot thread");
+        SnapshotWorker {
+            jobs,
+            results,
+            busy: false,
+        }
+    }
 }
 
 impl RaftLoop {
@@ -162,6 +217,7 @@ impl RaftLoop {
         inbox: Receiver<Input>,
     ) -> RaftLoop {
         let last_snapshot = node.first_index().prev();
+        let snapshots = SnapshotWorker::start(node.store().snapshot_writer());
         let mut raft_loop = RaftLoop {
             config,
             node,
@@ -177,6 +233,9 @@ impl RaftLoop {
             last_leader: NodeId::NONE,
             was_leader: false,
             last_snapshot,
+            last_snapshot_bytes: 0,
+            applied_bytes_since_snapshot: 0,
+            snapshots,
         };
         let founders: Vec<(NodeId, MemberAddress)> = raft_loop
             .config
@@ -212,6 +271,7 @@ impl RaftLoop {
                     Err(_) => break,
                 }
             }
+            self.install_finished_snapshot();
             let now = Instant::now();
             if now >= next_tick {
                 self.node.tick();
@@ -411,6 +471,14 @@ impl RaftLoop {
             self.note_leadership(&ready);
             self.learn_addresses(&ready.entries);
             self.send_all(&ready.messages);
+            // Committed entries are already durable on a quorum, so they are applied (and
+            // their clients answered) before this node's own sync of newer entries: a
+            // write then waits for one sync, not for its own plus the next batch's.
+            let apply_first = ready.snapshot.is_none();
+            if apply_first {
+                self.apply(&ready);
+                self.serve_waiting_reads();
+            }
             self.persist(&ready);
             if let Some(snapshot) = &ready.snapshot {
                 // Restored before answering, so a joining node knows its peers' addresses
@@ -418,7 +486,9 @@ impl RaftLoop {
                 self.restore(snapshot);
             }
             self.send_all(&ready.persisted_messages);
-            self.apply(&ready);
+            if !apply_first {
+                self.apply(&ready);
+            }
             self.node.advance();
             self.serve_waiting_reads();
             self.maybe_snapshot();
@@ -502,6 +572,7 @@ impl RaftLoop {
     }
 
     fn apply_entry(&mut self, entry: &Entry) -> Frame {
+        self.applied_bytes_since_snapshot += entry.size_bytes();
         match &entry.payload {
             EntryPayload::Blank => {
                 self.machine.apply_blank(entry.index);
@@ -542,6 +613,8 @@ impl RaftLoop {
                 );
                 self.machine = machine;
                 self.last_snapshot = snapshot.meta.index;
+                self.last_snapshot_bytes = snapshot.data.len() as u64;
+                self.applied_bytes_since_snapshot = 0;
                 self.sync_peers();
             }
             Err(corrupt) => {
@@ -563,9 +636,20 @@ impl RaftLoop {
         }
     }
 
+    /// Starts a snapshot once `snapshot_entries` entries were applied since the last one
+    /// and they add up to at least that snapshot's size: rewriting the whole state more
+    /// often than the log grows by as much would write more snapshot than log (the rule of
+    /// Redis' AOF rewrite), while replay after a restart stays under one snapshot's worth.
+    ///
+    /// The loop only copies the state machine (the values are shared, not copied); the
+    /// worker encodes and writes it, and [`RaftLoop::install_finished_snapshot`] compacts
+    /// the log after.
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied_index();
-        if applied.0 < self.last_snapshot.0 + self.config.snapshot_entries {
+        if self.snapshots.busy
+            || applied.0 < self.last_snapshot.0 + self.config.snapshot_entries
+            || self.applied_bytes_since_snapshot < self.last_snapshot_bytes
+        {
             return;
         }
         let meta = self.node.snapshot_meta_at_applied();
@@ -573,25 +657,66 @@ impl RaftLoop {
             meta.index, applied,
             "raft and the state machine agree on the applied index"
         );
-        let data = self.machine.snapshot();
-        let bytes = data.len() as u64;
-        let store = self.node.store_mut();
-        let outcome = store
-            .apply_snapshot(Snapshot { meta, data })
-            .and_then(|()| store.sync());
-        if let Err(failure) = outcome {
-            error!(node = self.config.node_id.0, error = %failure, "writing a snapshot failed; stopping");
-            std::process::abort();
-        }
-        self.last_snapshot = applied;
-        self.metrics.snapshots_total.fetch_add(1, Ordering::Relaxed);
-        self.metrics.snapshot_bytes.store(bytes, Ordering::Relaxed);
+        let started = Instant::now();
+        let job = SnapshotJob {
+            meta,
+            machine: self.machine.clone(),
+        };
         info!(
             node = self.config.node_id.0,
             index = applied.0,
-            bytes,
-            "snapshot taken; log compacted"
+            copy_micros = started.elapsed().as_micros() as u64,
+            "snapshot started"
         );
+        if self.snapshots.jobs.try_send(job).is_err() {
+            error!(
+                node = self.config.node_id.0,
+                "the snapshot thread is gone; stopping"
+            );
+            std::process::abort();
+        }
+        self.snapshots.busy = true;
+        self.last_snapshot = applied;
+        self.applied_bytes_since_snapshot = 0;
+    }
+
+    fn install_finished_snapshot(&mut self) {
+        let (staged, bytes) = match self.snapshots.results.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(Ok(done)) => done,
+            Ok(Err(failure)) => {
+                error!(node = self.config.node_id.0, error = %failure, "writing a snapshot failed; stopping");
+                std::process::abort();
+            }
+            Err(TryRecvError::Disconnected) => {
+                error!(
+                    node = self.config.node_id.0,
+                    "the snapshot thread died; stopping"
+                );
+                std::process::abort();
+            }
+        };
+        self.snapshots.busy = false;
+        self.last_snapshot_bytes = bytes;
+        let index = staged.index();
+        match self.node.store_mut().install_snapshot(staged) {
+            Ok(true) => {
+                self.metrics.snapshots_total.fetch_add(1, Ordering::Relaxed);
+                self.metrics.snapshot_bytes.store(bytes, Ordering::Relaxed);
+                info!(
+                    node = self.config.node_id.0,
+                    index = index.0,
+                    bytes,
+                    "snapshot taken; log compacted"
+                );
+            }
+            // A newer snapshot from the leader was installed while this one was written.
+            Ok(false) => {}
+            Err(failure) => {
+                error!(node = self.config.node_id.0, error = %failure, "installing a snapshot failed; stopping");
+                std::process::abort();
+            }
+        }
     }
 
     // ----- peers -----

@@ -1,6 +1,6 @@
 //! The pluggable log store: `storage = "wal"` or `"memory"` in the config.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use raft_core::{
     Entry, HardState, InitialState, LogIndex, LogStore, LogStoreMut, MemStore, Snapshot,
@@ -49,6 +49,78 @@ impl Storage {
         match self {
             Storage::Wal(_) => format!("wal in {}", data_dir.join("wal").display()),
             Storage::Memory(_) => "memory".to_string(),
+        }
+    }
+
+    /// What another thread needs to write this store's snapshots.
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        match self {
+            Storage::Wal(store) => SnapshotWriter::Wal(store.dir().to_owned()),
+            Storage::Memory(_) => SnapshotWriter::Memory,
+        }
+    }
+
+    /// Puts a snapshot staged by [`SnapshotWriter::stage`] in effect and drops the log it
+    /// covers; one no newer than the current snapshot is discarded. Returns whether it
+    /// was installed.
+    ///
+    /// # Errors
+    /// As `apply_snapshot`.
+    pub fn install_snapshot(&mut self, staged: StagedSnapshot) -> Result<bool, StorageError> {
+        match (self, staged) {
+            (Storage::Wal(store), StagedSnapshot::Wal(staged)) => store.install_snapshot(staged),
+            (store, StagedSnapshot::Memory(snapshot)) => {
+                if snapshot.meta.index <= store.snapshot()?.meta.index {
+                    return Ok(false);
+                }
+                store.apply_snapshot(snapshot)?;
+                Ok(true)
+            }
+            (Storage::Memory(_), StagedSnapshot::Wal(staged)) => {
+                staged.discard();
+                Err(StorageError::Backend(
+                    "a WAL snapshot cannot be installed in a memory store".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Writes snapshots off the raft loop's thread: a large state takes long to encode and
+/// sync, and the loop must keep heartbeating meanwhile.
+#[derive(Clone, Debug)]
+pub enum SnapshotWriter {
+    Wal(PathBuf),
+    Memory,
+}
+
+/// A snapshot written (for the WAL: encoded, written and synced) and not yet installed.
+pub enum StagedSnapshot {
+    Wal(raft_wal::StagedSnapshot),
+    Memory(Snapshot),
+}
+
+impl StagedSnapshot {
+    /// The last log index the snapshot covers.
+    pub fn index(&self) -> LogIndex {
+        match self {
+            StagedSnapshot::Wal(staged) => staged.index(),
+            StagedSnapshot::Memory(snapshot) => snapshot.meta.index,
+        }
+    }
+}
+
+impl SnapshotWriter {
+    /// Does the slow part of installing `snapshot`; safe on any thread.
+    ///
+    /// # Errors
+    /// Writing or syncing the snapshot file failed.
+    pub fn stage(&self, snapshot: Snapshot) -> Result<StagedSnapshot, raft_wal::Error> {
+        match self {
+            SnapshotWriter::Wal(dir) => {
+                WalStore::stage_snapshot(dir, snapshot).map(StagedSnapshot::Wal)
+            }
+            SnapshotWriter::Memory => Ok(StagedSnapshot::Memory(snapshot)),
         }
     }
 }

@@ -12,6 +12,10 @@
 //!    `committed_entries` in order, exactly once, and release `read_states` once the
 //!    applied index reaches each one's index.
 //! 5. Call `Node::advance`.
+//!
+//! When there is no `snapshot`, step 4 may come before step 2: committed entries are
+//! durable on a quorum already, so applying them (and answering their clients) need not
+//! wait for this node's sync of the newer entries in the same Ready.
 
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};

@@ -75,6 +75,14 @@ impl KeySpace {
         Some(value)
     }
 
+    /// Total bytes of all keys and values (without any framing).
+    pub fn data_bytes(&self) -> usize {
+        self.values
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
+    }
+
     /// Every key and value, in iteration order.
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.order.iter().map(|(_, key)| {

@@ -81,24 +81,29 @@ impl From<Truncated> for SnapshotError {
 
 /// Writes `machine` in the format above.
 pub(super) fn write_snapshot(machine: &StateMachine) -> Bytes {
-    let mut body = BytesMut::new();
+    // One buffer sized up front: the header is written last, over a placeholder, so the
+    // body (nearly all of a large state) is never copied.
+    let body_estimate = machine.keys.data_bytes() + 8 * machine.keys.len();
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + body_estimate + 256 + CRC_BYTES);
+    out.put_bytes(0, HEADER_BYTES);
     for (id, address) in &machine.members {
-        body.put_u64_le(id.get());
-        put_bytes(&mut body, address.peer.as_bytes());
-        put_bytes(&mut body, address.client.as_bytes());
+        out.put_u64_le(id.get());
+        put_bytes(&mut out, address.peer.as_bytes());
+        put_bytes(&mut out, address.client.as_bytes());
     }
     for (key, value) in machine.keys.iter() {
-        put_bytes(&mut body, key);
-        put_bytes(&mut body, value);
+        put_bytes(&mut out, key);
+        put_bytes(&mut out, value);
     }
-    let mut out = BytesMut::with_capacity(HEADER_BYTES + body.len() + CRC_BYTES);
-    out.put_slice(&SNAPSHOT_MAGIC);
-    out.put_u32_le(SNAPSHOT_VERSION);
-    out.put_u64_le(machine.applied.get());
-    put_count(&mut out, machine.members.len());
-    out.put_u64_le(u64::try_from(machine.keys.len()).expect("usize fits in u64"));
-    out.put_u64_le(u64::try_from(body.len()).expect("usize fits in u64"));
-    out.put_slice(&body);
+    let body_len = out.len() - HEADER_BYTES;
+    let mut header = BytesMut::with_capacity(HEADER_BYTES);
+    header.put_slice(&SNAPSHOT_MAGIC);
+    header.put_u32_le(SNAPSHOT_VERSION);
+    header.put_u64_le(machine.applied.get());
+    put_count(&mut header, machine.members.len());
+    header.put_u64_le(u64::try_from(machine.keys.len()).expect("usize fits in u64"));
+    header.put_u64_le(u64::try_from(body_len).expect("usize fits in u64"));
+    out[..HEADER_BYTES].copy_from_slice(&header);
     let crc = crc32fast::hash(&out);
     out.put_u32_le(crc);
     out.freeze()
