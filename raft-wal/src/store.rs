@@ -7,7 +7,7 @@
 //!   membership change is postcard-encoded.
 //! - The hard state is the WAL's state value: term, vote, commit as three `u64` LE.
 //! - The latest snapshot (meta and data) is the blob file `snapshot`, replaced by
-//!   rename. It is written before the WAL is compacted or reset, so it is the commit
+//!   rename; only its metadata stays in memory. It is written before the WAL is compacted or reset, so it is the commit
 //!   point of `apply_snapshot`; `open` finishes an interrupted one (see `open_reconcile`).
 //!
 //! Invariant: `wal.first_index() <= snapshot.index + 1 <= wal.last_index() + 1`; the log
@@ -21,7 +21,7 @@ use std::path::Path;
 use bytes::Bytes;
 use raft_core::{
     Entry, EntryPayload, HardState, InitialState, LogIndex, LogStore, LogStoreMut, Membership,
-    NodeId, Snapshot, StorageError, Term,
+    NodeId, Snapshot, SnapshotMeta, StorageError, Term,
 };
 
 use crate::config::WalConfig;
@@ -64,7 +64,10 @@ impl StagedSnapshot {
 /// A durable Raft log store: implements [`LogStore`] and [`LogStoreMut`] over a [`Wal`].
 pub struct WalStore {
     wal: Wal,
-    snapshot: Snapshot,
+    /// The latest snapshot's metadata; its data stays on disk (it can be as large as the
+    /// whole state) and is read back when asked for, which a leader does once per
+    /// snapshot it sends.
+    snapshot_meta: SnapshotMeta,
     hard_state: HardState,
 }
 
@@ -105,14 +108,7 @@ impl WalStore {
     pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<WalStore> {
         let dir = dir.as_ref();
         let mut wal = Wal::open(dir, config)?;
-        let snapshot = match read_blob(dir, SNAPSHOT_FILE_NAME)? {
-            None => Snapshot::default(),
-            Some(bytes) => postcard::from_bytes(&bytes).map_err(|source| Error::Encoding {
-                action: "decode snapshot",
-                path: dir.join(SNAPSHOT_FILE_NAME),
-                source,
-            })?,
-        };
+        let snapshot = read_snapshot(dir)?;
         let hard_state = match wal.state() {
             None => HardState::default(),
             Some(bytes) => decode_hard_state(dir, bytes)?,
@@ -120,7 +116,7 @@ impl WalStore {
         open_reconcile(&mut wal, &snapshot)?;
         Ok(WalStore {
             wal,
-            snapshot,
+            snapshot_meta: snapshot.meta,
             hard_state,
         })
     }
@@ -165,7 +161,7 @@ impl WalStore {
     pub fn install_snapshot(&mut self, staged: StagedSnapshot) -> Result<bool, StorageError> {
         let StagedSnapshot { snapshot, blob } = staged;
         let index = snapshot.meta.index;
-        if index <= self.snapshot.meta.index {
+        if index <= self.snapshot_meta.index {
             blob.discard();
             return Ok(false);
         }
@@ -178,7 +174,7 @@ impl WalStore {
             self.wal.reset(index.next())
         };
         result.map_err(backend)?;
-        self.snapshot = snapshot;
+        self.snapshot_meta = snapshot.meta;
         Ok(true)
     }
 
@@ -218,6 +214,18 @@ impl WalStore {
 
 /// Finishes an `apply_snapshot` interrupted by a crash: the snapshot file is the commit
 /// point, so the log is compacted behind it, or reset if it does not continue it.
+/// The snapshot blob in `dir`, or the empty snapshot if there is none.
+fn read_snapshot(dir: &Path) -> Result<Snapshot> {
+    match read_blob(dir, SNAPSHOT_FILE_NAME)? {
+        None => Ok(Snapshot::default()),
+        Some(bytes) => postcard::from_bytes(&bytes).map_err(|source| Error::Encoding {
+            action: "decode snapshot",
+            path: dir.join(SNAPSHOT_FILE_NAME),
+            source,
+        }),
+    }
+}
+
 fn open_reconcile(wal: &mut Wal, snapshot: &Snapshot) -> Result<()> {
     let index = snapshot.meta.index;
     if wal.first_index() > index.next() {
@@ -244,7 +252,7 @@ impl LogStore for WalStore {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         Ok(InitialState {
             hard_state: self.hard_state,
-            snapshot_meta: self.snapshot.meta.clone(),
+            snapshot_meta: self.snapshot_meta.clone(),
         })
     }
 
@@ -279,8 +287,8 @@ impl LogStore for WalStore {
     }
 
     fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
-        if index == self.snapshot.meta.index {
-            return Ok(self.snapshot.meta.term);
+        if index == self.snapshot_meta.index {
+            return Ok(self.snapshot_meta.term);
         }
         if index < self.first_index() {
             return Err(StorageError::Compacted { index });
@@ -295,7 +303,7 @@ impl LogStore for WalStore {
     }
 
     fn first_index(&self) -> LogIndex {
-        self.snapshot.meta.index.next()
+        self.snapshot_meta.index.next()
     }
 
     fn last_index(&self) -> LogIndex {
@@ -303,7 +311,20 @@ impl LogStore for WalStore {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        Ok(self.snapshot.clone())
+        if self.snapshot_meta.index == LogIndex::ZERO {
+            return Ok(Snapshot::default());
+        }
+        let snapshot = read_snapshot(self.wal.dir()).map_err(backend)?;
+        if snapshot.meta != self.snapshot_meta {
+            // Only this store writes the file, so another snapshot there means the
+            // directory was tampered with.
+            return Err(backend(Error::Corrupt {
+                path: self.wal.dir().join(SNAPSHOT_FILE_NAME),
+                offset: 0,
+                reason: "snapshot file does not hold the snapshot the store installed",
+            }));
+        }
+        Ok(snapshot)
     }
 }
 
@@ -378,7 +399,7 @@ impl LogStoreMut for WalStore {
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        if snapshot.meta.index <= self.snapshot.meta.index {
+        if snapshot.meta.index <= self.snapshot_meta.index {
             return Ok(());
         }
         let staged = WalStore::stage_snapshot(self.wal.dir(), snapshot).map_err(backend)?;
