@@ -78,7 +78,7 @@ pub(super) async fn run_connection(
     }
     // Declared after `writer`, so it is dropped (withdrawing the shared handle) first.
     let _withdraw = WithdrawOnDrop(&context.wire);
-    context.wire.publish(Arc::clone(&writer));
+    let connection = context.wire.publish(Arc::clone(&writer));
     // The acceptor never sends on this connection, so any read result (EOF, reset or
     // stray bytes) means the connection is finished.
     let mut probe = [0u8; 1];
@@ -108,7 +108,7 @@ pub(super) async fn run_connection(
         let Some(first) = first else {
             return ConnectionEnd::Stopped;
         };
-        let filled = fill_batch(first, queues, context, &mut batch);
+        let filled = fill_batch(first, queues, context, connection, &mut batch);
         let written = tokio::select! {
             biased;
             () = &mut cancelled => return ConnectionEnd::Stopped,
@@ -139,12 +139,13 @@ struct Filled {
     bytes: u64,
 }
 
-/// Encodes `first` and whatever is queued behind it into `batch`. Bounded by
-/// [`WRITE_BATCH_BYTES_MAX`] and by the queues' capacity.
+/// Encodes `first` and whatever is queued behind it into `batch`, for connection number
+/// `connection`. Bounded by [`WRITE_BATCH_BYTES_MAX`] and by the queues' capacity.
 fn fill_batch(
     first: Outbound,
     queues: &mut PeerQueues,
     context: &PeerContext,
+    connection: u64,
     batch: &mut BytesMut,
 ) -> Filled {
     let mut has_chunk = matches!(&first, Outbound::Message(m) if is_snapshot_chunk(m));
@@ -153,33 +154,49 @@ fn fill_batch(
         msgs: 0,
         bytes: 0,
     };
-    fill_batch_add(first, context, batch, &mut filled);
+    fill_batch_add(first, context, connection, batch, &mut filled);
     while batch.len() < WRITE_BATCH_BYTES_MAX {
         let Ok(item) = queues.control.try_recv() else {
             break;
         };
-        fill_batch_add(item, context, batch, &mut filled);
+        fill_batch_add(item, context, connection, batch, &mut filled);
     }
     while !has_chunk && batch.len() < WRITE_BATCH_BYTES_MAX {
         let Ok(chunk) = queues.snapshot.try_recv() else {
             break;
         };
         has_chunk = true;
-        fill_batch_add(Outbound::Message(chunk), context, batch, &mut filled);
+        fill_batch_add(
+            Outbound::Message(chunk),
+            context,
+            connection,
+            batch,
+            &mut filled,
+        );
     }
     filled
 }
 
-/// Appends one item; an oversized message is dropped and counted instead.
+/// Appends one item. Dropped and counted instead: an oversized message, and the tail of a
+/// frame begun on an earlier connection (the receiver would read it as garbage).
 fn fill_batch_add(
     item: Outbound,
     context: &PeerContext,
+    connection: u64,
     batch: &mut BytesMut,
     filled: &mut Filled,
 ) {
     filled.items += 1;
     let frame_bytes = match item {
-        Outbound::Tail { bytes, frame_bytes } => {
+        Outbound::Tail {
+            bytes,
+            frame_bytes,
+            connection: begun_on,
+        } => {
+            if begun_on != connection {
+                add(&context.counters.drops_connection_lost, 1);
+                return;
+            }
             batch.extend_from_slice(&bytes);
             frame_bytes
         }
@@ -308,6 +325,7 @@ mod tests {
                 Outbound::Message(first),
                 &mut queues,
                 &context(),
+                1,
                 &mut batch,
             )
             .msgs;
@@ -342,6 +360,7 @@ mod tests {
             Outbound::Message(chunk_as_append()),
             &mut queues,
             &context(),
+            1,
             &mut batch,
         )
         .msgs;
@@ -384,6 +403,7 @@ mod tests {
             Outbound::Message(chunk()),
             &mut queues,
             &context,
+            1,
             &mut batch,
         );
         assert_eq!((filled.items, filled.msgs), (1, 0));
@@ -393,5 +413,40 @@ mod tests {
             .drops_oversized
             .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(dropped, 1);
+    }
+
+    /// A frame's tail is written only on the connection its head went out on: after a
+    /// reconnect it would be garbage to the receiver, so it is dropped and counted.
+    #[test]
+    fn tail_from_an_earlier_connection_is_dropped() {
+        let (control_tx, control) = mpsc::channel(4);
+        let (_snapshot_tx, snapshot) = mpsc::channel(1);
+        let mut queues = PeerQueues { control, snapshot };
+        control_tx
+            .try_send(Outbound::Message(heartbeat()))
+            .expect("room");
+        let context = context();
+        let tail = |connection| Outbound::Tail {
+            bytes: Bytes::from_static(b"rest"),
+            frame_bytes: 10,
+            connection,
+        };
+        let mut batch = BytesMut::new();
+        let stale = fill_batch(tail(1), &mut queues, &context, 2, &mut batch);
+        assert_eq!(
+            (stale.items, stale.msgs),
+            (2, 1),
+            "the heartbeat still goes"
+        );
+        assert_eq!(kinds(&mut batch), (1, 0));
+        let lost = context
+            .counters
+            .drops_connection_lost
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(lost, 1);
+        let mut batch = BytesMut::new();
+        let current = fill_batch(tail(2), &mut queues, &context, 2, &mut batch);
+        assert_eq!((current.items, current.msgs, current.bytes), (1, 1, 10));
+        assert_eq!(&batch[..], b"rest");
     }
 }

@@ -33,10 +33,13 @@ use crate::error::EncodeError;
 pub(crate) enum Outbound {
     Message(Message),
     /// The unwritten end of a frame `send` wrote only in part; it must be the next bytes on
-    /// the connection. `frame_bytes` is the whole frame's length, counted once this is sent.
+    /// connection `connection` (a [`Wire::publish`] number) and is garbage on any other, so
+    /// the writer drops it if that connection ended first. `frame_bytes` is the whole
+    /// frame's length, counted once this is sent.
     Tail {
         bytes: Bytes,
         frame_bytes: usize,
+        connection: u64,
     },
 }
 
@@ -50,6 +53,8 @@ pub(crate) struct WireState {
     /// The established connection, published by the writer task once its handshake is
     /// written and withdrawn before that connection is dropped; `None` while (re)connecting.
     stream: Option<Arc<OwnedWriteHalf>>,
+    /// How many connections have been published; the number of the current one.
+    connection: u64,
     /// Queued items (both lanes) plus items the writer task has taken but not yet written
     /// or dropped. Invariant: while it is positive, only the writer task writes the socket.
     pub unwritten: usize,
@@ -81,6 +86,7 @@ impl Wire {
         Wire {
             state: Mutex::new(WireState {
                 stream: None,
+                connection: 0,
                 unwritten: 0,
                 last_send: None,
                 encoded: BytesMut::new(),
@@ -99,9 +105,13 @@ impl Wire {
         self.coalesce_window
     }
 
-    /// Opens the direct path on a connection whose handshake has been written.
-    pub fn publish(&self, stream: Arc<OwnedWriteHalf>) {
-        self.lock().stream = Some(stream);
+    /// Opens the direct path on a connection whose handshake has been written; returns the
+    /// connection's number, which tails written on it carry.
+    pub fn publish(&self, stream: Arc<OwnedWriteHalf>) -> u64 {
+        let mut state = self.lock();
+        state.connection += 1;
+        state.stream = Some(stream);
+        state.connection
     }
 
     /// Closes the direct path; the writer task calls this before dropping its connection.
@@ -159,6 +169,7 @@ impl WireState {
                 tail: Outbound::Tail {
                     bytes: Bytes::copy_from_slice(&self.encoded[n..]),
                     frame_bytes,
+                    connection: self.connection,
                 },
             },
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
