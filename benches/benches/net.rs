@@ -3,7 +3,10 @@
 //!
 //! Criterion reports throughput and mean round trip; p50/p99 come from a separate fixed
 //! run of round trips per case (criterion exposes no percentiles), printed as a table, and
-//! so does the write-call count that shows batching. Run:
+//! so does the write-call count that shows batching. A second raw baseline, printed only,
+//! echoes over two one-way connections as raft-net does (one per direction), which costs a
+//! pure TCP acknowledgement per message that the one-connection ping-pong piggybacks on its
+//! reply; the target is judged against the one-connection ping-pong. Run:
 //! `cargo bench -p benches --bench net`.
 
 use std::net::SocketAddr;
@@ -161,6 +164,44 @@ async fn raw_pair(frame_bytes: usize) -> (TcpStream, SocketAddr) {
     (client, addr)
 }
 
+/// Raw TCP in raft-net's topology: two connections, each carrying bytes one way (A's
+/// requests on one, the echo's replies on the other), so no reply can carry the TCP
+/// acknowledgement of its request. Returns (A's sending end, A's receiving end).
+async fn raw_one_way_pair(frame_bytes: usize) -> (TcpStream, TcpStream) {
+    let requests = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let replies = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (requests_addr, replies_addr) = (
+        requests.local_addr().expect("addr"),
+        replies.local_addr().expect("addr"),
+    );
+    tokio::spawn(async move {
+        let (mut inbound, _) = requests.accept().await.expect("accept");
+        let mut outbound = TcpStream::connect(replies_addr).await.expect("connect");
+        outbound.set_nodelay(true).expect("nodelay");
+        let mut buf = vec![0u8; frame_bytes];
+        while inbound.read_exact(&mut buf).await.is_ok() {
+            if outbound.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client = TcpStream::connect(requests_addr).await.expect("connect");
+    client.set_nodelay(true).expect("nodelay");
+    let (back, _) = replies.accept().await.expect("accept");
+    (client, back)
+}
+
+async fn raw_one_way_round_trip(
+    client: &mut TcpStream,
+    back: &mut TcpStream,
+    frame: &mut [u8],
+) -> Duration {
+    let start = Instant::now();
+    client.write_all(frame).await.expect("write");
+    back.read_exact(frame).await.expect("read");
+    start.elapsed()
+}
+
 async fn raw_round_trip(client: &mut TcpStream, frame: &mut [u8]) -> Duration {
     let start = Instant::now();
     client.write_all(frame).await.expect("write");
@@ -240,6 +281,17 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
             }
             samples
         });
+        let (a_to_b, b_to_a) = (
+            pair.a.metrics().peers[&NodeId(2)],
+            pair.b.metrics().peers[&NodeId(1)],
+        );
+        println!(
+            "{group_name} {frame_bytes} B: write calls made by send itself: A {} of {}, B {} of {}",
+            a_to_b.write_calls_from_send,
+            a_to_b.write_calls,
+            b_to_a.write_calls_from_send,
+            b_to_a.write_calls
+        );
         rt.block_on(async { tokio::join!(pair.a.shutdown(), pair.b.shutdown()) });
         let (mut client, _) = rt.block_on(raw_pair(frame_bytes));
         let mut frame = vec![3u8; frame_bytes];
@@ -261,7 +313,15 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
             }
             samples
         });
-        report_percentiles(group_name, frame_bytes, transport, raw);
+        let (mut client, mut back) = rt.block_on(raw_one_way_pair(frame_bytes));
+        let raw_one_way = rt.block_on(async {
+            let mut samples = Vec::with_capacity(PERCENTILE_ROUND_TRIPS);
+            for _ in 0..PERCENTILE_ROUND_TRIPS {
+                samples.push(raw_one_way_round_trip(&mut client, &mut back, &mut frame).await);
+            }
+            samples
+        });
+        report_percentiles(group_name, frame_bytes, transport, raw, raw_one_way);
     }
     group.finish();
 }
@@ -276,15 +336,23 @@ fn report_percentiles(
     frame_bytes: usize,
     mut transport: Vec<Duration>,
     mut raw: Vec<Duration>,
+    mut raw_one_way: Vec<Duration>,
 ) {
     transport.sort();
     raw.sort();
+    raw_one_way.sort();
     let (t50, t99) = (percentile(&transport, 0.5), percentile(&transport, 0.99));
     let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+    let (w50, w99) = (
+        percentile(&raw_one_way, 0.5),
+        percentile(&raw_one_way, 0.99),
+    );
     println!(
         "{group_name} {frame_bytes} B over {PERCENTILE_ROUND_TRIPS} round trips: transport p50 {t50:?} p99 {t99:?}; \
-         raw tcp p50 {r50:?} p99 {r99:?}; p50 ratio {:.2}",
-        t50.as_secs_f64() / r50.as_secs_f64()
+         raw tcp p50 {r50:?} p99 {r99:?}; p50 ratio {:.2}; raw tcp over two one-way connections \
+         p50 {w50:?} p99 {w99:?}, transport / that {:.2}",
+        t50.as_secs_f64() / r50.as_secs_f64(),
+        t50.as_secs_f64() / w50.as_secs_f64()
     );
 }
 

@@ -21,7 +21,8 @@
 //! - [`inbound`]: the sans-IO state machine of an accepted connection (handshake, then
 //!   messages with checked ids); fuzzed in `tests/fuzz.rs`.
 //! - `listener`: the accept loop and the task serving one accepted connection.
-//! - `peer`: one outbound peer: its queues, connection supervision, backoff and batching.
+//! - `peer`: one outbound peer: its queues, connection supervision, backoff and batching,
+//!   and the direct path by which `send` writes to an idle peer's socket itself.
 //! - [`backoff`]: jittered, capped exponential backoff.
 //! - [`metrics`]: counters and the snapshot struct the server exports.
 //! - [`transport`]: the public handle tying these together.

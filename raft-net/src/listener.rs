@@ -21,7 +21,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -146,7 +145,9 @@ async fn serve_connection_loop(
     connection_id: u64,
     counters: &mut Option<Arc<PeerCounters>>,
 ) -> Result<Closed, RejectReason> {
-    let handshake_deadline = Instant::now() + ctx.config.handshake_timeout;
+    // Dropped once the handshake is accepted. Built once, not per read: `select!` evaluates
+    // a disabled branch's future too, and a fresh `Sleep` per read showed up per message.
+    let mut handshake_timer = Some(Box::pin(tokio::time::sleep(ctx.config.handshake_timeout)));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // Created once: a fresh `cancelled()` per pass would register a waiter under a lock.
     let cancelled = cancel.cancelled();
@@ -155,6 +156,7 @@ async fn serve_connection_loop(
         while let Some(event) = decoder.next_event(&mut buf)? {
             match event {
                 InboundEvent::Established { peer } => {
+                    handshake_timer = None;
                     *counters = Some(ctx.metrics.peer(peer));
                     serve_connection_replace_older(ctx, peer, connection_id, cancel);
                     debug!(%peer, "peer connection established");
@@ -189,7 +191,7 @@ async fn serve_connection_loop(
         let read = tokio::select! {
             biased;
             () = &mut cancelled => return Ok(Closed::Cancelled),
-            () = tokio::time::sleep_until(handshake_deadline), if decoder.peer().is_none() => {
+            () = async { handshake_timer.as_mut().expect("branch enabled only while set").await }, if handshake_timer.is_some() => {
                 let timeout_ms = ctx.config.handshake_timeout.as_millis();
                 return Err(RejectReason::HandshakeTimeout { timeout_ms });
             }

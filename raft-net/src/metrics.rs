@@ -21,6 +21,8 @@ pub struct PeerMetrics {
     /// Successful `write` calls on the peer's socket: with batching, far fewer than
     /// `msgs_sent` under load.
     pub write_calls: u64,
+    /// Of those, the ones `send` made itself (an idle, quiet peer; see `coalesce_window`).
+    pub write_calls_from_send: u64,
     pub msgs_received: u64,
     pub bytes_received: u64,
     /// Messages `send` refused because the peer's queue was full.
@@ -44,6 +46,7 @@ pub(crate) struct PeerCounters {
     pub msgs_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub write_calls: AtomicU64,
+    pub write_calls_from_send: AtomicU64,
     pub msgs_received: AtomicU64,
     pub bytes_received: AtomicU64,
     pub drops_queue_full: AtomicU64,
@@ -71,6 +74,7 @@ impl PeerCounters {
             msgs_sent: read(&self.msgs_sent),
             bytes_sent: read(&self.bytes_sent),
             write_calls: read(&self.write_calls),
+            write_calls_from_send: read(&self.write_calls_from_send),
             msgs_received: read(&self.msgs_received),
             bytes_received: read(&self.bytes_received),
             drops_queue_full: read(&self.drops_queue_full),

@@ -21,7 +21,7 @@ use crate::config::TransportConfig;
 use crate::error::{Error, Result, SendError};
 use crate::listener::{accept_loop, ListenerContext};
 use crate::metrics::{add, Metrics, TransportMetrics};
-use crate::peer::{PeerContext, PeerHandle};
+use crate::peer::{PeerContext, PeerHandle, Wire};
 
 #[derive(Clone)]
 pub struct Transport {
@@ -133,6 +133,7 @@ impl Transport {
             backoff_max: config.backoff_max,
             connect_timeout: config.connect_timeout,
             counters: inner.metrics.peer(id),
+            wire: Arc::new(Wire::new(config.coalesce_window)),
         };
         let queue_msgs_max = config.peer_queue_msgs_max;
         let peer = PeerHandle::spawn(
@@ -164,7 +165,9 @@ impl Transport {
         removed.is_some()
     }
 
-    /// Queues `message` for `message.to` without blocking; callable from any thread.
+    /// Queues `message` for `message.to` without blocking; callable from any thread. When
+    /// the peer is connected, idle and quiet (see `TransportConfig::coalesce_window`), the
+    /// message is instead written to its socket here, with one non-blocking `write`.
     ///
     /// # Errors
     /// Every error means the message was dropped. `QueueFull` means the peer is unreachable

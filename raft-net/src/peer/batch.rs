@@ -5,19 +5,25 @@
 //! lane into the same buffer (up to [`WRITE_BATCH_BYTES_MAX`]), adds at most one snapshot
 //! chunk, and writes the buffer. Under load many messages share one write syscall; when idle,
 //! a lone message goes out at once (no timer, so no added latency).
+//!
+//! Once the handshake is written the connection is published to the peer's `Wire`, so
+//! that `send` can write to it directly while nothing is queued; it is withdrawn before the
+//! connection is dropped. A frame `send` wrote only in part leaves its tail at the head of
+//! the control lane, which this writer drains before anything else.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use raft_core::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use super::wire::{Outbound, Wire};
 use super::{is_snapshot_chunk, PeerContext, PeerQueues};
 use crate::codec::{encode_frame, WireBody};
 use crate::config::WRITE_BATCH_BYTES_MAX;
@@ -38,6 +44,16 @@ fn as_u64(n: usize) -> u64 {
     u64::try_from(n).expect("usize fits in u64")
 }
 
+/// Closes the direct path when the connection it points to is being dropped, however
+/// `run_connection` ends (including being dropped mid-await).
+struct WithdrawOnDrop<'a>(&'a Wire);
+
+impl Drop for WithdrawOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.withdraw();
+    }
+}
+
 /// Sends the handshake, then batches of queued messages, until the connection ends.
 pub(super) async fn run_connection(
     stream: TcpStream,
@@ -46,7 +62,8 @@ pub(super) async fn run_connection(
     cancel: &CancellationToken,
     addr_rx: &mut watch::Receiver<SocketAddr>,
 ) -> ConnectionEnd {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
+    let writer = Arc::new(writer);
     let counters = &*context.counters;
     let mut batch = BytesMut::with_capacity(WRITE_BATCH_BYTES_MAX);
     let handshake = Handshake::new(context.cluster_id, context.local_id, context.peer_id);
@@ -56,9 +73,12 @@ pub(super) async fn run_connection(
         &mut batch,
     )
     .expect("a handshake is far smaller than FRAME_BYTES_MIN");
-    if let Err(error) = write_batch(&mut writer, &mut batch, counters).await {
+    if let Err(error) = write_batch(&writer, &mut batch, counters).await {
         return ConnectionEnd::Broken(error);
     }
+    // Declared after `writer`, so it is dropped (withdrawing the shared handle) first.
+    let _withdraw = WithdrawOnDrop(&context.wire);
+    let connection = context.wire.publish(Arc::clone(&writer));
     // The acceptor never sends on this connection, so any read result (EOF, reset or
     // stray bytes) means the connection is finished.
     let mut probe = [0u8; 1];
@@ -76,8 +96,10 @@ pub(super) async fn run_connection(
                 Ok(()) => ConnectionEnd::AddrChanged,
                 Err(_) => ConnectionEnd::Stopped,
             },
-            message = queues.control.recv() => message,
-            message = queues.snapshot.recv() => message,
+            // Control before snapshot (`biased`): a direct write's unwritten tail sits at the
+            // head of the control lane and must be the next bytes on the connection.
+            item = queues.control.recv() => item,
+            message = queues.snapshot.recv() => message.map(Outbound::Message),
             read = reader.read(&mut probe) => return ConnectionEnd::Broken(match read {
                 Ok(_) => io::Error::new(io::ErrorKind::ConnectionAborted, "peer closed or sent bytes"),
                 Err(error) => error,
@@ -86,79 +108,131 @@ pub(super) async fn run_connection(
         let Some(first) = first else {
             return ConnectionEnd::Stopped;
         };
-        let msgs = fill_batch(first, queues, context, &mut batch);
-        let bytes = as_u64(batch.len());
+        let filled = fill_batch(first, queues, context, connection, &mut batch);
         let written = tokio::select! {
             biased;
             () = &mut cancelled => return ConnectionEnd::Stopped,
-            written = write_batch(&mut writer, &mut batch, counters) => written,
+            written = write_batch(&writer, &mut batch, counters) => written,
         };
+        context.wire.written(filled.items);
         match written {
             Ok(()) => {
-                add(&counters.msgs_sent, msgs);
-                add(&counters.bytes_sent, bytes);
+                add(&counters.msgs_sent, filled.msgs);
+                add(&counters.bytes_sent, filled.bytes);
             }
             Err(error) => {
-                add(&counters.drops_connection_lost, msgs);
+                add(&counters.drops_connection_lost, filled.msgs);
                 return ConnectionEnd::Broken(error);
             }
         }
     }
 }
 
-/// Encodes `first` and whatever is queued behind it into `batch`; returns how many
-/// messages went in. Bounded by [`WRITE_BATCH_BYTES_MAX`] and by the queues' capacity.
+/// What one batch holds.
+#[derive(Debug, PartialEq, Eq)]
+struct Filled {
+    /// Queue items taken (each was counted as unwritten).
+    items: usize,
+    /// Messages whose frame the batch completes (dropped oversized ones excluded).
+    msgs: u64,
+    /// Those messages' whole frame lengths (a tail counts its whole frame).
+    bytes: u64,
+}
+
+/// Encodes `first` and whatever is queued behind it into `batch`, for connection number
+/// `connection`. Bounded by [`WRITE_BATCH_BYTES_MAX`] and by the queues' capacity.
 fn fill_batch(
-    first: Message,
+    first: Outbound,
     queues: &mut PeerQueues,
     context: &PeerContext,
+    connection: u64,
     batch: &mut BytesMut,
-) -> u64 {
-    let mut has_chunk = is_snapshot_chunk(&first);
-    let mut msgs = fill_batch_encode(first, context, batch);
+) -> Filled {
+    let mut has_chunk = matches!(&first, Outbound::Message(m) if is_snapshot_chunk(m));
+    let mut filled = Filled {
+        items: 0,
+        msgs: 0,
+        bytes: 0,
+    };
+    fill_batch_add(first, context, connection, batch, &mut filled);
     while batch.len() < WRITE_BATCH_BYTES_MAX {
-        let Ok(message) = queues.control.try_recv() else {
+        let Ok(item) = queues.control.try_recv() else {
             break;
         };
-        msgs += fill_batch_encode(message, context, batch);
+        fill_batch_add(item, context, connection, batch, &mut filled);
     }
     while !has_chunk && batch.len() < WRITE_BATCH_BYTES_MAX {
         let Ok(chunk) = queues.snapshot.try_recv() else {
             break;
         };
         has_chunk = true;
-        msgs += fill_batch_encode(chunk, context, batch);
+        fill_batch_add(
+            Outbound::Message(chunk),
+            context,
+            connection,
+            batch,
+            &mut filled,
+        );
     }
-    msgs
+    filled
 }
 
-/// Appends one message; returns 1, or 0 if it was too large to send (dropped, counted).
-fn fill_batch_encode(message: Message, context: &PeerContext, batch: &mut BytesMut) -> u64 {
-    let kind = message.body.kind();
-    match encode_frame(&WireBody::Message(message), context.frame_bytes_max, batch) {
-        Ok(_) => 1,
-        Err(reason) => {
-            add(&context.counters.drops_oversized, 1);
-            error!(peer = %context.peer_id, kind, reason = %display_chain(&reason), "dropping message that cannot be sent");
-            0
+/// Appends one item. Dropped and counted instead: an oversized message, and the tail of a
+/// frame begun on an earlier connection (the receiver would read it as garbage).
+fn fill_batch_add(
+    item: Outbound,
+    context: &PeerContext,
+    connection: u64,
+    batch: &mut BytesMut,
+    filled: &mut Filled,
+) {
+    filled.items += 1;
+    let frame_bytes = match item {
+        Outbound::Tail {
+            bytes,
+            frame_bytes,
+            connection: begun_on,
+        } => {
+            if begun_on != connection {
+                add(&context.counters.drops_connection_lost, 1);
+                return;
+            }
+            batch.extend_from_slice(&bytes);
+            frame_bytes
         }
-    }
+        Outbound::Message(message) => {
+            let kind = message.body.kind();
+            match encode_frame(&WireBody::Message(message), context.frame_bytes_max, batch) {
+                Ok(frame_bytes) => frame_bytes,
+                Err(reason) => {
+                    add(&context.counters.drops_oversized, 1);
+                    error!(peer = %context.peer_id, kind, reason = %display_chain(&reason), "dropping message that cannot be sent");
+                    return;
+                }
+            }
+        }
+    };
+    filled.msgs += 1;
+    filled.bytes += as_u64(frame_bytes);
 }
 
 /// Writes all of `batch`, counting each successful `write` call (normally one).
 async fn write_batch(
-    writer: &mut OwnedWriteHalf,
+    writer: &OwnedWriteHalf,
     batch: &mut BytesMut,
     counters: &PeerCounters,
 ) -> io::Result<()> {
-    // Bounded: every pass writes at least one byte or returns.
+    // Bounded: every pass writes at least one byte, waits for room, or returns.
     while !batch.is_empty() {
-        let written = writer.write(batch).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+        match writer.try_write(batch) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                add(&counters.write_calls, 1);
+                batch.advance(written);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => writer.writable().await?,
+            Err(error) => return Err(error),
         }
-        add(&counters.write_calls, 1);
-        batch.advance(written);
     }
     batch.clear();
     Ok(())
@@ -170,7 +244,7 @@ mod tests {
     use crate::codec::FrameDecoder;
     use crate::handshake::ClusterId;
     use bytes::Bytes;
-    use raft_core::{LogIndex, MessageBody, NodeId, SnapshotMeta, Term};
+    use raft_core::{LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::sync::mpsc;
@@ -187,6 +261,7 @@ mod tests {
             backoff_max: Duration::from_millis(1),
             connect_timeout: Duration::from_millis(1),
             counters: Arc::new(PeerCounters::default()),
+            wire: Arc::new(Wire::new(Duration::ZERO)),
         }
     }
 
@@ -240,11 +315,20 @@ mod tests {
                 snapshot_tx.try_send(chunk()).expect("room");
             }
             for _ in 0..5 {
-                control_tx.try_send(heartbeat()).expect("room");
+                control_tx
+                    .try_send(Outbound::Message(heartbeat()))
+                    .expect("room");
             }
             let first = if first_is_chunk { chunk() } else { heartbeat() };
             let mut batch = BytesMut::new();
-            let msgs = fill_batch(first, &mut queues, &context(), &mut batch);
+            let msgs = fill_batch(
+                Outbound::Message(first),
+                &mut queues,
+                &context(),
+                1,
+                &mut batch,
+            )
+            .msgs;
             let expected_heartbeats = if first_is_chunk { 5 } else { 6 };
             assert_eq!(
                 msgs,
@@ -267,10 +351,19 @@ mod tests {
         let (_snapshot_tx, snapshot) = mpsc::channel(1);
         let mut queues = PeerQueues { control, snapshot };
         for _ in 0..20 {
-            control_tx.try_send(chunk_as_append()).expect("room");
+            control_tx
+                .try_send(Outbound::Message(chunk_as_append()))
+                .expect("room");
         }
         let mut batch = BytesMut::new();
-        let msgs = fill_batch(chunk_as_append(), &mut queues, &context(), &mut batch);
+        let msgs = fill_batch(
+            Outbound::Message(chunk_as_append()),
+            &mut queues,
+            &context(),
+            1,
+            &mut batch,
+        )
+        .msgs;
         assert!(batch.len() >= WRITE_BATCH_BYTES_MAX, "{}", batch.len());
         assert!(
             batch.len() < WRITE_BATCH_BYTES_MAX + 2 * CHUNK_BYTES,
@@ -306,12 +399,54 @@ mod tests {
             ..context()
         };
         let mut batch = BytesMut::new();
-        assert_eq!(fill_batch(chunk(), &mut queues, &context, &mut batch), 0);
+        let filled = fill_batch(
+            Outbound::Message(chunk()),
+            &mut queues,
+            &context,
+            1,
+            &mut batch,
+        );
+        assert_eq!((filled.items, filled.msgs), (1, 0));
         assert!(batch.is_empty());
         let dropped = context
             .counters
             .drops_oversized
             .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(dropped, 1);
+    }
+
+    /// A frame's tail is written only on the connection its head went out on: after a
+    /// reconnect it would be garbage to the receiver, so it is dropped and counted.
+    #[test]
+    fn tail_from_an_earlier_connection_is_dropped() {
+        let (control_tx, control) = mpsc::channel(4);
+        let (_snapshot_tx, snapshot) = mpsc::channel(1);
+        let mut queues = PeerQueues { control, snapshot };
+        control_tx
+            .try_send(Outbound::Message(heartbeat()))
+            .expect("room");
+        let context = context();
+        let tail = |connection| Outbound::Tail {
+            bytes: Bytes::from_static(b"rest"),
+            frame_bytes: 10,
+            connection,
+        };
+        let mut batch = BytesMut::new();
+        let stale = fill_batch(tail(1), &mut queues, &context, 2, &mut batch);
+        assert_eq!(
+            (stale.items, stale.msgs),
+            (2, 1),
+            "the heartbeat still goes"
+        );
+        assert_eq!(kinds(&mut batch), (1, 0));
+        let lost = context
+            .counters
+            .drops_connection_lost
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(lost, 1);
+        let mut batch = BytesMut::new();
+        let current = fill_batch(tail(2), &mut queues, &context, 2, &mut batch);
+        assert_eq!((current.items, current.msgs, current.bytes), (1, 1, 10));
+        assert_eq!(&batch[..], b"rest");
     }
 }

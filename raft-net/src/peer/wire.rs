@@ -1,0 +1,190 @@
+//! The socket a peer's writer task shares with `send`, and the rule for who may write to it.
+//!
+//! Handing a message to the writer task costs a wake-up (on a multi-threaded runtime often
+//! a futex wake of a parked worker) before the first byte leaves. So `send` writes a
+//! message to the socket itself when that can neither reorder nor interleave frames, and
+//! would not cost batching:
+//! - the connection is established (its handshake written) and published here;
+//! - nothing is unwritten: both queues are empty and the writer task holds no batch
+//!   ([`WireState::unwritten`] is 0), so no earlier message can be overtaken;
+//! - the previous `send` to this peer was at least `coalesce_window` ago: a message that
+//!   follows its predecessor more closely is queued, so a burst still leaves in one write
+//!   by the writer task (only the burst's first message goes straight out).
+//!
+//! The write is a non-blocking `try_write` made while holding this peer's lock, so two
+//! direct writes never interleave, and the writer task writes only while items it took
+//! are unwritten, when `send` does not. (The lock is held across one non-blocking syscall;
+//! the writer task takes it once per batch.) If the kernel takes part of the frame, the rest is queued (as an
+//! [`Outbound::Tail`]) where the writer task sends it before anything else; if it takes
+//! nothing, the message is queued as usual.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use raft_core::Message;
+use tokio::net::tcp::OwnedWriteHalf;
+
+use crate::codec::{encode_frame, WireBody};
+use crate::error::EncodeError;
+
+/// What the control lane carries.
+pub(crate) enum Outbound {
+    Message(Message),
+    /// The unwritten end of a frame `send` wrote only in part; it must be the next bytes on
+    /// connection `connection` (a [`Wire::publish`] number) and is garbage on any other, so
+    /// the writer drops it if that connection ended first. `frame_bytes` is the whole
+    /// frame's length, counted once this is sent.
+    Tail {
+        bytes: Bytes,
+        frame_bytes: usize,
+        connection: u64,
+    },
+}
+
+/// Shared by a peer's handle (for `send`) and its writer task.
+pub(crate) struct Wire {
+    state: Mutex<WireState>,
+    coalesce_window: Duration,
+}
+
+pub(crate) struct WireState {
+    /// The established connection, published by the writer task once its handshake is
+    /// written and withdrawn before that connection is dropped; `None` while (re)connecting.
+    stream: Option<Arc<OwnedWriteHalf>>,
+    /// How many connections have been published; the number of the current one.
+    connection: u64,
+    /// Queued items (both lanes) plus items the writer task has taken but not yet written
+    /// or dropped. Invariant: while it is positive, only the writer task writes the socket.
+    pub unwritten: usize,
+    /// When the last control-lane `send` to this peer returned.
+    last_send: Option<Instant>,
+    /// Reused encoding buffer for direct writes; empty between calls.
+    encoded: BytesMut,
+}
+
+/// The result of [`WireState::try_write_direct`].
+pub(crate) enum Direct {
+    /// The whole frame was written.
+    Written {
+        frame_bytes: usize,
+    },
+    /// Part was written; the rest must be queued first.
+    Partial {
+        tail: Outbound,
+    },
+    /// Nothing was written (the socket's send buffer is full); queue `message`.
+    Declined(Message),
+    /// The connection failed; the message is lost (Raft retransmits).
+    Failed(io::Error),
+    TooLarge(EncodeError),
+}
+
+impl Wire {
+    pub fn new(coalesce_window: Duration) -> Wire {
+        Wire {
+            state: Mutex::new(WireState {
+                stream: None,
+                connection: 0,
+                unwritten: 0,
+                last_send: None,
+                encoded: BytesMut::new(),
+            }),
+            coalesce_window,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, WireState> {
+        self.state
+            .lock()
+            .expect("peer wire lock is never held across a panic")
+    }
+
+    pub fn coalesce_window(&self) -> Duration {
+        self.coalesce_window
+    }
+
+    /// Opens the direct path on a connection whose handshake has been written; returns the
+    /// connection's number, which tails written on it carry.
+    pub fn publish(&self, stream: Arc<OwnedWriteHalf>) -> u64 {
+        let mut state = self.lock();
+        state.connection += 1;
+        state.stream = Some(stream);
+        state.connection
+    }
+
+    /// Closes the direct path; the writer task calls this before dropping its connection.
+    pub fn withdraw(&self) {
+        self.lock().stream = None;
+    }
+
+    /// The writer task has written (or dropped) `items` it took from the queues.
+    pub fn written(&self, items: usize) {
+        let mut state = self.lock();
+        assert!(
+            state.unwritten >= items,
+            "writer finished {items} items but only {} were unwritten",
+            state.unwritten
+        );
+        state.unwritten -= items;
+    }
+}
+
+impl WireState {
+    /// Whether the peer has been quiet for `window` at `now`: no control-lane `send` to
+    /// it ended within that time (or there was none).
+    pub fn is_quiet(&self, now: Instant, window: Duration) -> bool {
+        self.last_send
+            .is_none_or(|last| now.saturating_duration_since(last) >= window)
+    }
+
+    /// Records the end of a control-lane `send`. The end, not the start: a direct write
+    /// takes a few microseconds of kernel time, and measuring from its start would make
+    /// every message of a burst look quiet.
+    pub fn note_send_end(&mut self, now: Instant) {
+        self.last_send = Some(now);
+    }
+
+    /// Whether `send` may write to the socket now (given a quiet peer).
+    pub fn direct_open(&self) -> bool {
+        self.unwritten == 0 && self.stream.is_some()
+    }
+
+    /// Encodes `message` and writes it with one non-blocking `write`. Call only when
+    /// [`WireState::direct_open`] holds, with the lock held for the whole call.
+    pub fn try_write_direct(&mut self, message: Message, frame_bytes_max: usize) -> Direct {
+        let stream = Arc::clone(self.stream.as_ref().expect("direct path is open"));
+        let body = WireBody::Message(message);
+        self.encoded.clear();
+        let frame_bytes = match encode_frame(&body, frame_bytes_max, &mut self.encoded) {
+            Ok(frame_bytes) => frame_bytes,
+            Err(reason) => return Direct::TooLarge(reason),
+        };
+        let written = stream.try_write(&self.encoded);
+        let direct = match written {
+            Ok(n) if n == frame_bytes => Direct::Written { frame_bytes },
+            Ok(0) => Direct::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Direct::Partial {
+                tail: Outbound::Tail {
+                    bytes: Bytes::copy_from_slice(&self.encoded[n..]),
+                    frame_bytes,
+                    connection: self.connection,
+                },
+            },
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let WireBody::Message(message) = body else {
+                    unreachable!("body was built as a message above")
+                };
+                Direct::Declined(message)
+            }
+            Err(error) => {
+                // Later sends queue until the writer task has reconnected.
+                self.stream = None;
+                Direct::Failed(error)
+            }
+        };
+        self.encoded.clear();
+        direct
+    }
+}
