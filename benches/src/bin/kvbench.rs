@@ -1,5 +1,6 @@
-//! `kvbench`: closed-loop Redis-protocol load against a raftkv cluster (see
-//! [`benches::kvbench`] for how it works and `kvbench --help` for the options).
+//! `kvbench`: closed-loop load against a raftkv cluster over the Redis protocol, or against
+//! Redis or etcd for comparison (see [`benches::kvbench`] for how it works and
+//! `kvbench --help` for the options).
 //!
 //! Prints a live progress line to stderr once a second, then the results to stdout as text and
 //! as one JSON line (prefixed `JSON `, or written to `--json FILE`). Exit status: 0 when at least

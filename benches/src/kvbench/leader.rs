@@ -3,7 +3,8 @@
 //! RAFT.STATUS replies with `key:value` lines (like INFO); the fields used here are `node_id`,
 //! `role`, `term`, `leader_id` (0 when unknown) and `leader_client_addr` (empty when unknown).
 //! A server without RAFT.STATUS (e.g. plain Redis) simply has no leader: connections go to the
-//! first endpoint and no leader change is ever seen.
+//! first endpoint and no leader change is ever seen. With `--protocol etcd` the same fields come
+//! from etcd's Status call (member ids instead of node ids).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use kvnode::resp::Frame;
 use tokio::time::Instant;
 
 use super::client::call_once;
+use super::options::Protocol;
 
 /// Most leader-change events kept for the report; later ones are only counted.
 pub const EVENTS_MAX: usize = 1000;
@@ -43,22 +45,37 @@ pub fn parse_status(text: &str) -> Option<RaftStatus> {
     })
 }
 
-/// Asks `endpoint` for its RAFT.STATUS before `deadline`; `None` on any failure.
-pub async fn query_status(endpoint: &str, deadline: Instant) -> Option<RaftStatus> {
-    match call_once(endpoint, &["RAFT.STATUS"], deadline).await {
-        Ok(Frame::Bulk(text)) => parse_status(&String::from_utf8_lossy(&text)),
-        _ => None,
+/// Asks `endpoint` for its RAFT.STATUS (or etcd Status) before `deadline`; `None` on any
+/// failure.
+pub async fn query_status(
+    protocol: Protocol,
+    endpoint: &str,
+    deadline: Instant,
+) -> Option<RaftStatus> {
+    match protocol {
+        Protocol::Redis => match call_once(endpoint, &["RAFT.STATUS"], deadline).await {
+            Ok(Frame::Bulk(text)) => parse_status(&String::from_utf8_lossy(&text)),
+            _ => None,
+        },
+        #[cfg(feature = "etcd")]
+        Protocol::Etcd => super::etcd::query_status(endpoint, deadline).await,
+        #[cfg(not(feature = "etcd"))]
+        Protocol::Etcd => None,
     }
 }
 
 /// Asks every endpoint at once; the answers in endpoint order.
-pub async fn query_all(endpoints: &[String], timeout: Duration) -> Vec<Option<RaftStatus>> {
+pub async fn query_all(
+    protocol: Protocol,
+    endpoints: &[String],
+    timeout: Duration,
+) -> Vec<Option<RaftStatus>> {
     let deadline = Instant::now() + timeout;
     let tasks: Vec<_> = endpoints
         .iter()
         .map(|endpoint| {
             let endpoint = endpoint.clone();
-            tokio::spawn(async move { query_status(&endpoint, deadline).await })
+            tokio::spawn(async move { query_status(protocol, &endpoint, deadline).await })
         })
         .collect();
     let mut statuses = Vec::with_capacity(tasks.len());
@@ -88,8 +105,8 @@ pub fn choose_leader(endpoints: &[String], statuses: &[Option<RaftStatus>]) -> O
 }
 
 /// The endpoint to load: the leader if one is found, else the first endpoint.
-pub async fn find_leader(endpoints: &[String], timeout: Duration) -> String {
-    let statuses = query_all(endpoints, timeout).await;
+pub async fn find_leader(protocol: Protocol, endpoints: &[String], timeout: Duration) -> String {
+    let statuses = query_all(protocol, endpoints, timeout).await;
     choose_leader(endpoints, &statuses).unwrap_or_else(|| endpoints[0].clone())
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Most connections one run may open; far above what one 2-core machine needs.
 pub const CONNECTIONS_MAX: usize = 4096;
@@ -25,13 +25,40 @@ pub const TIMEOUT_MS_MAX: u64 = 600_000;
 /// whose gaps show the outage, not a load test.
 pub const FAILOVER_CONNECTIONS_DEFAULT: usize = 4;
 
-/// Redis-protocol load generator for raftkv (closed loop, HDR latency histogram).
+/// Whether this build can speak etcd's API (`--protocol etcd`).
+pub const ETCD_SUPPORTED: bool = cfg!(feature = "etcd");
+
+/// The API the servers speak.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The Redis protocol (RESP): raftkv, redis-server. SET and GET.
+    Redis,
+    /// etcd's v3 gRPC API: Put, and a linearizable Range of one key (needs the `etcd` build
+    /// feature). Each connection is its own client with its own gRPC channel.
+    Etcd,
+}
+
+impl Protocol {
+    /// The name in the reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Redis => "redis",
+            Protocol::Etcd => "etcd",
+        }
+    }
+}
+
+/// Closed-loop load generator for raftkv, Redis and etcd (HDR latency histogram).
 #[derive(Parser, Debug, Clone, PartialEq)]
 #[command(name = "kvbench", version)]
 pub struct Options {
     /// Comma-separated host:port list of the servers' client ports.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:6379")]
     pub endpoints: Vec<String>,
+    /// The servers' API: redis (raftkv, redis-server) or etcd (etcd v3 gRPC; needs the `etcd`
+    /// build feature).
+    #[arg(long, value_enum, default_value_t = Protocol::Redis)]
+    pub protocol: Protocol,
     /// Spread connections over all endpoints (round robin) instead of using only the leader.
     #[arg(long)]
     pub spread: bool,
@@ -53,6 +80,11 @@ pub struct Options {
     /// Fraction of requests that are GETs (the rest are SETs), 0.0 to 1.0.
     #[arg(long, default_value_t = 0.0)]
     pub reads: f64,
+    /// Take keys in order 0, 1, 2, ... from one counter shared by all connections (wrapping at
+    /// the keyspace) instead of at random; `--sequential --ops KEYSPACE --warmup 0` writes every
+    /// key once.
+    #[arg(long)]
+    pub sequential: bool,
     /// Measured time in seconds, after the warm-up (always a cap, even with --ops).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -96,6 +128,7 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub endpoints: Vec<String>,
+    pub protocol: Protocol,
     pub target: Target,
     pub connections: usize,
     pub pipeline: usize,
@@ -104,6 +137,7 @@ pub struct Settings {
     pub value_bytes: usize,
     /// Probability of a GET, in [0, 1].
     pub read_fraction: f64,
+    pub sequential: bool,
     pub duration: Duration,
     pub ops_max: Option<u64>,
     pub warmup: Duration,
@@ -175,6 +209,19 @@ impl Settings {
         if options.failover && options.reads > 0.0 {
             bail!("--failover writes only; drop --reads");
         }
+        if options.protocol == Protocol::Etcd {
+            ensure!(
+                ETCD_SUPPORTED,
+                "--protocol etcd: this kvbench was built without the `etcd` feature \
+                 (cargo build -p benches --features etcd; needs protoc)"
+            );
+            ensure!(
+                options.pipeline == 1,
+                "--pipeline must be 1 with --protocol etcd (a gRPC client has no pipelining; \
+                 use more connections), got {}",
+                options.pipeline
+            );
+        }
         let duration = seconds("--duration", options.duration, false)?;
         let warmup = seconds("--warmup", options.warmup, true)?;
         if let Some(ops) = options.ops {
@@ -187,6 +234,7 @@ impl Settings {
         );
         Ok(Settings {
             endpoints,
+            protocol: options.protocol,
             target: if options.spread {
                 Target::Spread
             } else {
@@ -198,6 +246,7 @@ impl Settings {
             key_bytes: options.key_size,
             value_bytes: options.value_size,
             read_fraction: options.reads,
+            sequential: options.sequential,
             duration,
             ops_max: options.ops,
             warmup,
@@ -253,6 +302,8 @@ mod tests {
         assert_eq!(settings.timeout, Duration::from_millis(2000));
         assert!(settings.progress);
         assert!(!settings.failover);
+        assert_eq!(settings.protocol, Protocol::Redis);
+        assert!(!settings.sequential);
     }
 
     #[test]
@@ -288,6 +339,7 @@ mod tests {
             "--seed",
             "7",
             "--quiet",
+            "--sequential",
         ])
         .expect("valid");
         assert_eq!(settings.endpoints.len(), 3);
@@ -305,6 +357,22 @@ mod tests {
         assert_eq!(settings.plot, Some(PathBuf::from("out.svg")));
         assert_eq!(settings.seed, 7);
         assert!(!settings.progress);
+        assert!(settings.sequential);
+    }
+
+    #[test]
+    fn etcd_protocol_needs_the_feature_and_no_pipeline() {
+        let etcd = parse(&["--protocol", "etcd", "--endpoints", "127.0.0.1:2379"]);
+        if ETCD_SUPPORTED {
+            assert_eq!(etcd.expect("valid").protocol, Protocol::Etcd);
+            let error = parse(&["--protocol", "etcd", "-P", "4"]).expect_err("pipelined etcd");
+            assert!(error.to_string().contains("--pipeline"), "{error}");
+        } else {
+            let error = etcd.expect_err("etcd without the feature");
+            assert!(error.to_string().contains("`etcd` feature"), "{error}");
+        }
+        assert!(parse(&["--protocol", "memcached"]).is_err());
+        assert_eq!(Protocol::Etcd.name(), "etcd");
     }
 
     #[test]

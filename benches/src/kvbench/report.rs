@@ -50,6 +50,8 @@ impl Latency {
 #[derive(Clone, Debug)]
 pub struct Report {
     pub failover: bool,
+    /// `redis` or `etcd`.
+    pub protocol: &'static str,
     pub endpoints: Vec<String>,
     /// The endpoint(s) loaded: the leader found, or all of them with `--spread`.
     pub targets: Vec<String>,
@@ -60,6 +62,7 @@ pub struct Report {
     pub key_bytes: usize,
     pub value_bytes: usize,
     pub read_fraction: f64,
+    pub sequential: bool,
     pub warmup: Duration,
     /// The measured window: from the end of warm-up until the run stopped.
     pub measured: Duration,
@@ -88,6 +91,7 @@ impl Report {
     ) -> Report {
         Report {
             failover: settings.failover,
+            protocol: settings.protocol.name(),
             endpoints: settings.endpoints.clone(),
             targets,
             spread: settings.target == Target::Spread,
@@ -97,6 +101,7 @@ impl Report {
             key_bytes: settings.key_bytes,
             value_bytes: settings.value_bytes,
             read_fraction: settings.read_fraction,
+            sequential: settings.sequential,
             warmup: settings.warmup,
             measured,
             reads_ok: stats.reads_ok,
@@ -130,14 +135,16 @@ impl Report {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "kvbench {}: {} connection(s) x pipeline {} to {} ({}), keys {} x {} B, values {} B, reads {:.0} %",
+            "kvbench {} ({}): {} connection(s) x pipeline {} to {} ({}), keys {} x {} B{}, values {} B, reads {:.0} %",
             if self.failover { "failover" } else { "load" },
+            self.protocol,
             self.connections,
             self.pipeline,
             self.targets.join(","),
             if self.spread { "spread" } else { "leader" },
             self.keyspace,
             self.key_bytes,
+            if self.sequential { " in order" } else { "" },
             self.value_bytes,
             self.read_fraction * 100.0
         );
@@ -225,6 +232,7 @@ impl Report {
         json!({
             "tool": "kvbench",
             "mode": if self.failover { "failover" } else { "load" },
+            "protocol": self.protocol,
             "endpoints": self.endpoints,
             "targets": self.targets,
             "spread": self.spread,
@@ -234,6 +242,7 @@ impl Report {
             "key_bytes": self.key_bytes,
             "value_bytes": self.value_bytes,
             "reads": self.read_fraction,
+            "sequential": self.sequential,
             "warmup_s": self.warmup.as_secs_f64(),
             "measured_s": self.measured.as_secs_f64(),
             "ops": self.ops(),
@@ -343,6 +352,8 @@ mod tests {
         let value: Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(value["tool"], "kvbench");
         assert_eq!(value["mode"], "load");
+        assert_eq!(value["protocol"], "redis");
+        assert_eq!(value["sequential"], false);
         assert_eq!(value["connections"], 4);
         assert_eq!(value["reads"], 0.9);
         assert_eq!(value["ops"], 1000);

@@ -15,9 +15,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::client::{ClientError, Connection};
+#[cfg(feature = "etcd")]
+use super::etcd::{EtcdFailure, EtcdSession};
 use super::gaps::GapTracker;
 use super::leader::{find_leader, query_all, LeaderWatch};
-use super::options::{Settings, Target};
+use super::options::{Protocol, Settings, Target};
 use super::report::Report;
 use super::stats::{classify_reply, ErrorKind, Live, WorkerStats};
 use super::workload::{Op, Workload};
@@ -41,7 +43,9 @@ pub struct Outcome {
 pub async fn run(settings: Settings) -> Outcome {
     let settings = Arc::new(settings);
     let targets = match settings.target {
-        Target::Leader => vec![find_leader(&settings.endpoints, settings.timeout).await],
+        Target::Leader => {
+            vec![find_leader(settings.protocol, &settings.endpoints, settings.timeout).await]
+        }
         Target::Spread => settings.endpoints.clone(),
     };
     let started = Instant::now();
@@ -139,7 +143,7 @@ async fn watch_leaders(settings: Arc<Settings>, live: Arc<Live>, deadline: Insta
     // Bounded: `next` advances by POLL_INTERVAL each pass and the loop ends at the deadline.
     while next < deadline && !live.stop.load(Ordering::Relaxed) {
         sleep_until(next).await;
-        let statuses = query_all(&settings.endpoints, poll_timeout).await;
+        let statuses = query_all(settings.protocol, &settings.endpoints, poll_timeout).await;
         watch.observe(live.started.elapsed().as_secs_f64(), &statuses);
         live.leader_changes.store(watch.changes, Ordering::Relaxed);
         next += POLL_INTERVAL;
@@ -178,6 +182,14 @@ async fn print_progress(live: Arc<Live>, deadline: Instant) {
     }
 }
 
+/// One open connection, in the protocol of the run.
+enum Session {
+    Redis(Connection),
+    /// Boxed: an etcd client (several gRPC service clients) is a few KiB.
+    #[cfg(feature = "etcd")]
+    Etcd(Box<EtcdSession>),
+}
+
 /// One closed-loop connection.
 struct Worker {
     settings: Arc<Settings>,
@@ -196,28 +208,37 @@ impl Worker {
     }
 
     async fn run(mut self) -> WorkerStats {
-        let mut connection: Option<Connection> = None;
+        let mut session: Option<Session> = None;
         let mut requests = BytesMut::new();
         let mut ops: Vec<Op> = Vec::with_capacity(self.settings.pipeline);
         // Bounded by the deadline (checked each pass) and by `--ops` (which sets `stop`).
         while !self.is_done() {
-            let Some(open) = connection.as_mut() else {
-                match self.connect().await {
-                    Ok(open) => connection = Some(open),
-                    Err(error) => self.after_failure(error, 1).await,
+            let result = match session.as_mut() {
+                None => {
+                    match self.connect().await {
+                        Ok(open) => session = Some(open),
+                        Err(error) => self.after_failure(error, 1).await,
+                    }
+                    continue;
                 }
-                continue;
+                Some(Session::Redis(open)) => {
+                    requests.clear();
+                    ops.clear();
+                    for _ in 0..self.settings.pipeline {
+                        let (op, index) = self.next_choice();
+                        self.workload.encode_resp(op, index, &mut requests);
+                        ops.push(op);
+                    }
+                    self.round(open, &requests, &ops).await
+                }
+                #[cfg(feature = "etcd")]
+                Some(Session::Etcd(open)) => self.round_etcd(open).await,
             };
-            requests.clear();
-            ops.clear();
-            for _ in 0..self.settings.pipeline {
-                ops.push(self.workload.next_request(&mut requests));
-            }
-            match self.round(open, &requests, &ops).await {
+            match result {
                 Ok(true) => self.pause().await,
                 Ok(false) => {}
                 Err((error, unanswered)) => {
-                    connection = None;
+                    session = None;
                     self.after_failure(error, unanswered).await;
                 }
             }
@@ -225,9 +246,55 @@ impl Worker {
         self.stats
     }
 
-    async fn connect(&self) -> Result<Connection, ClientError> {
+    /// The next request's kind and key index (from the shared counter with `--sequential`).
+    fn next_choice(&mut self) -> (Op, u64) {
+        let (op, random_index) = self.workload.next_choice();
+        if !self.settings.sequential {
+            return (op, random_index);
+        }
+        let index = self.live.next_key.fetch_add(1, Ordering::Relaxed) % self.settings.keyspace;
+        (op, index)
+    }
+
+    async fn connect(&self) -> Result<Session, ClientError> {
         let deadline = (Instant::now() + self.settings.timeout).min(self.deadline);
-        Connection::connect(&self.targets[self.target_index], deadline).await
+        let endpoint = &self.targets[self.target_index];
+        match self.settings.protocol {
+            Protocol::Redis => Ok(Session::Redis(
+                Connection::connect(endpoint, deadline).await?,
+            )),
+            #[cfg(feature = "etcd")]
+            Protocol::Etcd => Ok(Session::Etcd(Box::new(
+                EtcdSession::connect(endpoint, deadline).await?,
+            ))),
+            #[cfg(not(feature = "etcd"))]
+            Protocol::Etcd => unreachable!("Settings refuse --protocol etcd without the feature"),
+        }
+    }
+
+    /// One etcd request (no pipelining). `Ok(true)` if it failed alone; `Err` when the
+    /// connection must be dropped.
+    #[cfg(feature = "etcd")]
+    async fn round_etcd(&mut self, session: &mut EtcdSession) -> Result<bool, (ClientError, u64)> {
+        let (op, index) = self.next_choice();
+        let key = self.workload.key(index);
+        let sent_at = Instant::now();
+        let deadline = sent_at + self.settings.timeout;
+        let result = session
+            .execute(op, key, self.workload.value(), deadline)
+            .await;
+        let now = Instant::now();
+        match result {
+            Ok(()) => {
+                self.record_ok(op, sent_at, now);
+                Ok(false)
+            }
+            Err(EtcdFailure::Request(kind)) => {
+                self.record_errors(kind, 1, now);
+                Ok(true)
+            }
+            Err(EtcdFailure::Connection(error)) => Err((error, 1)),
+        }
     }
 
     /// Sends one batch and reads its replies. `Ok(true)` if some reply was an error;
@@ -321,8 +388,12 @@ impl Worker {
             Target::Spread => self.target_index = (self.target_index + 1) % self.targets.len(),
             Target::Leader => {
                 let left = self.deadline.saturating_duration_since(Instant::now());
-                let leader =
-                    find_leader(&self.settings.endpoints, self.settings.timeout.min(left)).await;
+                let leader = find_leader(
+                    self.settings.protocol,
+                    &self.settings.endpoints,
+                    self.settings.timeout.min(left),
+                )
+                .await;
                 self.targets = vec![leader];
                 self.target_index = 0;
             }

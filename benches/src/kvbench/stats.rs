@@ -180,6 +180,8 @@ pub struct Live {
     pub stopped_at_us: AtomicU64,
     /// Leader changes seen so far, for the progress line.
     pub leader_changes: AtomicU64,
+    /// The next key index with `--sequential` (taken modulo the keyspace).
+    pub next_key: AtomicU64,
 }
 
 impl Live {
@@ -196,6 +198,7 @@ impl Live {
             stop: AtomicBool::new(false),
             stopped_at_us: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
+            next_key: AtomicU64::new(0),
         }
     }
 

@@ -76,12 +76,26 @@ impl Workload {
 
     /// Picks the next request and appends its RESP encoding to `out`.
     pub fn next_request(&mut self, out: &mut BytesMut) -> Op {
+        let (op, index) = self.next_choice();
+        self.encode_resp(op, index, out);
+        op
+    }
+
+    /// Picks the next request: its kind and a key index uniform in the keyspace.
+    pub fn next_choice(&mut self) -> (Op, u64) {
         let op = if self.read_fraction > 0.0 && self.rng.next_fraction() < self.read_fraction {
             Op::Get
         } else {
             Op::Set
         };
-        let index = self.rng.next_u64() % self.keyspace;
+        (op, self.rng.next_u64() % self.keyspace)
+    }
+
+    /// Appends the RESP encoding of `op` on key `index` to `out`.
+    ///
+    /// # Panics
+    /// If `index` is outside the keyspace.
+    pub fn encode_resp(&self, op: Op, index: u64, out: &mut BytesMut) {
         match op {
             Op::Get => {
                 out.put_slice(b"*2\r\n$3\r\nGET\r\n");
@@ -95,14 +109,30 @@ impl Workload {
                 out.put_slice(b"\r\n");
             }
         }
-        op
+    }
+
+    /// The key of `index`: `k` and the index zero-padded to `key_bytes`.
+    ///
+    /// # Panics
+    /// If `index` is outside the keyspace.
+    pub fn key(&self, index: u64) -> Vec<u8> {
+        assert!(
+            index < self.keyspace,
+            "key index {index} outside the keyspace {}",
+            self.keyspace
+        );
+        let digits = self.key_bytes - 1;
+        format!("k{index:0digits$}").into_bytes()
+    }
+
+    /// The value every SET writes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
     }
 
     fn put_key(&self, index: u64, out: &mut BytesMut) {
         put_bulk_header(self.key_bytes, out);
-        out.put_u8(b'k');
-        let digits = self.key_bytes - 1;
-        out.put_slice(format!("{index:0digits$}").as_bytes());
+        out.put_slice(&self.key(index));
         out.put_slice(b"\r\n");
     }
 }
@@ -173,6 +203,30 @@ mod tests {
         assert!((0..100).all(|_| writes.next_request(&mut buf) == Op::Set));
         let mut reads = Workload::new(1, 10, 2, 1, 1.0);
         assert!((0..100).all(|_| reads.next_request(&mut buf) == Op::Get));
+    }
+
+    #[test]
+    fn resp_encoding_and_raw_key_value_agree() {
+        let mut workload = Workload::new(5, 1000, 8, 10, 0.5);
+        for _ in 0..50 {
+            let (op, index) = workload.next_choice();
+            let mut buf = BytesMut::new();
+            workload.encode_resp(op, index, &mut buf);
+            let request = decode_all(buf).pop().expect("one request");
+            assert_eq!(request[1], workload.key(index));
+            assert_eq!(workload.key(index).len(), 8);
+            if op == Op::Set {
+                assert_eq!(request[2], workload.value());
+            }
+        }
+        assert_eq!(workload.key(7), b"k0000007");
+        assert_eq!(workload.key(999), b"k0000999");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the keyspace")]
+    fn key_outside_the_keyspace_panics() {
+        Workload::new(1, 10, 4, 1, 0.0).key(10);
     }
 
     #[test]
