@@ -152,3 +152,24 @@ fn snapshots_staged_at_once_use_separate_files() {
     assert_eq!(recovered.data, snapshot(250, 4).data);
     assert_eq!(store.first_index(), LogIndex(251));
 }
+
+#[test]
+fn a_snapshot_larger_than_one_sync_chunk_reads_back_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = store_with_log(dir.path(), 50);
+    // 9 MiB + a bit: three chunks of the blob writer, the last one partial.
+    let data: Vec<u8> = (0..9 * 1024 * 1024 + 4321)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let big = Snapshot {
+        data: Bytes::from(data),
+        ..snapshot(40, 0)
+    };
+    let staged = WalStore::stage_snapshot(store.dir(), big.clone()).expect("stage");
+    assert!(store.install_snapshot(staged).expect("install"));
+    assert_eq!(store.snapshot().expect("snapshot"), big);
+    drop(store);
+    let store = WalStore::open(dir.path(), config()).expect("reopen");
+    assert_eq!(store.snapshot().expect("snapshot"), big);
+    assert_eq!(store.first_index(), LogIndex(41));
+}
