@@ -26,6 +26,8 @@ use crate::storage::Storage;
 
 /// Bytes a metrics request may send before we answer.
 const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+/// How long a metrics client may take to send its request.
+const METRICS_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(config: NodeConfig) -> Result<()> {
     let mut storage = Storage::open(&config)?;
@@ -202,14 +204,37 @@ async fn serve_metrics(
     }
 }
 
+/// Reads until the end of the request head (or the cap, or EOF). Answering after a partial
+/// read and closing with request bytes still unread makes the kernel reset the connection,
+/// and the client can lose the response.
+async fn read_request_head(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let reading = async {
+        while request.len() < METRICS_REQUEST_BYTES_MAX
+            && !request.windows(4).any(|window| window == b"\r\n\r\n")
+        {
+            let read = stream.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            request.extend_from_slice(&chunk[..read]);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(METRICS_REQUEST_TIMEOUT, reading).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
 async fn answer_metrics(
     mut stream: TcpStream,
     raft: RaftHandle,
     metrics: Arc<Metrics>,
     transport: Transport,
 ) -> std::io::Result<()> {
-    let mut request = vec![0u8; METRICS_REQUEST_BYTES_MAX];
-    let _ = stream.read(&mut request).await?;
+    read_request_head(&mut stream).await?;
     let (sender, receiver) = oneshot::channel();
     let status = match raft.submit(Request::Status { reply: sender }) {
         Ok(()) => receiver.await.ok(),
