@@ -248,9 +248,17 @@ impl Driver {
                 self.note_role(soft.role);
             }
             self.send_all(std::mem::take(&mut ready.messages));
+            // As kvnode does: committed entries are durable on a quorum already, so they
+            // are answered before this node syncs the Ready's newer entries.
+            let apply_first = ready.snapshot.is_none();
+            if apply_first {
+                self.apply(&ready.committed_entries);
+            }
             self.persist(&ready);
             self.send_all(std::mem::take(&mut ready.persisted_messages));
-            self.apply(&ready.committed_entries);
+            if !apply_first {
+                self.apply(&ready.committed_entries);
+            }
             self.node.advance();
             self.maybe_compact();
         }
