@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use raft_core::{LogIndex, Message, MessageBody, NodeId, Term};
 use raft_net::codec::{encode_frame, WireBody, PROTOCOL_VERSION};
-use raft_net::{ClusterId, Handshake, SendError, Transport, TransportConfig};
+use raft_net::{ClusterId, Handshake, PeerMetrics, SendError, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -520,14 +520,19 @@ async fn shutdown_closes_listener_and_refuses_sends() {
     b.shutdown().await;
 }
 
-/// On a single-threaded runtime the writer cannot run while this task queues, so 100
-/// messages queued back to back leave in one batch: one `write` call, not one each. The
-/// coalescing window is stretched so that even the burst's first message is queued (by
-/// default it would go straight out, being the first after a quiet spell; the next test).
-#[tokio::test(flavor = "current_thread")]
-async fn queued_batch_costs_one_write_call() {
-    let (a, _a_rx) = Transport::start(TransportConfig {
-        coalesce_window: WAIT_MAX * 2,
+/// Node 1 (with `coalesce_window`) connected to node 2, the handshake and a first message
+/// through, so what follows measures an established, idle connection. Node 1's inbound
+/// receiver is returned too, to keep it open for the whole test.
+async fn connected_pair(
+    coalesce_window: Duration,
+) -> (
+    Transport,
+    mpsc::Receiver<Message>,
+    Transport,
+    mpsc::Receiver<Message>,
+) {
+    let (a, a_rx) = Transport::start(TransportConfig {
+        coalesce_window,
         ..config(CLUSTER, 1)
     })
     .await
@@ -535,16 +540,36 @@ async fn queued_batch_costs_one_write_call() {
     let (b, mut b_rx) = start(2).await;
     a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
     a.send(heartbeat(1, 2, 0)).expect("queued");
-    recv_within(&mut b_rx).await; // connected, handshake and first message written
+    recv_within(&mut b_rx).await;
+    (a, a_rx, b, b_rx)
+}
+
+/// Sends 100 heartbeats back to back, checks they arrive in order, and returns the
+/// sender's counters for peer 2 before and after.
+async fn burst_of_100(
+    a: &Transport,
+    b_rx: &mut mpsc::Receiver<Message>,
+) -> (PeerMetrics, PeerMetrics) {
     let before = a.metrics().peers[&NodeId(2)];
     for seq in 1..=100 {
-        a.send(heartbeat(1, 2, seq)).expect("queued");
+        a.send(heartbeat(1, 2, seq)).expect("sent or queued");
     }
     for seq in 1..=100 {
-        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
+        assert_eq!(seq_of(&recv_within(b_rx).await), seq);
     }
     let after = a.metrics().peers[&NodeId(2)];
     assert_eq!(after.msgs_sent - before.msgs_sent, 100);
+    (before, after)
+}
+
+/// On a single-threaded runtime the writer cannot run while this task queues, so 100
+/// messages queued back to back leave in one batch: one `write` call, not one each. The
+/// coalescing window is stretched so that even the burst's first message is queued (by
+/// default it would go straight out, being the first after a quiet spell; the next test).
+#[tokio::test(flavor = "current_thread")]
+async fn queued_batch_costs_one_write_call() {
+    let (a, _a_rx, b, mut b_rx) = connected_pair(WAIT_MAX * 2).await;
+    let (before, after) = burst_of_100(&a, &mut b_rx).await;
     assert_eq!(
         after.write_calls - before.write_calls,
         1,
@@ -562,20 +587,8 @@ async fn queued_batch_costs_one_write_call() {
 /// mid-burst, so from the second queued message on, nothing can be written directly.)
 #[tokio::test(flavor = "current_thread")]
 async fn burst_after_quiet_spell_costs_two_writes() {
-    let (a, _a_rx) = start(1).await;
-    let (b, mut b_rx) = start(2).await;
-    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
-    a.send(heartbeat(1, 2, 0)).expect("queued");
-    recv_within(&mut b_rx).await;
-    let before = a.metrics().peers[&NodeId(2)];
-    for seq in 1..=100 {
-        a.send(heartbeat(1, 2, seq)).expect("sent or queued");
-    }
-    for seq in 1..=100 {
-        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
-    }
-    let after = a.metrics().peers[&NodeId(2)];
-    assert_eq!(after.msgs_sent - before.msgs_sent, 100);
+    let (a, _a_rx, b, mut b_rx) = connected_pair(config(CLUSTER, 1).coalesce_window).await;
+    let (before, after) = burst_of_100(&a, &mut b_rx).await;
     let direct = after.write_calls_from_send - before.write_calls_from_send;
     let writes = after.write_calls - before.write_calls;
     assert!(
@@ -596,16 +609,7 @@ async fn burst_after_quiet_spell_costs_two_writes() {
 /// `send` writes each one itself, skipping the writer task, and order is kept.
 #[tokio::test(flavor = "current_thread")]
 async fn idle_peer_is_written_by_send_itself() {
-    let (a, _a_rx) = Transport::start(TransportConfig {
-        coalesce_window: Duration::ZERO,
-        ..config(CLUSTER, 1)
-    })
-    .await
-    .expect("start");
-    let (b, mut b_rx) = start(2).await;
-    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
-    a.send(heartbeat(1, 2, 0)).expect("queued");
-    recv_within(&mut b_rx).await;
+    let (a, _a_rx, b, mut b_rx) = connected_pair(Duration::ZERO).await;
     let before = a.metrics().peers[&NodeId(2)];
     for seq in 1..=50 {
         a.send(heartbeat(1, 2, seq)).expect("sent");
