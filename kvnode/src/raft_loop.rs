@@ -186,14 +186,11 @@ impl SnapshotWorker {
                 // Ends when the loop drops its sender; a job cut short by the process
                 // exiting leaves a temporary file that the next open removes.
                 for job in job_queue {
-                    let data = job.machine.snapshot();
-                    let bytes = data.len() as u64;
+                    let staged = writer.stage(job.meta, &job.machine);
+                    // Drops the buckets shared with the live state before the loop hears
+                    // of the result, so its next writes find them unshared again.
                     drop(job.machine);
-                    let staged = writer.stage(Snapshot {
-                        meta: job.meta,
-                        data,
-                    });
-                    if done.send(staged.map(|staged| (staged, bytes))).is_err() {
+                    if done.send(staged).is_err() {
                         break;
                     }
                 }
@@ -641,8 +638,8 @@ impl RaftLoop {
     /// often than the log grows by as much would write more snapshot than log (the rule of
     /// Redis' AOF rewrite), while replay after a restart stays under one snapshot's worth.
     ///
-    /// The loop only copies the state machine (the values are shared, not copied); the
-    /// worker encodes and writes it, and [`RaftLoop::install_finished_snapshot`] compacts
+    /// The loop only clones the state machine, which copies bucket handles, not keys or
+    /// values (see the key space's layout); the worker streams it to the file, and [`RaftLoop::install_finished_snapshot`] compacts
     /// the log after.
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied_index();

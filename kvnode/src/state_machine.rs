@@ -29,7 +29,7 @@ mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use raft_core::{LogIndex, NodeId};
 
 pub use command::{ReadCommand, SetCondition, WriteCommand};
@@ -94,8 +94,8 @@ impl StateMachine {
             } => self.apply_set(key, value, *condition, *get),
             WriteCommand::GetSet { key, value } => self
                 .keys
-                .insert(key.clone(), value.clone())
-                .map_or(Frame::Null, Frame::Bulk),
+                .insert(key, value)
+                .map_or(Frame::Null, |old| Frame::Bulk(old.into_value())),
             WriteCommand::Del { keys } => {
                 let removed = keys
                     .iter()
@@ -107,7 +107,7 @@ impl StateMachine {
             WriteCommand::Append { key, value } => self.apply_append(key, value),
             WriteCommand::MSet { pairs } => {
                 for (key, value) in pairs {
-                    self.keys.insert(key.clone(), value.clone());
+                    self.keys.insert(key, value);
                 }
                 Frame::ok()
             }
@@ -165,7 +165,9 @@ impl StateMachine {
                     .filter(|key| self.keys.get(key).is_some())
                     .count(),
             ),
-            ReadCommand::StrLen { key } => count(self.keys.get(key).map_or(0, Bytes::len)),
+            ReadCommand::StrLen { key } => {
+                count(self.keys.get(key).map_or(0, |item| item.value().len()))
+            }
             ReadCommand::DbSize => count(self.keys.len()),
             ReadCommand::Keys { pattern } => Frame::Array(
                 self.keys
@@ -193,6 +195,19 @@ impl StateMachine {
     /// The whole state as snapshot bytes (format in [`snapshot`]).
     pub fn snapshot(&self) -> Bytes {
         snapshot::write_snapshot(self)
+    }
+
+    /// Length of [`StateMachine::snapshot`]'s bytes, without producing them; O(members).
+    pub fn snapshot_len(&self) -> u64 {
+        snapshot::snapshot_len(self)
+    }
+
+    /// Streams [`StateMachine::snapshot`]'s bytes to `out` through a bounded buffer.
+    ///
+    /// # Errors
+    /// Whatever `out` returns.
+    pub fn write_snapshot(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        snapshot::write_snapshot_to(self, out)
     }
 
     /// Rebuilds a state machine from [`StateMachine::snapshot`] bytes.
@@ -229,7 +244,7 @@ impl StateMachine {
     fn get_frame(&self, key: &[u8]) -> Frame {
         self.keys
             .get(key)
-            .map_or(Frame::Null, |value| Frame::Bulk(value.clone()))
+            .map_or(Frame::Null, |item| Frame::Bulk(item.clone().into_value()))
     }
 
     fn apply_set(
@@ -246,10 +261,10 @@ impl StateMachine {
             SetCondition::IfPresent => old.is_some(),
         };
         if write {
-            self.keys.insert(key.clone(), value.clone());
+            self.keys.insert(key, value);
         }
         match (get, write) {
-            (true, _) => old.map_or(Frame::Null, Frame::Bulk),
+            (true, _) => old.map_or(Frame::Null, |item| Frame::Bulk(item.into_value())),
             (false, true) => Frame::ok(),
             (false, false) => Frame::Null,
         }
@@ -258,7 +273,7 @@ impl StateMachine {
     fn apply_incr_by(&mut self, key: &Bytes, delta: i64) -> Frame {
         let current = match self.keys.get(key) {
             None => 0,
-            Some(value) => match parse_i64(value) {
+            Some(item) => match parse_i64(item.value()) {
                 Some(current) => current,
                 None => return command_error(CommandError::NotInteger),
             },
@@ -266,20 +281,20 @@ impl StateMachine {
         let Some(next) = current.checked_add(delta) else {
             return command_error(CommandError::IncrementOverflow);
         };
-        self.keys.insert(key.clone(), Bytes::from(next.to_string()));
+        self.keys.insert(key, next.to_string().as_bytes());
         Frame::Integer(next)
     }
 
     fn apply_append(&mut self, key: &Bytes, suffix: &Bytes) -> Frame {
-        let old = self.keys.get(key).cloned().unwrap_or_default();
+        let old = self.keys.get(key).map_or(&[][..], |item| item.value());
         let len = old.len().saturating_add(suffix.len());
         if len > VALUE_BYTES_MAX {
             return command_error(CommandError::StringTooLong);
         }
-        let mut joined = BytesMut::with_capacity(len);
-        joined.extend_from_slice(&old);
+        let mut joined = Vec::with_capacity(len);
+        joined.extend_from_slice(old);
         joined.extend_from_slice(suffix);
-        self.keys.insert(key.clone(), joined.freeze());
+        self.keys.insert(key, &joined);
         Frame::Integer(i64::try_from(len).expect("capped at 512 MiB"))
     }
 }

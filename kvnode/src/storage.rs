@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use raft_core::{
     Entry, HardState, InitialState, LogIndex, LogStore, LogStoreMut, MemStore, Snapshot,
-    StorageError, Term,
+    SnapshotMeta, StorageError, Term,
 };
 use raft_wal::{WalConfig, WalStore};
 
 use crate::config::{NodeConfig, StorageKind};
+use crate::state_machine::StateMachine;
 
 pub enum Storage {
     Wal(Box<WalStore>),
@@ -111,17 +112,29 @@ impl StagedSnapshot {
 }
 
 impl SnapshotWriter {
-    /// Does the slow part of installing `snapshot`; safe on any thread.
+    /// Does the slow part of installing a snapshot of `machine` at `meta`: for the WAL,
+    /// streams it to a file and syncs it. Safe on any thread. Returns the staged snapshot
+    /// and its size in bytes.
     ///
     /// # Errors
     /// Writing or syncing the snapshot file failed.
-    pub fn stage(&self, snapshot: Snapshot) -> Result<StagedSnapshot, raft_wal::Error> {
-        match self {
+    pub fn stage(
+        &self,
+        meta: SnapshotMeta,
+        machine: &StateMachine,
+    ) -> Result<(StagedSnapshot, u64), raft_wal::Error> {
+        let len = machine.snapshot_len();
+        let staged = match self {
             SnapshotWriter::Wal(dir) => {
-                WalStore::stage_snapshot(dir, snapshot).map(StagedSnapshot::Wal)
+                WalStore::stage_snapshot_with(dir, meta, len, |sink| machine.write_snapshot(sink))
+                    .map(StagedSnapshot::Wal)?
             }
-            SnapshotWriter::Memory => Ok(StagedSnapshot::Memory(snapshot)),
-        }
+            SnapshotWriter::Memory => StagedSnapshot::Memory(Snapshot {
+                meta,
+                data: machine.snapshot(),
+            }),
+        };
+        Ok((staged, len))
     }
 }
 

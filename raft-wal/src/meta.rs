@@ -218,41 +218,61 @@ static STAGE_SEQ: AtomicU64 = AtomicU64::new(0);
 /// # Errors
 /// `Io` on failure; `RecordTooLarge` past 4 GiB.
 pub fn stage_blob(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<StagedBlob> {
-    let seq = STAGE_SEQ.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!("{name}.{}.{seq}.tmp", std::process::id()));
     let total: usize = parts.iter().map(|part| part.len()).sum();
-    let mut header = [0u8; BLOB_HEADER_BYTES];
-    header[0..4].copy_from_slice(&BLOB_MAGIC);
-    header[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let len = u32::try_from(total).map_err(|_| Error::RecordTooLarge {
-        size_bytes: total as u64,
+    stage_blob_with(dir, name, total as u64, |sink| {
+        parts
+            .iter()
+            .try_for_each(|part| std::io::Write::write_all(sink, part))
+    })
+}
+
+/// As [`stage_blob`], with the contents produced by `write`, which must write exactly
+/// `len` bytes: a large blob is streamed to the file through a bounded buffer instead of
+/// being built in memory first.
+///
+/// # Errors
+/// `Io` on failure, including an error `write` returns or a length other than `len`;
+/// `RecordTooLarge` past 4 GiB.
+pub fn stage_blob_with(
+    dir: &Path,
+    name: &str,
+    len: u64,
+    write: impl FnOnce(&mut BlobSink) -> std::io::Result<()>,
+) -> Result<StagedBlob> {
+    let declared = u32::try_from(len).map_err(|_| Error::RecordTooLarge {
+        size_bytes: len,
         limit_bytes: u64::from(u32::MAX),
     })?;
-    let mut crc = crc32fast::Hasher::new();
-    for part in parts {
-        crc.update(part);
-    }
-    header[8..12].copy_from_slice(&len.to_le_bytes());
-    header[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
+    let seq = STAGE_SEQ.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!("{name}.{}.{seq}.tmp", std::process::id()));
     let written = (|| {
         let file = File::create(&temp).map_err(Error::io("create", &temp))?;
+        let mut sink = BlobSink {
+            file,
+            offset: BLOB_HEADER_BYTES as u64,
+            buffer: Vec::new(),
+            unsynced: 0,
+            crc: crc32fast::Hasher::new(),
+        };
+        write(&mut sink)
+            .and_then(|()| sink.flush_buffer())
+            .map_err(Error::io("write", &temp))?;
+        let BlobSink {
+            file, offset, crc, ..
+        } = sink;
+        let produced = offset - BLOB_HEADER_BYTES as u64;
+        if produced != len {
+            return Err(Error::io("write", &temp)(std::io::Error::other(format!(
+                "blob writer produced {produced} bytes, {len} declared"
+            ))));
+        }
+        let mut header = [0u8; BLOB_HEADER_BYTES];
+        header[0..4].copy_from_slice(&BLOB_MAGIC);
+        header[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header[8..12].copy_from_slice(&declared.to_le_bytes());
+        header[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
         file.write_all_at(&header, 0)
             .map_err(Error::io("write", &temp))?;
-        let mut offset = BLOB_HEADER_BYTES as u64;
-        let mut unsynced = 0;
-        for chunk in parts
-            .iter()
-            .flat_map(|part| part.chunks(BLOB_BYTES_PER_SYNC))
-        {
-            file.write_all_at(chunk, offset)
-                .map_err(Error::io("write", &temp))?;
-            offset += chunk.len() as u64;
-            unsynced += chunk.len();
-            if unsynced >= BLOB_BYTES_PER_SYNC {
-                file.sync_data().map_err(Error::io("sync", &temp))?;
-                unsynced = 0;
-            }
-        }
         file.sync_all().map_err(Error::io("sync", &temp))
     })();
     if let Err(failure) = written {
@@ -264,6 +284,73 @@ pub fn stage_blob(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<StagedBlob>
         temp,
         path: dir.join(name),
     })
+}
+
+/// Bytes a [`BlobSink`] gathers before writing them.
+const BLOB_BUFFER_BYTES: usize = 1 << 20;
+
+/// Where [`stage_blob_with`]'s writer puts the blob's contents: buffered up to 1 MiB per
+/// `write` call to the file, synced every few MiB.
+pub struct BlobSink {
+    file: File,
+    /// Where the next write lands in the file.
+    offset: u64,
+    buffer: Vec<u8>,
+    /// Bytes written since the last sync.
+    unsynced: usize,
+    crc: crc32fast::Hasher,
+}
+
+impl BlobSink {
+    /// Bytes of contents taken so far (buffered or written).
+    pub fn written(&self) -> u64 {
+        self.offset - BLOB_HEADER_BYTES as u64 + self.buffer.len() as u64
+    }
+
+    fn write_through(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all_at(data, self.offset)?;
+        self.crc.update(data);
+        self.offset += data.len() as u64;
+        self.unsynced += data.len();
+        if self.unsynced >= BLOB_BYTES_PER_SYNC {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> std::io::Result<()> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.write_through(&buffer);
+        self.buffer = buffer;
+        self.buffer.clear();
+        result
+    }
+}
+
+impl std::io::Write for BlobSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + data.len() > BLOB_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
+        if data.len() >= BLOB_BUFFER_BYTES {
+            // Large pieces (a caller's whole body) go straight to the file, unbuffered.
+            for chunk in data.chunks(BLOB_BYTES_PER_SYNC) {
+                self.write_through(chunk)?;
+            }
+        } else {
+            if self.buffer.capacity() == 0 {
+                self.buffer.reserve_exact(BLOB_BUFFER_BYTES);
+            }
+            self.buffer.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    /// Writes what is buffered; syncing stays [`stage_blob_with`]'s business.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buffer()
+    }
 }
 
 impl StagedBlob {

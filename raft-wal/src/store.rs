@@ -26,7 +26,7 @@ use raft_core::{
 
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
-use crate::meta::{read_blob, stage_blob, StagedBlob};
+use crate::meta::{read_blob, stage_blob_with, BlobSink, StagedBlob};
 use crate::record::{Record, RecordKind};
 use crate::wal::Wal;
 
@@ -45,14 +45,14 @@ struct MembershipRecord {
 /// A snapshot written and synced by [`WalStore::stage_snapshot`], waiting to be installed.
 #[derive(Debug)]
 pub struct StagedSnapshot {
-    snapshot: Snapshot,
+    meta: SnapshotMeta,
     blob: StagedBlob,
 }
 
 impl StagedSnapshot {
     /// The last log index the snapshot covers.
     pub fn index(&self) -> LogIndex {
-        self.snapshot.meta.index
+        self.meta.index
     }
 
     /// Deletes the staged file without installing it.
@@ -139,13 +139,44 @@ impl WalStore {
     /// # Errors
     /// `Io` writing the file; `Encoding`; `RecordTooLarge` past 4 GiB.
     pub fn stage_snapshot(dir: &Path, snapshot: Snapshot) -> Result<StagedSnapshot> {
-        let prefix = snapshot_prefix(&snapshot).map_err(|source| Error::Encoding {
+        let Snapshot { meta, data } = snapshot;
+        WalStore::stage_snapshot_with(dir, meta, data.len() as u64, |sink| {
+            std::io::Write::write_all(sink, &data)
+        })
+    }
+
+    /// As [`WalStore::stage_snapshot`], with the data produced by `write_data`, which
+    /// must write exactly `data_len` bytes: the caller streams a large state to the file
+    /// through a bounded buffer instead of building it in memory first.
+    ///
+    /// # Errors
+    /// As [`WalStore::stage_snapshot`], and `Io` when `write_data` fails or writes another
+    /// length than `data_len`.
+    pub fn stage_snapshot_with(
+        dir: &Path,
+        meta: SnapshotMeta,
+        data_len: u64,
+        write_data: impl FnOnce(&mut BlobSink) -> std::io::Result<()>,
+    ) -> Result<StagedSnapshot> {
+        let prefix = snapshot_prefix(&meta, data_len).map_err(|source| Error::Encoding {
             action: "encode snapshot for",
             path: dir.to_owned(),
             source,
         })?;
-        let blob = stage_blob(dir, SNAPSHOT_FILE_NAME, &[&prefix, &snapshot.data])?;
-        Ok(StagedSnapshot { snapshot, blob })
+        let total = prefix.len() as u64 + data_len;
+        let blob = stage_blob_with(dir, SNAPSHOT_FILE_NAME, total, |sink| {
+            std::io::Write::write_all(sink, &prefix)?;
+            let before = sink.written();
+            write_data(sink)?;
+            let produced = sink.written() - before;
+            if produced != data_len {
+                return Err(std::io::Error::other(format!(
+                    "snapshot writer produced {produced} bytes, {data_len} declared"
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(StagedSnapshot { meta, blob })
     }
 
     /// Makes a staged snapshot the store's snapshot and drops the log it covers, as
@@ -159,14 +190,14 @@ impl WalStore {
     /// # Errors
     /// As `apply_snapshot`.
     pub fn install_snapshot(&mut self, staged: StagedSnapshot) -> Result<bool, StorageError> {
-        let StagedSnapshot { snapshot, blob } = staged;
-        let index = snapshot.meta.index;
+        let StagedSnapshot { meta, blob } = staged;
+        let index = meta.index;
         if index <= self.snapshot_meta.index {
             blob.discard();
             return Ok(false);
         }
         let keeps_suffix =
-            index <= self.wal.last_index() && self.wal.term(index) == Some(snapshot.meta.term);
+            index <= self.wal.last_index() && self.wal.term(index) == Some(meta.term);
         blob.commit().map_err(backend)?;
         let result = if keeps_suffix {
             self.wal.compact_prefix(index)
@@ -174,7 +205,7 @@ impl WalStore {
             self.wal.reset(index.next())
         };
         result.map_err(backend)?;
-        self.snapshot_meta = snapshot.meta;
+        self.snapshot_meta = meta;
         Ok(true)
     }
 
@@ -217,9 +248,12 @@ impl WalStore {
 /// The bytes `postcard` puts before a snapshot's data: the encoded metadata, then the
 /// data's length as a varint. Written ahead of the data itself, the file holds exactly
 /// `postcard::to_allocvec(snapshot)` without a second copy of what can be the whole state.
-fn snapshot_prefix(snapshot: &Snapshot) -> std::result::Result<Vec<u8>, postcard::Error> {
-    let mut prefix = postcard::to_allocvec(&snapshot.meta)?;
-    let mut len = snapshot.data.len() as u64;
+fn snapshot_prefix(
+    meta: &SnapshotMeta,
+    data_len: u64,
+) -> std::result::Result<Vec<u8>, postcard::Error> {
+    let mut prefix = postcard::to_allocvec(meta)?;
+    let mut len = data_len;
     loop {
         let low = (len & 0x7f) as u8;
         len >>= 7;
@@ -446,7 +480,8 @@ mod tests {
                 },
                 data: Bytes::from(vec![0x5a; data_len]),
             };
-            let mut ours = snapshot_prefix(&snapshot).expect("encode");
+            let mut ours =
+                snapshot_prefix(&snapshot.meta, snapshot.data.len() as u64).expect("encode");
             ours.extend_from_slice(&snapshot.data);
             let theirs = postcard::to_allocvec(&snapshot).expect("encode");
             assert!(ours == theirs, "encodings differ for {data_len} data bytes");

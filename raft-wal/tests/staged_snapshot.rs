@@ -173,3 +173,75 @@ fn a_snapshot_larger_than_one_sync_chunk_reads_back_whole() {
     assert_eq!(store.snapshot().expect("snapshot"), big);
     assert_eq!(store.first_index(), LogIndex(41));
 }
+
+#[test]
+fn a_streamed_snapshot_reads_back_as_if_staged_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = store_with_log(dir.path(), 50);
+    // Written in pieces of every size, small ones buffered and large ones passed
+    // through, crossing the 1 MiB buffer and the 4 MiB sync chunk.
+    let data: Vec<u8> = (0..6 * 1024 * 1024 + 777)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let meta = snapshot(40, 0).meta;
+    let staged =
+        WalStore::stage_snapshot_with(store.dir(), meta.clone(), data.len() as u64, |sink| {
+            let mut rest = &data[..];
+            let mut piece = 1;
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at(piece.min(rest.len()));
+                std::io::Write::write_all(sink, now)?;
+                rest = later;
+                piece = (piece * 7 + 3) % (3 << 20);
+            }
+            Ok(())
+        })
+        .expect("stage");
+    assert!(store.install_snapshot(staged).expect("install"));
+    drop(store);
+    let store = WalStore::open(dir.path(), config()).expect("reopen");
+    let recovered = store.snapshot().expect("snapshot");
+    assert_eq!(recovered.meta, meta);
+    assert!(recovered.data == data, "streamed data differs");
+}
+
+#[test]
+fn a_streamed_snapshot_of_the_wrong_length_or_a_failing_writer_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_log(dir.path(), 50);
+    let meta = snapshot(40, 0).meta;
+    let short = WalStore::stage_snapshot_with(store.dir(), meta.clone(), 100, |sink| {
+        std::io::Write::write_all(sink, &[1; 99])
+    });
+    let message = chain(&short.expect_err("one byte short"));
+    assert!(
+        message.contains("produced 99 bytes, 100 declared"),
+        "{message}"
+    );
+    let long = WalStore::stage_snapshot_with(store.dir(), meta.clone(), 100, |sink| {
+        std::io::Write::write_all(sink, &[1; 101])
+    });
+    assert!(long.is_err(), "one byte long");
+    let failing = WalStore::stage_snapshot_with(store.dir(), meta, 100, |_| {
+        Err(std::io::Error::other("the state machine went away"))
+    });
+    let message = chain(&failing.expect_err("writer failed"));
+    assert!(message.contains("the state machine went away"), "{message}");
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "failed stages left files"
+    );
+    assert_eq!(store.snapshot().expect("snapshot").meta.index, LogIndex(0));
+}
+
+/// An error with its sources, as a log line shows it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -7,31 +7,152 @@
 //! deleted meanwhile (Redis' guarantee, without its rehash duplicates). The hash is fixed
 //! forever: it decides snapshot order, which every replica must produce identically.
 //!
-//! Lookups go through a `HashMap` (randomly seeded, never iterated); the `BTreeSet` index
-//! is the only thing iterated, so iteration order is deterministic.
+//! Layout, chosen for memory and for snapshots:
+//! - Each key and its value live in one allocation (an [`Item`]); a key costs that plus a
+//!   24-byte slot, where a `HashMap<Bytes, Bytes>` with a sorted index cost three to five
+//!   allocations and about twice the bytes.
+//! - Slots sit in sorted buckets of at most [`BUCKET_SPLIT`], each covering a range of
+//!   positions, found through a `BTreeMap` from each bucket's first position. A lookup is a
+//!   tree descent over buckets plus a binary search inside one.
+//! - Buckets and items are reference counted, so cloning a key space (what a snapshot
+//!   does, on the raft loop) copies only the bucket handles: O(keys / 48), not O(keys).
+//!   A write to a bucket a snapshot still shares copies that one bucket first
+//!   (`Arc::make_mut`), so a snapshot in progress costs at most one copy of the slots,
+//!   never of the keys and values.
+//!
+//! Keys whose positions collide stay in one bucket (a bucket is only split between two
+//! positions), so a crafted set of colliding keys makes that bucket large and its inserts
+//! linear in its size: slower, never wrong.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::glob::glob_match;
 
+/// A bucket past this many slots is split in two.
+const BUCKET_SPLIT: usize = 64;
+/// A bucket under this many slots after a delete is merged into its predecessor when
+/// the two fit in [`BUCKET_MERGED_MAX`] (keeps sparse key spaces from paying a bucket per key).
+const BUCKET_MERGE_BELOW: usize = 16;
+const BUCKET_MERGED_MAX: usize = 48;
+/// Restoring sorted input fills buckets to this many slots (a split would leave halves).
+const BUCKET_FILL: usize = 48;
+
+/// One key and its value in a single shared allocation: `key_len: u32le, key, value`.
+#[derive(Clone)]
+pub struct Item(Arc<[u8]>);
+
+impl Item {
+    fn new(key: &[u8], value: &[u8]) -> Item {
+        let key_len = u32::try_from(key.len()).expect("keys are capped far below 4 GiB");
+        let mut joined = Vec::with_capacity(4 + key.len() + value.len());
+        joined.extend_from_slice(&key_len.to_le_bytes());
+        joined.extend_from_slice(key);
+        joined.extend_from_slice(value);
+        Item(Arc::from(joined))
+    }
+
+    fn key_len(&self) -> usize {
+        let prefix: [u8; 4] = self.0[..4]
+            .try_into()
+            .expect("an item starts with its key length");
+        u32::from_le_bytes(prefix) as usize
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.0[4..4 + self.key_len()]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.0[4 + self.key_len()..]
+    }
+
+    /// The value as `Bytes` sharing this item's allocation (no copy of the value).
+    pub fn into_value(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+
+    fn data_bytes(&self) -> usize {
+        self.0.len() - 4
+    }
+}
+
+impl AsRef<[u8]> for Item {
+    /// The value: what [`Bytes::from_owner`] exposes.
+    fn as_ref(&self) -> &[u8] {
+        self.value()
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} => {:?}",
+            Bytes::copy_from_slice(self.key()),
+            Bytes::copy_from_slice(self.value())
+        )
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    position: u64,
+    item: Item,
+}
+
+impl Slot {
+    fn order(&self, position: u64, key: &[u8]) -> std::cmp::Ordering {
+        self.position
+            .cmp(&position)
+            .then_with(|| self.item.key().cmp(key))
+    }
+}
+
 /// Keys and values, with a deterministic iteration order.
-#[derive(Default, Clone, Debug)]
+#[derive(Clone)]
 pub struct KeySpace {
-    /// Invariant: holds exactly the keys of `order`.
-    values: HashMap<Bytes, Bytes>,
-    /// Invariant: one `(scan_position(key), key)` per key of `values`.
-    order: BTreeSet<(u64, Bytes)>,
+    /// Invariants: a bucket starts at 0 (so every position has one), no other bucket is
+    /// empty, each holds slots strictly ascending by `(position, key)` with positions in
+    /// `[its start, the next bucket's start)`.
+    buckets: BTreeMap<u64, Arc<Vec<Slot>>>,
+    len: usize,
+    /// Sum of key and value lengths (a snapshot's size, known before writing it).
+    data_bytes: usize,
+}
+
+impl Default for KeySpace {
+    fn default() -> KeySpace {
+        KeySpace {
+            buckets: BTreeMap::from([(0, Arc::new(Vec::new()))]),
+            len: 0,
+            data_bytes: 0,
+        }
+    }
 }
 
 impl PartialEq for KeySpace {
     fn eq(&self, other: &KeySpace) -> bool {
-        self.values == other.values
+        self.len == other.len && self.iter().eq(other.iter())
     }
 }
 
 impl Eq for KeySpace {}
+
+impl fmt::Debug for KeySpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter().map(|(key, value)| {
+                    (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value))
+                }),
+            )
+            .finish()
+    }
+}
 
 /// A key's place in iteration order; never 0, because cursor 0 means "finished".
 pub fn scan_position(key: &[u8]) -> u64 {
@@ -47,60 +168,167 @@ pub fn scan_position(key: &[u8]) -> u64 {
 
 impl KeySpace {
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len == 0
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.values.get(key)
-    }
-
-    /// Sets `key` to `value`; returns the old value.
-    pub fn insert(&mut self, key: Bytes, value: Bytes) -> Option<Bytes> {
-        let old = self.values.insert(key.clone(), value);
-        if old.is_none() {
-            self.order.insert((scan_position(&key), key));
-        }
-        old
-    }
-
-    /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
-        let (stored_key, value) = self.values.remove_entry(key)?;
-        let removed = self.order.remove(&(scan_position(key), stored_key));
-        assert!(removed, "order index lacked a key the map held");
-        Some(value)
-    }
-
-    /// Total bytes of all keys and values (without any framing).
+    /// Total bytes of all keys and values (without any framing); O(1).
     pub fn data_bytes(&self) -> usize {
-        self.values
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum()
+        self.data_bytes
+    }
+
+    fn bucket_start(&self, position: u64) -> u64 {
+        *self
+            .buckets
+            .range(..=position)
+            .next_back()
+            .expect("a bucket starts at 0")
+            .0
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Item> {
+        let position = scan_position(key);
+        let slots = &self.buckets[&self.bucket_start(position)];
+        let at = slots
+            .binary_search_by(|slot| slot.order(position, key))
+            .ok()?;
+        Some(&slots[at].item)
+    }
+
+    /// Sets `key` to `value`; returns the old item.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Option<Item> {
+        let position = scan_position(key);
+        let start = self.bucket_start(position);
+        let slots = Arc::make_mut(
+            self.buckets
+                .get_mut(&start)
+                .expect("bucket_start names a bucket"),
+        );
+        let item = Item::new(key, value);
+        self.data_bytes += item.data_bytes();
+        match slots.binary_search_by(|slot| slot.order(position, key)) {
+            Ok(at) => {
+                let old = std::mem::replace(&mut slots[at].item, item);
+                self.data_bytes -= old.data_bytes();
+                Some(old)
+            }
+            Err(at) => {
+                slots.insert(at, Slot { position, item });
+                self.len += 1;
+                if slots.len() > BUCKET_SPLIT {
+                    self.split(start);
+                }
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its item.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Item> {
+        let position = scan_position(key);
+        let start = self.bucket_start(position);
+        // Searched before `make_mut`, so a miss never copies a bucket a snapshot shares.
+        let at = self.buckets[&start]
+            .binary_search_by(|slot| slot.order(position, key))
+            .ok()?;
+        let slots = Arc::make_mut(
+            self.buckets
+                .get_mut(&start)
+                .expect("bucket_start names a bucket"),
+        );
+        let removed = slots.remove(at).item;
+        let left = slots.len();
+        self.len -= 1;
+        self.data_bytes -= removed.data_bytes();
+        if start != 0 && left < BUCKET_MERGE_BELOW {
+            self.merge_into_predecessor(start);
+        }
+        Some(removed)
+    }
+
+    /// Splits the bucket at `start` in two, between two positions near its middle.
+    fn split(&mut self, start: u64) {
+        let slots = Arc::make_mut(self.buckets.get_mut(&start).expect("split names a bucket"));
+        let differs = |at: &usize| slots[*at - 1].position != slots[*at].position;
+        let middle = slots.len() / 2;
+        let Some(cut) = (middle..slots.len())
+            .find(differs)
+            .or_else(|| (1..middle).rev().find(differs))
+        else {
+            return; // one position throughout: colliding keys stay together
+        };
+        let upper = slots.split_off(cut);
+        slots.shrink_to(BUCKET_SPLIT);
+        self.buckets.insert(upper[0].position, Arc::new(upper));
+    }
+
+    fn merge_into_predecessor(&mut self, start: u64) {
+        let (&previous, predecessor) = self
+            .buckets
+            .range(..start)
+            .next_back()
+            .expect("bucket 0 precedes every other");
+        if predecessor.len() + self.buckets[&start].len() > BUCKET_MERGED_MAX {
+            return;
+        }
+        let moved = self.buckets.remove(&start).expect("merge names a bucket");
+        let target = Arc::make_mut(self.buckets.get_mut(&previous).expect("found above"));
+        target.extend(moved.iter().cloned());
+    }
+
+    /// Adds `key` after every key present; the caller guarantees `(position, key)` order
+    /// (restoring a snapshot, which the reader checks). Fills buckets instead of splitting.
+    ///
+    /// # Panics
+    /// If the order is broken (a caller bug: the snapshot reader checks it first).
+    pub fn push_sorted(&mut self, key: &[u8], value: &[u8]) {
+        let position = scan_position(key);
+        let (_, last) = self
+            .buckets
+            .iter_mut()
+            .next_back()
+            .expect("a bucket starts at 0");
+        if let Some(tail) = last.last() {
+            assert!(
+                tail.order(position, key).is_lt(),
+                "push_sorted out of order"
+            );
+        }
+        let item = Item::new(key, value);
+        self.len += 1;
+        self.data_bytes += item.data_bytes();
+        let slot = Slot { position, item };
+        let full =
+            last.len() >= BUCKET_FILL && last.last().is_some_and(|tail| tail.position != position);
+        if full {
+            let mut fresh = Vec::with_capacity(BUCKET_SPLIT);
+            fresh.push(slot);
+            self.buckets.insert(position, Arc::new(fresh));
+        } else {
+            Arc::make_mut(last).push(slot);
+        }
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.buckets.values().flat_map(|slots| slots.iter())
     }
 
     /// Every key and value, in iteration order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.order.iter().map(|(_, key)| {
-            let value = self
-                .values
-                .get(key)
-                .expect("order index and map hold the same keys");
-            (key, value)
-        })
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.slots()
+            .map(|slot| (slot.item.key(), slot.item.value()))
     }
 
     /// Every key matching `pattern`, in iteration order.
     pub fn keys_matching(&self, pattern: &[u8]) -> Vec<Bytes> {
         let all = pattern == b"*";
-        self.order
-            .iter()
-            .filter(|(_, key)| all || glob_match(pattern, key))
-            .map(|(_, key)| key.clone())
+        self.slots()
+            .map(|slot| slot.item.key())
+            .filter(|key| all || glob_match(pattern, key))
+            .map(Bytes::copy_from_slice)
             .collect()
     }
 
@@ -110,37 +338,61 @@ impl KeySpace {
     pub fn scan(&self, cursor: u64, count: usize, pattern: Option<&[u8]>) -> (u64, Vec<Bytes>) {
         let mut found = Vec::new();
         let mut last_position = 0u64;
-        let range = self.order.range((cursor, Bytes::new())..);
-        for (visited, (position, key)) in range.enumerate() {
-            if visited >= count && *position != last_position {
-                return (*position, found);
+        let range = self
+            .buckets
+            .range(self.bucket_start(cursor)..)
+            .flat_map(|(_, slots)| slots.iter())
+            .skip_while(|slot| slot.position < cursor);
+        for (visited, slot) in range.enumerate() {
+            if visited >= count && slot.position != last_position {
+                return (slot.position, found);
             }
-            last_position = *position;
+            last_position = slot.position;
+            let key = slot.item.key();
             if pattern.is_none_or(|pattern| glob_match(pattern, key)) {
-                found.push(key.clone());
+                found.push(Bytes::copy_from_slice(key));
             }
         }
         (0, found)
     }
 
-    /// Checks the two structures agree (O(n): tests and debug builds).
+    /// Checks the layout's invariants (O(n): tests and debug builds).
     pub fn check_invariants(&self) {
-        assert_eq!(
-            self.values.len(),
-            self.order.len(),
-            "map and order index sizes differ"
-        );
-        for (position, key) in &self.order {
-            assert_eq!(
-                *position,
-                scan_position(key),
-                "key {key:?} filed at the wrong position"
-            );
-            assert!(
-                self.values.contains_key(key),
-                "order index holds {key:?}, the map does not"
-            );
+        assert!(self.buckets.contains_key(&0), "no bucket starts at 0");
+        let mut count = 0;
+        let mut bytes = 0;
+        let mut previous: Option<&Slot> = None;
+        let starts: Vec<u64> = self.buckets.keys().copied().collect();
+        for (index, (start, slots)) in self.buckets.iter().enumerate() {
+            assert!(*start == 0 || !slots.is_empty(), "empty bucket at {start}");
+            let end = starts.get(index + 1).copied();
+            for slot in slots.iter() {
+                let key = slot.item.key();
+                assert_eq!(
+                    slot.position,
+                    scan_position(key),
+                    "key {key:?} filed at the wrong position"
+                );
+                assert!(
+                    slot.position >= *start && end.is_none_or(|end| slot.position < end),
+                    "key {key:?} in the wrong bucket"
+                );
+                if let Some(previous) = previous {
+                    assert!(
+                        previous.order(slot.position, key).is_lt(),
+                        "slots out of order at {key:?}"
+                    );
+                }
+                previous = Some(slot);
+                count += 1;
+                bytes += slot.item.data_bytes();
+            }
         }
+        assert_eq!(count, self.len, "len disagrees with the slots");
+        assert_eq!(
+            bytes, self.data_bytes,
+            "data_bytes disagrees with the slots"
+        );
     }
 }
 
@@ -151,7 +403,7 @@ mod tests {
     fn space(keys: impl IntoIterator<Item = String>) -> KeySpace {
         let mut space = KeySpace::default();
         for key in keys {
-            space.insert(Bytes::from(key), Bytes::from_static(b"v"));
+            space.insert(key.as_bytes(), b"v");
         }
         space
     }
@@ -187,7 +439,7 @@ mod tests {
         let (mut cursor, mut seen) = space.scan(0, 20, None);
         let mut round = 0;
         while cursor != 0 {
-            space.insert(Bytes::from(format!("new:{round}")), Bytes::new());
+            space.insert(format!("new:{round}").as_bytes(), b"");
             space.remove(format!("gone:{round}").as_bytes());
             let (next, keys) = space.scan(cursor, 20, None);
             seen.extend(keys);
@@ -202,18 +454,123 @@ mod tests {
     #[test]
     fn insert_and_remove_keep_the_index_in_step() {
         let mut space = KeySpace::default();
-        assert_eq!(
-            space.insert(Bytes::from_static(b"a"), Bytes::from_static(b"1")),
-            None
-        );
-        assert_eq!(
-            space.insert(Bytes::from_static(b"a"), Bytes::from_static(b"2")),
-            Some(Bytes::from_static(b"1"))
-        );
+        assert!(space.insert(b"a", b"1").is_none());
+        let old = space.insert(b"a", b"2").expect("a was set");
+        assert_eq!(old.value(), b"1");
         assert_eq!(space.len(), 1);
-        assert_eq!(space.remove(b"a"), Some(Bytes::from_static(b"2")));
-        assert_eq!(space.remove(b"a"), None);
+        assert_eq!(space.data_bytes(), 2);
+        assert_eq!(space.remove(b"a").expect("a is set").into_value(), "2");
+        assert!(space.remove(b"a").is_none());
+        assert_eq!(space.data_bytes(), 0);
         assert!(space.is_empty());
         space.check_invariants();
+    }
+
+    /// A model: the same operations on a `BTreeMap` ordered by `(position, key)`.
+    #[test]
+    fn random_inserts_and_removes_match_a_sorted_map_through_splits_and_merges() {
+        use std::collections::BTreeMap;
+        let mut space = KeySpace::default();
+        let mut model: BTreeMap<(u64, Vec<u8>), Vec<u8>> = BTreeMap::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..40_000u64 {
+            // Grow to ~3,000 keys, then shrink to a few, then grow again: every split and
+            // merge path runs.
+            let grow = !(15_000..30_000).contains(&round);
+            let key = format!("k{}", next() % 4_000).into_bytes();
+            let place = (scan_position(&key), key.clone());
+            if grow || next() % 8 == 0 {
+                let value = round.to_le_bytes();
+                let old = space.insert(&key, &value);
+                assert_eq!(
+                    old.map(|item| item.value().to_vec()),
+                    model.insert(place, value.to_vec())
+                );
+            } else {
+                let old = space.remove(&key);
+                assert_eq!(old.map(|item| item.value().to_vec()), model.remove(&place));
+            }
+            if round % 1_000 == 0 {
+                space.check_invariants();
+            }
+        }
+        space.check_invariants();
+        assert_eq!(space.len(), model.len());
+        assert!(space.buckets.len() > 1, "the test never split a bucket");
+        let ours: Vec<_> = space
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let theirs: Vec<_> = model.into_iter().map(|((_, k), v)| (k, v)).collect();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_clone_keeps_its_contents_while_the_original_changes() {
+        let mut space = space((0..1_000).map(|i| format!("key:{i}")));
+        let before: Vec<_> = space
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let frozen = space.clone();
+        for i in 0..1_000 {
+            if i % 2 == 0 {
+                space.remove(format!("key:{i}").as_bytes());
+            } else {
+                space.insert(format!("key:{i}").as_bytes(), b"changed");
+            }
+        }
+        space.insert(b"brand new", b"x");
+        let after: Vec<_> = frozen
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(frozen.len(), 1_000);
+        frozen.check_invariants();
+        space.check_invariants();
+        assert_eq!(space.len(), 501);
+    }
+
+    #[test]
+    fn sorted_pushes_build_the_same_space_as_inserts() {
+        let inserted = space((0..5_000).map(|i| format!("key:{i}")));
+        let mut pushed = KeySpace::default();
+        for (key, value) in inserted.iter() {
+            pushed.push_sorted(key, value);
+        }
+        pushed.check_invariants();
+        assert_eq!(pushed, inserted);
+        assert!(
+            pushed.buckets.len() < inserted.buckets.len(),
+            "pushes fill buckets fuller"
+        );
+    }
+
+    #[test]
+    fn a_bucket_of_one_position_is_not_split() {
+        // Not real collisions (the hash is fixed), so build them: slots with one position.
+        let mut space = KeySpace::default();
+        let slots: Vec<Slot> = (0..200)
+            .map(|i| Slot {
+                position: 7,
+                item: Item::new(format!("c{i:03}").as_bytes(), b"v"),
+            })
+            .collect();
+        space.len = slots.len();
+        space.data_bytes = slots.iter().map(|slot| slot.item.data_bytes()).sum();
+        space.buckets.insert(0, Arc::new(slots));
+        space.split(0);
+        assert_eq!(
+            space.buckets.len(),
+            1,
+            "a bucket of one position cannot be split"
+        );
     }
 }

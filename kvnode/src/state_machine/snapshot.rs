@@ -20,6 +20,8 @@
 //! state produce identical snapshots. Restoring checks length, magic, version, CRC, then
 //! every count against the bytes left before allocating; it never panics.
 
+use std::io::{self, Write};
+
 use bytes::{BufMut, Bytes, BytesMut};
 use raft_core::{LogIndex, NodeId};
 use thiserror::Error;
@@ -79,34 +81,77 @@ impl From<Truncated> for SnapshotError {
     }
 }
 
-/// Writes `machine` in the format above.
+/// Bytes [`write_snapshot_to`] writes for `machine`, known before writing: a stream's
+/// length goes in its header (and the WAL's blob header) ahead of the body.
+pub(super) fn snapshot_len(machine: &StateMachine) -> u64 {
+    let body = members_body(machine).len() + 8 * machine.keys.len() + machine.keys.data_bytes();
+    (HEADER_BYTES + body + CRC_BYTES) as u64
+}
+
+/// Writes `machine` in the format above as one byte string.
 pub(super) fn write_snapshot(machine: &StateMachine) -> Bytes {
-    // One buffer sized up front: the header is written last, over a placeholder, so the
-    // body (nearly all of a large state) is never copied.
-    let body_estimate = machine.keys.data_bytes() + 8 * machine.keys.len();
-    let mut out = BytesMut::with_capacity(HEADER_BYTES + body_estimate + 256 + CRC_BYTES);
-    out.put_bytes(0, HEADER_BYTES);
+    let len = usize::try_from(snapshot_len(machine)).expect("a snapshot fits in memory");
+    let mut out = Vec::with_capacity(len);
+    write_snapshot_to(machine, &mut out).expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+/// Bytes gathered before each write to the output: large enough that a write costs
+/// little per entry, small enough that a snapshot never holds more than this besides
+/// the state itself (values past it are written from the state directly).
+const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Writes `machine` in the format above to `out`, [`snapshot_len`] bytes in pieces of
+/// about [`SNAPSHOT_CHUNK_BYTES`]: a snapshot of any size costs a bounded buffer, not a
+/// second copy of the state.
+///
+/// # Errors
+/// Whatever `out` returns.
+pub(super) fn write_snapshot_to(machine: &StateMachine, out: &mut impl Write) -> io::Result<()> {
+    let members = members_body(machine);
+    let body_len = members.len() + 8 * machine.keys.len() + machine.keys.data_bytes();
+    let mut chunk = BytesMut::with_capacity(SNAPSHOT_CHUNK_BYTES + 1024);
+    chunk.put_slice(&SNAPSHOT_MAGIC);
+    chunk.put_u32_le(SNAPSHOT_VERSION);
+    chunk.put_u64_le(machine.applied.get());
+    put_count(&mut chunk, machine.members.len());
+    chunk.put_u64_le(u64::try_from(machine.keys.len()).expect("usize fits in u64"));
+    chunk.put_u64_le(u64::try_from(body_len).expect("usize fits in u64"));
+    chunk.put_slice(&members);
+    let mut crc = crc32fast::Hasher::new();
+    let mut emit = |data: &[u8], out: &mut dyn Write| {
+        crc.update(data);
+        out.write_all(data)
+    };
+    for (key, value) in machine.keys.iter() {
+        put_bytes(&mut chunk, key);
+        if value.len() >= SNAPSHOT_CHUNK_BYTES {
+            chunk
+                .put_u32_le(u32::try_from(value.len()).expect("values are capped far below 4 GiB"));
+            emit(&chunk, out)?;
+            chunk.clear();
+            emit(value, out)?;
+            continue;
+        }
+        put_bytes(&mut chunk, value);
+        if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+            emit(&chunk, out)?;
+            chunk.clear();
+        }
+    }
+    emit(&chunk, out)?;
+    out.write_all(&crc.finalize().to_le_bytes())
+}
+
+/// The address book as the body's first part.
+fn members_body(machine: &StateMachine) -> BytesMut {
+    let mut out = BytesMut::new();
     for (id, address) in &machine.members {
         out.put_u64_le(id.get());
         put_bytes(&mut out, address.peer.as_bytes());
         put_bytes(&mut out, address.client.as_bytes());
     }
-    for (key, value) in machine.keys.iter() {
-        put_bytes(&mut out, key);
-        put_bytes(&mut out, value);
-    }
-    let body_len = out.len() - HEADER_BYTES;
-    let mut header = BytesMut::with_capacity(HEADER_BYTES);
-    header.put_slice(&SNAPSHOT_MAGIC);
-    header.put_u32_le(SNAPSHOT_VERSION);
-    header.put_u64_le(machine.applied.get());
-    put_count(&mut header, machine.members.len());
-    header.put_u64_le(u64::try_from(machine.keys.len()).expect("usize fits in u64"));
-    header.put_u64_le(u64::try_from(body_len).expect("usize fits in u64"));
-    out[..HEADER_BYTES].copy_from_slice(&header);
-    let crc = crc32fast::hash(&out);
-    out.put_u32_le(crc);
-    out.freeze()
+    out
 }
 
 /// Restores a state machine from [`write_snapshot`]'s output.
@@ -201,12 +246,12 @@ fn read_snapshot_entries(
     keys: &mut KeySpace,
 ) -> Result<(), SnapshotError> {
     check_count(body, "entries", count, 8)?;
-    let mut previous: Option<(u64, Bytes)> = None;
+    let mut previous: Option<(u64, &[u8])> = None;
     for _ in 0..count {
         let offset = body.position();
-        let key = body.bytes()?;
-        let value = body.bytes()?;
-        let place = (scan_position(&key), key.clone());
+        let key = body.slice()?;
+        let value = body.slice()?;
+        let place = (scan_position(key), key);
         // Strictly ascending rules out duplicates and proves the writer's order.
         if previous.as_ref().is_some_and(|previous| place <= *previous) {
             return Err(SnapshotError::OutOfOrder {
@@ -215,7 +260,7 @@ fn read_snapshot_entries(
             });
         }
         previous = Some(place);
-        keys.insert(key, value);
+        keys.push_sorted(key, value);
     }
     Ok(())
 }

@@ -70,9 +70,14 @@ impl<'a> Reader<'a> {
     /// A `u32` length then that many bytes, copied out. The length is checked against what
     /// remains before anything is allocated.
     pub(crate) fn bytes(&mut self) -> Result<Bytes, Truncated> {
+        Ok(Bytes::copy_from_slice(self.slice()?))
+    }
+
+    /// A `u32` length then that many bytes, borrowed from the input.
+    pub(crate) fn slice(&mut self) -> Result<&'a [u8], Truncated> {
         let len = self.u32()?;
         let len = usize::try_from(len).expect("u32 fits in usize on supported targets");
-        Ok(Bytes::copy_from_slice(self.take(len)?))
+        self.take(len)
     }
 }
 
