@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Advice, MmapMut};
+use memmap2::{Advice, MmapMut, UncheckedAdvice};
 use raft_core::{LogIndex, Term};
 
 use crate::error::{Error, Result};
@@ -144,6 +144,13 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<(LogIndex, u32)> {
     let prev_crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
     Ok((first_index, prev_crc))
 }
+
+/// A sync releases the mapped pages behind it each time the log crosses a multiple of
+/// this ([`Segment::release_pages_below`]): one extra system call per MiB written.
+const RELEASE_STEP_BYTES: usize = 1 << 20;
+/// Page size for rounding releases down (the smallest Linux page; releasing less than
+/// the real page size only leaves a partial page mapped).
+const RELEASE_PAGE_BYTES: usize = 4096;
 
 fn map_file(file: &File, path: &Path) -> Result<MmapMut> {
     // SAFETY: the WAL directory is locked by this process (see `wal::DirLock`), and no code
@@ -525,8 +532,36 @@ impl Segment {
             self.map
                 .flush_range(range.start, range.end - range.start)
                 .map_err(Error::io("sync segment", &self.path))?;
+            if range.start / RELEASE_STEP_BYTES != range.end / RELEASE_STEP_BYTES {
+                self.release_pages_below(range.start);
+            }
         }
         Ok(())
+    }
+
+    /// Unmaps this process's view of the whole pages before `offset`; their contents stay
+    /// in the file and the page cache. The log is written once, front to back, and read
+    /// back rarely (a lagging follower, a restart), yet every page a write or a recovery
+    /// scan touched stays mapped and counts toward the process's resident memory: 64 MiB
+    /// per segment. A later read faults a page back in from the page cache. Only a hint:
+    /// a refusal costs memory, never correctness.
+    pub fn release_pages_below(&self, offset: usize) {
+        let offset = offset.min(self.map.len());
+        let end = offset - offset % RELEASE_PAGE_BYTES;
+        if end == 0 {
+            return;
+        }
+        // SAFETY: on a shared file mapping MADV_DONTNEED drops only this process's page
+        // table entries (a dirty entry's page is marked dirty first); the next access maps
+        // the same page-cache page again, so no byte anyone reads changes. `&self` is
+        // enough: no reference into the released range changes either.
+        let released = unsafe {
+            self.map
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, end)
+        };
+        if let Err(refused) = released {
+            tracing::debug!(path = %self.path.display(), error = %refused, "madvise(MADV_DONTNEED) refused");
+        }
     }
 
     /// Forgets the pending dirty range (sync policy `never`).

@@ -107,6 +107,11 @@ impl Wal {
             state_seq,
         };
         wal.check_invariants();
+        // The recovery scan touched every page of the log (and the tail's zeroed rest);
+        // none is needed mapped now.
+        for segment in &wal.segments {
+            segment.release_pages_below(usize::MAX);
+        }
         tracing::info!(
             dir = %wal.dir.display(),
             first_index = wal.first_index().0,
@@ -219,6 +224,7 @@ impl Wal {
             tail.forget_dirty();
         }
         let (next, prev_crc) = (tail.last_index().next(), tail.last_crc());
+        tail.release_pages_below(tail.end_offset());
         let segment = Segment::create(&self.dir, next, prev_crc, self.config.segment_bytes, sync)?;
         self.segments.push(segment);
         Ok(())
