@@ -382,6 +382,7 @@ fn bootstrap_store(dir: &Path) -> anyhow::Result<WalStore> {
     let config = WalConfig {
         segment_bytes: WAL_SEGMENT_BYTES,
         sync_policy: SyncPolicy::Always,
+        ..WalConfig::default()
     };
     let mut store = WalStore::open(dir, config)
         .with_context(|| format!("open the WAL in {}", dir.display()))?;

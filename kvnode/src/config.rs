@@ -103,6 +103,9 @@ pub struct Settings {
     /// WAL segment size in bytes [default: 67108864].
     #[arg(long)]
     pub wal_segment_bytes: Option<u64>,
+    /// Compacted WAL segments kept for reuse instead of deleted; 0 disables [default: 2].
+    #[arg(long)]
+    pub wal_spare_segments: Option<usize>,
     /// Require AUTH with this password.
     #[arg(long)]
     pub password: Option<String>,
@@ -134,6 +137,7 @@ pub struct NodeConfig {
     pub connections_max: usize,
     pub request_queue_max: usize,
     pub wal_segment_bytes: u64,
+    pub wal_spare_segments: usize,
     pub password: Option<String>,
     pub log_level: Option<String>,
 }
@@ -180,6 +184,7 @@ impl Settings {
             connections_max,
             request_queue_max,
             wal_segment_bytes,
+            wal_spare_segments,
             password,
             log_level
         )
@@ -265,6 +270,9 @@ impl Settings {
             connections_max: positive("connections_max", self.connections_max, 10_000)?,
             request_queue_max: positive("request_queue_max", self.request_queue_max, 8192)?,
             wal_segment_bytes: self.wal_segment_bytes.unwrap_or(64 << 20),
+            wal_spare_segments: self
+                .wal_spare_segments
+                .unwrap_or(raft_wal::config::SPARE_SEGMENTS_DEFAULT),
             password: self.password,
             log_level: self.log_level,
         })

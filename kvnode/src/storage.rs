@@ -33,6 +33,7 @@ impl Storage {
                 let wal_config = WalConfig {
                     segment_bytes: config.wal_segment_bytes,
                     sync_policy: config.sync,
+                    spare_segments_max: config.wal_spare_segments,
                 };
                 let store = WalStore::open(&dir, wal_config).map_err(|error| {
                     anyhow::anyhow!("opening the WAL in {}: {error}", dir.display())

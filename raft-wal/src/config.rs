@@ -22,6 +22,14 @@ pub enum SyncPolicy {
 /// enough that compaction frees disk in useful steps.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// Default number of compacted segments kept for reuse: rolls happen one at a time and a
+/// node compacts about as often as it rolls, so two spares cover a roll while another
+/// compaction is pending, for 128 MiB of disk at the default segment size.
+pub const SPARE_SEGMENTS_DEFAULT: usize = 2;
+
+/// Upper bound of `spare_segments_max`: spares hold disk space that nothing else uses.
+pub const SPARE_SEGMENTS_LIMIT: usize = 64;
+
 /// Segments are mapped whole and addressed with `u32` offsets in the in-memory index.
 pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 
@@ -29,6 +37,7 @@ pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 
 const _: () = assert!(SEGMENT_BYTES_MIN < SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SPARE_SEGMENTS_DEFAULT <= SPARE_SEGMENTS_LIMIT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN > (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) as u64);
 
@@ -39,6 +48,13 @@ pub struct WalConfig {
     pub segment_bytes: u64,
     /// When data becomes durable.
     pub sync_policy: SyncPolicy,
+    /// How many segments freed by prefix compaction are kept (renamed to `*.spare`) and
+    /// reused for new segments instead of being deleted and created afresh. A reused file
+    /// has written blocks whose pages are probably still cached, so appends into it skip
+    /// the page allocation, zero-fill and extent conversion a fresh preallocated file
+    /// costs (see BENCHMARKS.md). 0 disables recycling. Spares take disk space
+    /// (`segment_bytes` each) and are deleted when the WAL is opened.
+    pub spare_segments_max: usize,
 }
 
 impl Default for WalConfig {
@@ -46,6 +62,7 @@ impl Default for WalConfig {
         WalConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             sync_policy: SyncPolicy::Always,
+            spare_segments_max: SPARE_SEGMENTS_DEFAULT,
         }
     }
 }
@@ -77,6 +94,12 @@ impl WalConfig {
             return Err(Error::InvalidConfig {
                 field: "segment_bytes",
                 reason: "not a multiple of 8 (records are 8-byte aligned)",
+            });
+        }
+        if self.spare_segments_max > SPARE_SEGMENTS_LIMIT {
+            return Err(Error::InvalidConfig {
+                field: "spare_segments_max",
+                reason: "above the maximum of 64",
             });
         }
         Ok(())

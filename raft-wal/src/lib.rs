@@ -9,8 +9,9 @@
 //! or lose a record that a returned `sync` covered.
 //!
 //! Modules:
-//! - [`wal`]: the log of records (append, truncate suffix, compact prefix, reset, sync).
-//! - [`segment`]: one preallocated, mapped segment file.
+//! - [`wal`]: the log of records (append, truncate suffix, compact prefix, reset, sync);
+//!   keeps up to `spare_segments_max` compacted segments and reuses them for new ones.
+//! - [`segment`]: one preallocated, mapped segment file, and spares (recycled segments).
 //! - [`record`]: the record encoding with its chained CRC.
 //! - [`recovery`]: opening a directory, validating segments, cutting the torn tail.
 //! - [`meta`]: the two-slot state file and atomically replaced blob files.

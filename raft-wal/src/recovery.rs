@@ -2,7 +2,8 @@
 //! them, and cut the torn tail of the last one.
 //!
 //! Rules (FORMAT.md, "Recovery"):
-//! - Leftover `*.tmp` files are unfinished creations or replacements: removed.
+//! - Leftover `*.tmp` files are unfinished creations or replacements, and `*.spare` files
+//!   are compacted segments kept for reuse: both removed, never read as log.
 //! - Every segment but the last was synced before the next one was created, so it must
 //!   chain exactly into the next (indexes follow, CRC seed matches); anything else is
 //!   `Corrupt`, naming the file and the offset where its valid records end.
@@ -30,6 +31,12 @@ fn recover_list_segments(dir: &Path) -> Result<Vec<(LogIndex, PathBuf)>> {
             tracing::info!(file = name, "removing unfinished temporary file");
             std::fs::remove_file(entry.path())
                 .map_err(Error::io("remove temporary file", entry.path()))?;
+        } else if name.ends_with(segment::SPARE_SUFFIX) {
+            // A compacted segment kept for reuse by the previous process, possibly with a
+            // new header already (a crash inside a recycling): never part of the log.
+            tracing::info!(file = name, "removing spare segment file");
+            std::fs::remove_file(entry.path())
+                .map_err(Error::io("remove spare file", entry.path()))?;
         } else if let Some(first_index) = segment::parse_file_name(name) {
             found.push((first_index, entry.path()));
         }

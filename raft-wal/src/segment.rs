@@ -7,7 +7,11 @@
 //!   increase and the records between them are valid and chained.
 //! - `state_offsets` lists, in increasing order, where the WAL's state records start
 //!   (kind [`RecordKind::WAL_STATE`]); they sit in the same chain but take no index.
-//! - Every byte at or after `zero_from` is zero in the mapping, and `end <= zero_from`.
+//! - Every byte at or after `zero_from` is zero in the mapping, or, in a recycled segment
+//!   (`stale_after_zero_from`), a byte some earlier incarnation of the file wrote; and
+//!   `end <= zero_from`. Such stale bytes never validate as records of this incarnation
+//!   (FORMAT.md, "Recycled segments"), so only bytes this incarnation wrote need zeroing
+//!   on truncation.
 //! - The file is never shrunk while mapped.
 //!
 //! Never: panic on file content, or write outside `[SEGMENT_HEADER_BYTES, len)`.
@@ -25,14 +29,22 @@ use crate::meta::sync_dir;
 use crate::meta::STATE_BYTES_MAX;
 use crate::record::{self, Record, RecordKind};
 
-/// Segment header: magic, version, reserved, first index, chain seed, header CRC.
+/// Segment header: magic, version, salt, first index, previous CRC, header CRC.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 
 /// Identifies a raft-wal segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RKVWAL\r\n";
 
-/// The on-disk format this build reads and writes (see FORMAT.md, "Versions").
-pub const FORMAT_VERSION: u32 = 2;
+/// The segment format this build writes (see FORMAT.md, "Versions").
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The older segment format this build still reads (and appends to, as an open tail): the
+/// same records, with no salt (the header's salt bytes are zero and the chain seed of the
+/// first record is `prev_crc` itself).
+pub const FORMAT_VERSION_READABLE_OLDEST: u32 = 2;
+
+/// Suffix of a spare file: a compacted segment kept for reuse, never part of the log.
+pub const SPARE_SUFFIX: &str = ".spare";
 
 const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -75,8 +87,14 @@ pub struct Segment {
     file: File,
     map: MmapMut,
     first_index: LogIndex,
-    /// Chain seed of the first record (the CRC of the previous segment's last record).
+    /// The CRC of the previous segment's last record (0 for a log's first segment).
     prev_crc: u32,
+    /// Chain seed of the first record: [`chain_seed`] of `prev_crc` and the header's salt
+    /// (version 3), or `prev_crc` itself (version 2).
+    seed: u32,
+    /// True if bytes at or after `zero_from` may be stale bytes of an earlier incarnation
+    /// of this file (a recycled segment not yet cleaned by a recovery).
+    stale_after_zero_from: bool,
     offsets: Vec<u32>,
     /// Where this segment's state records start, in order (see the module header).
     state_offsets: Vec<u32>,
@@ -86,6 +104,41 @@ pub struct Segment {
     zero_from: usize,
     /// Bytes changed since the last sync.
     dirty: Option<Range<usize>>,
+}
+
+/// A compacted segment kept, under a spare name, for reuse as a later segment (FORMAT.md,
+/// "Recycled segments"). Its file and mapping stay open, so its pages stay mapped.
+pub struct Spare {
+    path: PathBuf,
+    file: File,
+    map: MmapMut,
+    /// The highest index any incarnation of the file held: its last incarnation's last
+    /// index (each incarnation starts above every index an earlier one held).
+    held_index_max: LogIndex,
+    /// The chain seed of its last incarnation's first record.
+    seed: u32,
+}
+
+impl Spare {
+    /// Whether the file may become the segment starting at `first_index`: only if every
+    /// index it ever held is below `first_index - 1`, so that none of its stale records
+    /// (state records repeat the index before them) can pass recovery's index check.
+    pub fn recyclable_for(&self, first_index: LogIndex) -> bool {
+        self.held_index_max.0.saturating_add(1) < first_index.0
+    }
+
+    /// Size of the file in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Deletes the spare's file (not durable until the directory is synced).
+    ///
+    /// # Errors
+    /// `Io` if the file cannot be removed.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_file(&self.path).map_err(Error::io("remove spare", &self.path))
+    }
 }
 
 /// The file name of the segment whose first record has `first_index`.
@@ -102,10 +155,42 @@ pub fn parse_file_name(name: &str) -> Option<LogIndex> {
     digits.parse().ok().map(LogIndex)
 }
 
-fn encode_header(first_index: LogIndex, prev_crc: u32) -> [u8; SEGMENT_HEADER_BYTES] {
+/// The file name of the `number`th spare this process made (numbered, not named by index:
+/// after a reset to a lower index two spares could come from segments with one name).
+pub fn spare_file_name(number: u64) -> String {
+    format!("{number:020}{SPARE_SUFFIX}")
+}
+
+/// The chain seed of a version-3 segment's first record: the CRC chain continued from the
+/// previous segment's last CRC over the 4 salt bytes. For a fixed `prev_crc` this is a
+/// bijection of the salt (CRC-32 maps distinct 32-bit messages to distinct values), so two
+/// salts never give the same seed: recycling relies on that (FORMAT.md).
+pub fn chain_seed(prev_crc: u32, salt: u32) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(prev_crc);
+    hasher.update(&salt.to_le_bytes());
+    hasher.finalize()
+}
+
+/// A fresh salt. It need not be secret, only unlikely to repeat: the std hasher's keys come
+/// from the OS once per thread and change with every `RandomState`; the clock and a
+/// counter make repeats within one process impossible in practice.
+fn new_salt() -> u32 {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let count = DRAWN.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let hash = std::hash::RandomState::new().hash_one((count, now, std::process::id()));
+    (hash ^ (hash >> 32)) as u32
+}
+
+fn encode_header(first_index: LogIndex, prev_crc: u32, salt: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&salt.to_le_bytes());
     header[16..24].copy_from_slice(&first_index.0.to_le_bytes());
     header[24..28].copy_from_slice(&prev_crc.to_le_bytes());
     let crc = crc32fast::hash(&header[0..28]);
@@ -113,8 +198,16 @@ fn encode_header(first_index: LogIndex, prev_crc: u32) -> [u8; SEGMENT_HEADER_BY
     header
 }
 
-/// Checks a segment header; returns `(first_index, prev_crc)`.
-fn decode_header(path: &Path, bytes: &[u8]) -> Result<(LogIndex, u32)> {
+/// A segment header that passed [`decode_header`].
+struct DecodedSegmentHeader {
+    first_index: LogIndex,
+    prev_crc: u32,
+    /// Chain seed of the first record.
+    seed: u32,
+}
+
+/// Checks a segment header (version 3, or version 2 which has no salt).
+fn decode_header(path: &Path, bytes: &[u8]) -> Result<DecodedSegmentHeader> {
     let corrupt = |offset, reason| Error::Corrupt {
         path: path.to_owned(),
         offset,
@@ -127,7 +220,7 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<(LogIndex, u32)> {
         return Err(corrupt(0, "bad magic: not a raft-wal segment"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_READABLE_OLDEST..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion {
             path: path.to_owned(),
             found: version,
@@ -135,14 +228,30 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<(LogIndex, u32)> {
         });
     }
     let stored_crc = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
-    if crc32fast::hash(&bytes[0..28]) != stored_crc || bytes[12..16] != [0; 4] {
+    if crc32fast::hash(&bytes[0..28]) != stored_crc {
         return Err(corrupt(0, "segment header checksum mismatch"));
+    }
+    let salt = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if version == FORMAT_VERSION_READABLE_OLDEST && salt != 0 {
+        return Err(corrupt(
+            12,
+            "version-2 segment header with non-zero reserved bytes",
+        ));
     }
     let first_index = LogIndex(u64::from_le_bytes(
         bytes[16..24].try_into().expect("8 bytes"),
     ));
     let prev_crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
-    Ok((first_index, prev_crc))
+    let seed = if version == FORMAT_VERSION {
+        chain_seed(prev_crc, salt)
+    } else {
+        prev_crc
+    };
+    Ok(DecodedSegmentHeader {
+        first_index,
+        prev_crc,
+        seed,
+    })
 }
 
 /// A sync releases the mapped pages behind it each time the log crosses a multiple of
@@ -202,7 +311,8 @@ impl Segment {
         if let Err(refused) = map.advise(Advice::Random) {
             tracing::debug!(path = %temp.display(), error = %refused, "madvise(MADV_RANDOM) refused");
         }
-        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_header(first_index, prev_crc));
+        let salt = new_salt();
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_header(first_index, prev_crc, salt));
         if sync {
             map.flush_range(0, SEGMENT_HEADER_BYTES)
                 .map_err(Error::io("sync segment header", &temp))?;
@@ -212,19 +322,118 @@ impl Segment {
         if sync {
             sync_dir(dir)?;
         }
-        Ok(Segment {
+        Ok(Segment::new_empty(
             path,
             file,
             map,
             first_index,
             prev_crc,
+            chain_seed(prev_crc, salt),
+        ))
+    }
+
+    /// A segment with a header and no records yet (created or recycled).
+    fn new_empty(
+        path: PathBuf,
+        file: File,
+        map: MmapMut,
+        first_index: LogIndex,
+        prev_crc: u32,
+        seed: u32,
+    ) -> Segment {
+        Segment {
+            path,
+            file,
+            map,
+            first_index,
+            prev_crc,
+            seed,
+            stale_after_zero_from: false,
             offsets: Vec::new(),
             state_offsets: Vec::new(),
             end: SEGMENT_HEADER_BYTES,
-            last_crc: prev_crc,
+            last_crc: seed,
             last_term: Term::ZERO,
             zero_from: SEGMENT_HEADER_BYTES,
             dirty: None,
+        }
+    }
+
+    /// Turns a spare back into a segment starting at `first_index`, chained from
+    /// `prev_crc`: a new header with a new salt is written into the spare and synced, then
+    /// the spare is renamed into place and the directory synced. The records of the
+    /// spare's earlier incarnations stay on disk behind the header and never validate as
+    /// records of this one (FORMAT.md, "Recycled segments"): they all have indexes below
+    /// `first_index - 1`, and the salt is chosen so that the first record's chain seed
+    /// differs from the previous incarnation's. A crash before the rename leaves a spare
+    /// (deleted on open); after it, a complete empty segment (its header synced first).
+    ///
+    /// # Errors
+    /// `Io` if the header sync, the rename or the directory sync fails; the spare file may
+    /// then remain (it is removed on the next open).
+    ///
+    /// # Panics
+    /// If the spare ever held an index at or above `first_index - 1` (the caller checks
+    /// [`Spare::recyclable_for`]).
+    pub fn recycle(
+        spare: Spare,
+        dir: &Path,
+        first_index: LogIndex,
+        prev_crc: u32,
+        sync: bool,
+    ) -> Result<Segment> {
+        assert!(
+            spare.recyclable_for(first_index),
+            "spare held index {:?}, cannot start at {first_index:?}",
+            spare.held_index_max
+        );
+        let Spare {
+            path: spare_path,
+            file,
+            mut map,
+            seed: old_seed,
+            ..
+        } = spare;
+        let mut salt = new_salt();
+        if chain_seed(prev_crc, salt) == old_seed {
+            // The seed is a bijection of the salt, so another salt gives another seed.
+            salt = salt.wrapping_add(1);
+        }
+        let seed = chain_seed(prev_crc, salt);
+        assert_ne!(seed, old_seed, "recycled segment must get a new chain seed");
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_header(first_index, prev_crc, salt));
+        if sync {
+            map.flush_range(0, SEGMENT_HEADER_BYTES)
+                .map_err(Error::io("sync recycled segment header", &spare_path))?;
+        }
+        let path = dir.join(file_name(first_index));
+        std::fs::rename(&spare_path, &path).map_err(Error::io("rename spare into place", &path))?;
+        if sync {
+            sync_dir(dir)?;
+        }
+        let mut segment = Segment::new_empty(path, file, map, first_index, prev_crc, seed);
+        segment.stale_after_zero_from = true;
+        Ok(segment)
+    }
+
+    /// Renames this (compacted, synced) segment to a spare name, keeping its file and
+    /// mapping for [`Segment::recycle`]. Not durable until the caller syncs the directory;
+    /// a crash either way leaves the segment or a spare, and spares are deleted on open.
+    ///
+    /// # Errors
+    /// `Io` if the rename fails.
+    pub fn retire(self, dir: &Path, spare_number: u64) -> Result<Spare> {
+        let spare_path = dir.join(spare_file_name(spare_number));
+        std::fs::rename(&self.path, &spare_path).map_err(Error::io(
+            "rename compacted segment to a spare",
+            &spare_path,
+        ))?;
+        Ok(Spare {
+            held_index_max: self.last_index(),
+            seed: self.seed,
+            path: spare_path,
+            file: self.file,
+            map: self.map,
         })
     }
 
@@ -252,7 +461,11 @@ impl Segment {
             });
         }
         let map = map_file(&file, path)?;
-        let (first_index, prev_crc) = decode_header(path, &map)?;
+        let DecodedSegmentHeader {
+            first_index,
+            prev_crc,
+            seed,
+        } = decode_header(path, &map)?;
         if first_index != name_index || first_index == LogIndex::ZERO {
             return Err(Error::Corrupt {
                 path: path.to_owned(),
@@ -266,10 +479,12 @@ impl Segment {
             map,
             first_index,
             prev_crc,
+            seed,
+            stale_after_zero_from: false,
             offsets: Vec::new(),
             state_offsets: Vec::new(),
             end: SEGMENT_HEADER_BYTES,
-            last_crc: prev_crc,
+            last_crc: seed,
             last_term: Term::ZERO,
             zero_from: usize::try_from(len).expect("checked below 4 GiB"),
             dirty: None,
@@ -376,6 +591,11 @@ impl Segment {
 
     pub fn prev_crc(&self) -> u32 {
         self.prev_crc
+    }
+
+    /// Size of the file (and the mapping) in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.map.len()
     }
 
     pub fn last_crc(&self) -> u32 {
@@ -489,7 +709,7 @@ impl Segment {
                     .try_into()
                     .expect("4 bytes"),
             ),
-            None => self.prev_crc,
+            None => self.seed,
         };
         self.last_term = last.map_or(Term::ZERO, |offset| {
             record::stored_term(&self.map[offset..])
@@ -518,6 +738,7 @@ impl Segment {
             self.mark_dirty(self.end..last_nonzero_end);
         }
         self.zero_from = self.end;
+        self.stale_after_zero_from = false;
         cleared
     }
 
@@ -581,11 +802,64 @@ impl Segment {
             self.offsets.windows(2).all(|w| w[0] < w[1]),
             "offsets increase"
         );
+        if self.stale_after_zero_from {
+            return;
+        }
         // A bounded window: scanning a whole 64 MiB mapping on every call would be too slow.
         let window_end = (self.zero_from + 4096).min(self.map.len());
         assert!(
             self.map[self.zero_from..window_end].iter().all(|b| *b == 0),
             "zeros after zero_from"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_seeds_of_distinct_salts_differ() {
+        for prev_crc in [0u32, 0x1234_5678, u32::MAX] {
+            let seeds: std::collections::HashSet<u32> = (0..1u32 << 16)
+                .map(|salt| chain_seed(prev_crc, salt))
+                .collect();
+            assert_eq!(seeds.len(), 1 << 16, "prev_crc {prev_crc:#x}");
+        }
+    }
+
+    /// The truncation case of FORMAT.md, Claim 6: the new incarnation rewrites records
+    /// byte for byte (same index, term, payload) at the same offsets; the old records
+    /// behind them still fail their chained CRC because the seeds differ.
+    #[test]
+    fn stale_records_behind_a_byte_identical_prefix_never_chain_under_a_new_salt() {
+        let record_bytes = record::encoded_len(5);
+        let encode_chain = |seed: u32, count: u64| {
+            let mut buf = vec![0u8; record_bytes * 4];
+            let mut crc = seed;
+            for k in 0..count {
+                let start = k as usize * record_bytes;
+                let record = Record {
+                    index: LogIndex(10 + k),
+                    term: Term(1),
+                    kind: RecordKind(2),
+                    payload: b"hello",
+                };
+                crc = record::encode(&mut buf[start..start + record_bytes], crc, &record);
+            }
+            (buf, crc)
+        };
+        let prev_crc = 0xdead_beef;
+        let (old, _) = encode_chain(chain_seed(prev_crc, 7), 4);
+        for salt in [0u32, 6, 8, u32::MAX] {
+            let (new, new_crc) = encode_chain(chain_seed(prev_crc, salt), 2);
+            assert_ne!(new[4..8], old[4..8], "only the CRCs differ");
+            let stale = &old[2 * record_bytes..];
+            assert_eq!(
+                record::decode(stale, new_crc, LogIndex(12)),
+                Err("checksum mismatch"),
+                "salt {salt}"
+            );
+        }
     }
 }

@@ -7,6 +7,10 @@
 //!   previous one's last record; only the last segment (the tail) is ever written.
 //! - Every segment but the tail was synced before the tail was created.
 //! - Record terms never decrease.
+//! - `spares` holds at most `config.spare_segments_max` compacted segments, renamed to
+//!   `*.spare`, each of which only ever held indexes below the log's first index at the
+//!   time it was compacted; a spare is reused for a new segment only if every index it
+//!   held is below the new segment's first index - 1 ([`Spare::recyclable_for`]).
 //! - `state_seq` is the sequence number of the newest state value written, to the log
 //!   (a [`crate::RecordKind::WAL_STATE`] record) or to the state file; the state file's is never
 //!   above it, and the newest state record in the log never above it either.
@@ -31,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::meta::{sync_dir, StateFile, STATE_BYTES_MAX};
 use crate::record::Record;
 use crate::recovery::recover;
-use crate::segment::Segment;
+use crate::segment::{Segment, Spare};
 
 const LOCK_FILE_NAME: &str = "LOCK";
 const STATE_FILE_NAME: &str = "state";
@@ -75,6 +79,10 @@ pub struct Wal {
     state_dirty: bool,
     /// Sequence number of the newest state value written (see the module header).
     state_seq: u64,
+    /// Compacted segments kept for reuse, newest last (see the module header).
+    spares: Vec<Spare>,
+    /// Spares made since open, which numbers their file names.
+    spares_made: u64,
 }
 
 impl Wal {
@@ -105,6 +113,8 @@ impl Wal {
             state,
             state_dirty: false,
             state_seq,
+            spares: Vec::new(),
+            spares_made: 0,
         };
         wal.check_invariants();
         // The recovery scan touched every page of the log (and the tail's zeroed rest);
@@ -225,9 +235,32 @@ impl Wal {
         }
         let (next, prev_crc) = (tail.last_index().next(), tail.last_crc());
         tail.release_pages_below(tail.end_offset());
-        let segment = Segment::create(&self.dir, next, prev_crc, self.config.segment_bytes, sync)?;
+        let segment = self.new_segment(next, prev_crc)?;
         self.segments.push(segment);
         Ok(())
+    }
+
+    /// A new, empty segment starting at `first_index`: the newest spare that may hold it,
+    /// recycled, or else a newly created file. Spares that may not (a reset moved the log
+    /// below indexes they held) or whose size differs from the configured one are deleted.
+    fn new_segment(&mut self, first_index: LogIndex, prev_crc: u32) -> Result<Segment> {
+        let sync = self.syncs();
+        // Bound: one step per spare, each popped.
+        while let Some(spare) = self.spares.pop() {
+            let size_matches = spare.len_bytes() as u64 == self.config.segment_bytes;
+            if size_matches && spare.recyclable_for(first_index) {
+                return Segment::recycle(spare, &self.dir, first_index, prev_crc, sync);
+            }
+            // Unsynced removal: a spare that survives a crash is deleted on open anyway.
+            spare.remove()?;
+        }
+        Segment::create(
+            &self.dir,
+            first_index,
+            prev_crc,
+            self.config.segment_bytes,
+            sync,
+        )
     }
 
     /// Removes every record at or after `from`. Later segments are deleted (durably, at
@@ -291,9 +324,17 @@ impl Wal {
             return Ok(());
         }
         self.persist_state_to_file()?;
-        // First first: a crash part-way leaves a suffix of segments, still chained.
-        for segment in self.segments.drain(..droppable) {
-            remove_segment(&segment)?;
+        // First first: a crash part-way leaves a suffix of segments, still chained. A
+        // renamed spare is as gone as a removed file: recovery deletes spares.
+        let dropped: Vec<Segment> = self.segments.drain(..droppable).collect();
+        for segment in dropped {
+            if self.spares.len() < self.config.spare_segments_max {
+                let spare = segment.retire(&self.dir, self.spares_made)?;
+                self.spares_made += 1;
+                self.spares.push(spare);
+            } else {
+                remove_segment(&segment)?;
+            }
         }
         if self.syncs() {
             sync_dir(&self.dir)?;
@@ -318,7 +359,7 @@ impl Wal {
         if sync {
             sync_dir(&self.dir)?;
         }
-        let segment = Segment::create(&self.dir, next, 0, self.config.segment_bytes, sync)?;
+        let segment = self.new_segment(next, 0)?;
         self.segments.push(segment);
         Ok(())
     }
@@ -408,6 +449,12 @@ impl Wal {
         for segment in &self.segments {
             segment.check_invariants();
         }
+        assert!(
+            self.spares.len() <= self.config.spare_segments_max,
+            "{} spares, at most {}",
+            self.spares.len(),
+            self.config.spare_segments_max
+        );
         assert!(
             self.state_file.seq() <= self.state_seq,
             "state file seq {} above state seq {}",

@@ -18,6 +18,7 @@ fn config(sync_policy: SyncPolicy) -> WalConfig {
     WalConfig {
         segment_bytes: SEGMENT_BYTES,
         sync_policy,
+        ..WalConfig::default()
     }
 }
 
@@ -321,35 +322,38 @@ fn a_missing_middle_segment_is_an_error_naming_the_file() {
 
 #[test]
 fn another_format_version_is_refused_with_a_clear_message() {
-    let Setup {
-        path,
-        mut files,
-        written: _written,
-        last_name: _last_name,
-        spans: _spans,
-        ..
-    } = setup();
-    let first = segment_names(&files)[0].clone();
-    let bytes = files.get_mut(&first).expect("segment");
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[0..28]);
-    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
-    restore(&path, &files);
-    let error = Wal::open(&path, config(SyncPolicy::Never))
-        .err()
-        .expect("refused");
-    assert!(
-        matches!(
-            error,
-            Error::UnsupportedVersion {
-                found: 3,
-                supported: 2,
-                ..
-            }
-        ),
-        "{error}"
-    );
-    assert!(error.to_string().contains("format version 3"), "{error}");
+    // Version 1 (never deployed, no migration) and a future version 4.
+    for version in [1u32, 4] {
+        let Setup {
+            path, mut files, ..
+        } = setup();
+        let first = segment_names(&files)[0].clone();
+        let bytes = files.get_mut(&first).expect("segment");
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[0..28]);
+        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        restore(&path, &files);
+        let error = Wal::open(&path, config(SyncPolicy::Never))
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                error,
+                Error::UnsupportedVersion {
+                    found,
+                    supported: 3,
+                    ..
+                } if found == version
+            ),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("format version {version}")),
+            "{error}"
+        );
+    }
 }
 
 /// Every combination of old and new content of the pages an unsynced write changed, as
@@ -420,6 +424,7 @@ fn out_of_order_page_write_back_never_yields_a_log_that_did_not_exist() {
     let config = WalConfig {
         segment_bytes: 64 * 1024,
         sync_policy: SyncPolicy::Always,
+        ..WalConfig::default()
     };
     let mut wal = Wal::open(&path, config.clone()).expect("open");
     let mut old: Written = Vec::new();

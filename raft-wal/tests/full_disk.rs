@@ -49,6 +49,7 @@ fn config(segment_bytes: u64) -> WalConfig {
     WalConfig {
         segment_bytes,
         sync_policy: SyncPolicy::Always,
+        ..WalConfig::default()
     }
 }
 

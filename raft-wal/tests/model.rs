@@ -1,6 +1,8 @@
 //! Model-based property test: random sequences of append / truncate suffix / compact
 //! prefix / set state / sync / close-and-reopen run against the WAL and against a plain
-//! in-memory model, comparing every readable record after every step.
+//! in-memory model, comparing every readable record after every step. Each case keeps 0
+//! to 3 compacted segments as spares, so compaction also recycles segments (with their old
+//! records behind the new ones) and reopening drops spares.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,9 @@ enum Op {
     Truncate(u64),
     /// Compact through `first - 1 + (n % (len + 2))` (may reach past the end: a reset).
     Compact(u64),
+    /// Compact through `last - n` if that is in the log: a node compacting behind its
+    /// snapshot point, which frees whole segments one at a time and so recycles them.
+    CompactBehind(u8),
     SetState(u8),
     Sync,
     Reopen,
@@ -23,9 +28,10 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (prop::collection::vec(0usize..700, 1..12), any::<bool>()).prop_map(|(lens, bump)| Op::Append(lens, bump)),
+        8 => (prop::collection::vec(0usize..700, 1..24), any::<bool>()).prop_map(|(lens, bump)| Op::Append(lens, bump)),
         2 => any::<u64>().prop_map(Op::Truncate),
         1 => any::<u64>().prop_map(Op::Compact),
+        2 => any::<u8>().prop_map(Op::CompactBehind),
         1 => any::<u8>().prop_map(Op::SetState),
         2 => Just(Op::Sync),
         2 => Just(Op::Reopen),
@@ -50,10 +56,11 @@ impl Model {
     }
 }
 
-fn config() -> WalConfig {
+fn config(spare_segments_max: usize) -> WalConfig {
     WalConfig {
         segment_bytes: 8 * 1024,
         sync_policy: SyncPolicy::Always,
+        spare_segments_max,
     }
 }
 
@@ -78,7 +85,7 @@ fn check(wal: &Wal, model: &Model) {
     assert_eq!(wal.state(), model.state.as_deref());
 }
 
-fn apply(wal: &mut Wal, model: &mut Model, op: &Op) {
+fn apply(wal: &mut Wal, model: &mut Model, op: &Op, spares: usize) {
     match op {
         Op::Append(lens, bump) => {
             model.term += u64::from(*bump);
@@ -113,6 +120,14 @@ fn apply(wal: &mut Wal, model: &mut Model, op: &Op) {
             }
             model.first = model.first.max(through + 1);
         }
+        Op::CompactBehind(behind) => {
+            let through = model.last().saturating_sub(u64::from(*behind % 24));
+            if through >= model.first && through < model.last() {
+                wal.compact_prefix(LogIndex(through)).expect("compact");
+                model.records.retain(|index, _| *index > through);
+                model.first = through + 1;
+            }
+        }
         Op::SetState(byte) => {
             let value = vec![*byte; usize::from(*byte % 41)];
             wal.set_state(&value).expect("set state");
@@ -125,10 +140,10 @@ fn apply(wal: &mut Wal, model: &mut Model, op: &Op) {
             let placeholder = tempfile::tempdir().expect("tempdir");
             let old = std::mem::replace(
                 wal,
-                Wal::open(placeholder.path(), config()).expect("open placeholder"),
+                Wal::open(placeholder.path(), config(spares)).expect("open placeholder"),
             );
             drop(old);
-            *wal = Wal::open(&dir, config()).expect("reopen");
+            *wal = Wal::open(&dir, config(spares)).expect("reopen");
             // After a reopen the WAL starts at its first kept segment, which may hold
             // records the model compacted away: the model only checks from its own first.
         }
@@ -139,13 +154,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn wal_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+    fn wal_matches_the_model(ops in prop::collection::vec(op(), 1..60), spares in 0usize..4) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("wal");
-        let mut wal = Wal::open(&path, config()).expect("open");
+        let mut wal = Wal::open(&path, config(spares)).expect("open");
         let mut model = Model { first: 1, records: BTreeMap::new(), term: 1, state: None };
         for op in &ops {
-            apply(&mut wal, &mut model, op);
+            apply(&mut wal, &mut model, op, spares);
             check(&wal, &model);
         }
     }

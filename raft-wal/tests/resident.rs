@@ -14,6 +14,7 @@ fn config() -> WalConfig {
     WalConfig {
         segment_bytes: SEGMENT_BYTES,
         sync_policy: SyncPolicy::Always,
+        ..WalConfig::default()
     }
 }
 

@@ -15,6 +15,7 @@ fn config() -> WalConfig {
     WalConfig {
         segment_bytes: 64 * 1024,
         sync_policy: SyncPolicy::Always,
+        ..WalConfig::default()
     }
 }
 

@@ -15,6 +15,7 @@ fn config(sync_policy: SyncPolicy) -> WalConfig {
     WalConfig {
         segment_bytes: 64 * 1024,
         sync_policy,
+        ..WalConfig::default()
     }
 }
 

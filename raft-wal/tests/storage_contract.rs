@@ -22,6 +22,7 @@ impl WalHarness {
         WalConfig {
             segment_bytes: 16 * 1024,
             sync_policy: SyncPolicy::Always,
+            ..WalConfig::default()
         }
     }
 }
