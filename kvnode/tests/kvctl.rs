@@ -78,7 +78,10 @@ impl Cluster {
             .arg("--endpoints")
             .arg(endpoints)
             .arg("--timeout-ms")
-            .arg("1000")
+            // Generous: the status test failed once at a load average of 6 on 2 cores
+            // with a row count that fits a member timing out (its row "unreachable" plus
+            // a "(not queried)" row for it from the leader's member list).
+            .arg("5000")
             .args(args)
             .output()
             .expect("run kvctl")
