@@ -181,7 +181,12 @@ async fn exchange(n: u64, total: u64) {
                 "{peer} -> {}",
                 transport.node_id()
             );
-            assert_eq!(m.connects, 1, "connection to {peer} stayed up");
+            // One connection per pair, carrying both directions, dialled by either end.
+            assert_eq!(
+                m.connects + m.accepts,
+                1,
+                "one connection to {peer}, and it stayed up"
+            );
             assert_eq!(
                 m.reconnects + m.drops_connection_lost + m.drops_oversized,
                 0
@@ -189,6 +194,21 @@ async fn exchange(n: u64, total: u64) {
             assert!(m.write_calls < m.msgs_sent, "batched: {m:?}");
         }
         assert_eq!(metrics.decode_errors + metrics.handshake_rejections, 0);
+        assert_eq!(metrics.connections_replaced, 0);
+    }
+    // Each pair's connection was dialled by one end and accepted by the other.
+    for transport in &transports {
+        for other in &transports {
+            if transport.node_id() != other.node_id() {
+                assert_eq!(
+                    transport.metrics().peers[&other.node_id()].connects,
+                    other.metrics().peers[&transport.node_id()].accepts,
+                    "{} and {}",
+                    transport.node_id(),
+                    other.node_id()
+                );
+            }
+        }
     }
     eprintln!(
         "{n} endpoints: {} messages, {refused} sends refused and retried",
@@ -233,16 +253,27 @@ fn hello(cluster: ClusterId, from: u64, to: u64) -> BytesMut {
     )))
 }
 
-/// Waits until the far end closes `stream` (EOF or reset); the acceptor never sends bytes.
-async fn assert_closed_by_peer(stream: &mut TcpStream) {
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(WAIT_MAX, stream.read(&mut byte))
+/// Waits until the far end closes `stream` (EOF or reset). The acceptor sends at most a
+/// welcome (when the hello was valid), and nothing else: returns whether it did.
+async fn assert_closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WAIT_MAX, stream.read_to_end(&mut received))
         .await
         .expect("connection closed before the deadline");
+    // A reset (`read` failing) may discard a welcome that arrived; nothing else came.
+    let _ = read;
+    if received.is_empty() {
+        return false;
+    }
+    let mut buf = BytesMut::from(&received[..]);
+    let mut frames = raft_net::codec::FrameDecoder::new(FRAME_MAX);
+    let first = frames.decode(&mut buf).expect("a valid frame");
     assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "acceptor sent bytes: {read:?}"
+        matches!(first, Some((WireBody::Welcome(_), _))),
+        "acceptor sent {first:?}"
     );
+    assert!(buf.is_empty(), "acceptor sent more than a welcome");
+    true
 }
 
 #[tokio::test]
@@ -307,7 +338,7 @@ async fn wrong_cluster_handshake_is_refused() {
     let mut bytes = hello(ClusterId(99), 3, 1);
     bytes.extend_from_slice(&frame(WireBody::Message(heartbeat(3, 1, 0))));
     raw.write_all(&bytes).await.expect("write");
-    assert_closed_by_peer(&mut raw).await;
+    assert!(!assert_closed_by_peer(&mut raw).await, "no welcome");
     assert!(a.metrics().handshake_rejections >= 2);
     assert!(
         a_rx.try_recv().is_err(),
@@ -353,7 +384,9 @@ async fn bad_input_closes_only_its_connection() {
         if close_after {
             raw.shutdown().await.expect("half-close");
         }
-        assert_closed_by_peer(&mut raw).await;
+        let welcomed = assert_closed_by_peer(&mut raw).await;
+        // Only garbage fails before the hello is accepted.
+        assert!(!(welcomed && name == "garbage"), "garbage was welcomed");
         let closed = |m: &raft_net::TransportMetrics| {
             m.decode_errors + m.frames_rejected + m.handshake_rejections
         };
@@ -418,7 +451,7 @@ async fn frames_split_across_reads_are_reassembled() {
 async fn handshake_timeout_closes_silent_connection() {
     let (a, _a_rx) = start(1).await;
     let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
-    assert_closed_by_peer(&mut raw).await;
+    assert!(!assert_closed_by_peer(&mut raw).await, "no welcome");
     wait_until("timeout counted", || a.metrics().handshake_rejections == 1).await;
     a.shutdown().await;
 }
