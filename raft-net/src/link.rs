@@ -118,8 +118,22 @@ impl Links {
 
     /// `peer`'s task is gone (`remove_peer`); its connection closes as the task ends.
     pub fn unregister(&self, peer: NodeId) {
-        if let Some(link) = self.lock().get_mut(&peer) {
+        let mut links = self.lock();
+        if let Some(link) = links.get_mut(&peer) {
             link.probe = None;
+            Links::forget_if_idle(&mut links, peer);
+        }
+    }
+
+    /// Drops `peer`'s entry once nothing refers to it (no task, no connection, no dial),
+    /// so that hellos naming ever new ids cannot grow the map without bound: it holds at
+    /// most the registered peers plus one entry per open connection.
+    fn forget_if_idle(links: &mut HashMap<NodeId, Link>, peer: NodeId) {
+        let idle = links
+            .get(&peer)
+            .is_some_and(|l| l.probe.is_none() && !l.dialing && l.current.is_none());
+        if idle {
+            links.remove(&peer);
         }
     }
 
@@ -203,11 +217,18 @@ impl Links {
         Some(std::mem::replace(&mut link.established_before, true))
     }
 
-    /// Our dial to `peer` failed or was cancelled.
-    pub fn dial_abandon(&self, peer: NodeId) {
-        if let Some(link) = self.lock().get_mut(&peer) {
-            link.dialing = false;
-        }
+    /// Our dial to `peer` failed or was cancelled. Returns whether a connection from the
+    /// peer has been accepted meanwhile (then the failure was a lost tie-break, not a
+    /// sign of trouble).
+    pub fn dial_abandon(&self, peer: NodeId) -> bool {
+        let mut links = self.lock();
+        let Some(link) = links.get_mut(&peer) else {
+            return false;
+        };
+        link.dialing = false;
+        let accepted_meanwhile = link.current.is_some();
+        Links::forget_if_idle(&mut links, peer);
+        accepted_meanwhile
     }
 
     /// Connection `id` to `peer` has ended (or is ending): forget it, and wake the peer's
@@ -221,6 +242,7 @@ impl Links {
             link.current = None;
             link.handoff = None;
             link.notify.notify_one();
+            Links::forget_if_idle(&mut links, peer);
         }
     }
 }
@@ -250,8 +272,10 @@ mod tests {
             accept(&higher, LOWER),
             AcceptDecision::Accept { replaced: false }
         );
-        // The higher id's dial then fails (refused); the lower id's gets its welcome.
-        higher.dial_abandon(LOWER);
+        // The higher id's dial then fails (refused): a lost tie-break, as the higher id
+        // knows since it has accepted the lower id's connection. The lower id's dial gets
+        // its welcome.
+        assert!(higher.dial_abandon(LOWER));
         let cancel = CancellationToken::new();
         assert_eq!(lower.dial_finish(HIGHER, 7, &cancel), Some(false));
         // A late hello from the higher id still loses against the established dial.
@@ -302,7 +326,7 @@ mod tests {
         assert!(matches!(links.next_step(LOWER), Step::Wait));
         links.ended(LOWER, id);
         assert!(matches!(links.next_step(LOWER), Step::Dial));
-        links.dial_abandon(LOWER);
+        assert!(!links.dial_abandon(LOWER), "a plain failure");
         // A dial that completes after a hello was accepted is dropped.
         assert!(matches!(links.next_step(LOWER), Step::Dial));
         assert_eq!(
@@ -310,5 +334,22 @@ mod tests {
             AcceptDecision::Accept { replaced: false }
         );
         assert_eq!(links.dial_finish(LOWER, 99, &cancel), None);
+    }
+
+    /// Entries of peers without a task go once their connection ends, so hellos naming
+    /// ever new ids leave nothing behind.
+    #[test]
+    fn entries_without_task_or_connection_are_forgotten() {
+        let links = Links::new(LOWER);
+        for peer in 2..100 {
+            let id = links.next_id();
+            let decision = links.accept_begin(NodeId(peer), id, &CancellationToken::new());
+            assert_eq!(decision, AcceptDecision::Accept { replaced: false });
+            links.ended(NodeId(peer), id);
+        }
+        links.register(HIGHER, Arc::new(Notify::new()));
+        assert_eq!(links.lock().len(), 1, "only the registered peer");
+        links.unregister(HIGHER);
+        assert!(links.lock().is_empty());
     }
 }

@@ -131,7 +131,10 @@ pub(super) async fn supervise(
                         .await
                     }
                     Err(error) => {
-                        links.dial_abandon(peer);
+                        if links.dial_abandon(peer) {
+                            debug!(%peer, %addr, error = %error, "our dial lost the tie-break to the peer's");
+                            continue;
+                        }
                         add(&counters.connect_failures, 1);
                         if matches!(error, DialError::Rejected(_)) {
                             warn!(%peer, %addr, error = %error, "peer's welcome rejected");
