@@ -4,9 +4,10 @@
 //! Criterion reports throughput and mean round trip; p50/p99 come from a separate fixed
 //! run of round trips per case (criterion exposes no percentiles), printed as a table, and
 //! so does the write-call count that shows batching. A second raw baseline, printed only,
-//! echoes over two one-way connections as raft-net does (one per direction), which costs a
-//! pure TCP acknowledgement per message that the one-connection ping-pong piggybacks on its
-//! reply; the target is judged against the one-connection ping-pong. Run:
+//! echoes over two one-way connections, as raft-net protocol version 1 did (one per
+//! direction), which costs a pure TCP acknowledgement per message that the one-connection
+//! ping-pong piggybacks on its reply; version 2 shares one connection per pair, like the
+//! ping-pong, which is what the target is judged against. Run:
 //! `cargo bench -p benches --bench net`.
 
 use std::net::SocketAddr;
@@ -286,11 +287,16 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
             pair.b.metrics().peers[&NodeId(1)],
         );
         println!(
-            "{group_name} {frame_bytes} B: write calls made by send itself: A {} of {}, B {} of {}",
+            "{group_name} {frame_bytes} B: write calls made by send itself: A {} of {}, B {} of {}; \
+             connections: A dialled {} and accepted {}, B dialled {} and accepted {}",
             a_to_b.write_calls_from_send,
             a_to_b.write_calls,
             b_to_a.write_calls_from_send,
-            b_to_a.write_calls
+            b_to_a.write_calls,
+            a_to_b.connects,
+            a_to_b.accepts,
+            b_to_a.connects,
+            b_to_a.accepts
         );
         rt.block_on(async { tokio::join!(pair.a.shutdown(), pair.b.shutdown()) });
         let (mut client, _) = rt.block_on(raw_pair(frame_bytes));

@@ -122,6 +122,15 @@ pub enum RejectReason {
     MessageBeforeHandshake { kind: &'static str },
     #[error("peer sent a second handshake")]
     RepeatedHandshake,
+    /// A hello where a welcome was due, or the reverse.
+    #[error("expected a {expected} frame first, got a {got}")]
+    WrongHandshakeKind {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// The welcome came from another node than the one dialled.
+    #[error("dialled node {expected}, but node {actual} answered")]
+    UnexpectedPeer { expected: NodeId, actual: NodeId },
     #[error("message from {frame_from} on the connection of node {handshake_from}")]
     SenderMismatch {
         handshake_from: NodeId,
@@ -151,6 +160,8 @@ impl RejectReason {
             | RejectReason::SenderIsSelf { .. }
             | RejectReason::MessageBeforeHandshake { .. }
             | RejectReason::RepeatedHandshake
+            | RejectReason::WrongHandshakeKind { .. }
+            | RejectReason::UnexpectedPeer { .. }
             | RejectReason::HandshakeTimeout { .. } => RejectClass::Handshake,
             RejectReason::SenderMismatch { .. } | RejectReason::ReceiverMismatch { .. } => {
                 RejectClass::WrongIds

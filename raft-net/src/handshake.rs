@@ -1,11 +1,12 @@
-//! The handshake: the first frame on every connection.
+//! The handshake: the first frame each end writes on a connection.
 //!
-//! The dialing node says who it is (`from`), whom it meant to reach (`to`) and which
-//! cluster it belongs to; the protocol version is the frame's version byte (see
+//! The dialing node's hello says who it is (`from`), whom it meant to reach (`to`) and
+//! which cluster it belongs to; the protocol version is the frame's version byte (see
 //! `codec`). The accepting node checks all of it before it hands any message on, so nodes
 //! of two clusters, a node dialing a stale address, or two processes started with the same
-//! id never exchange Raft messages. The acceptor sends nothing back: a rejected dialer sees
-//! its connection closed and retries with backoff.
+//! id never exchange Raft messages. If it accepts, it answers with a welcome of the same
+//! shape (`from` = itself), which the dialer checks in turn before it writes anything
+//! else; a refused dialer sees its connection closed and retries with backoff.
 
 use std::fmt;
 

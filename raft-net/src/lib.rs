@@ -1,10 +1,12 @@
 //! raft-net: the peer transport between raftkv nodes.
 //!
-//! Carries `raft_core::Message`s between nodes over TCP: one outbound connection and one
-//! bounded queue per peer, an accept loop for inbound connections, a handshake frame first
-//! on every connection (cluster id, sender id, intended receiver id, protocol version), then
-//! length-prefixed frames holding a version byte and a postcard body. `PROTOCOL.md` beside
-//! this crate holds the byte layout and the version rules.
+//! Carries `raft_core::Message`s between nodes over TCP: one connection per pair of nodes,
+//! carrying both directions (either node may dial; a deterministic tie-break keeps one),
+//! one bounded queue per peer, an accept loop for inbound connections, a hello and a
+//! welcome frame opening every connection (cluster id, sender id, intended receiver id,
+//! protocol version), then length-prefixed frames holding a version byte and a postcard
+//! body. `PROTOCOL.md` beside this crate holds the connection rules, the byte layout and
+//! the version rules.
 //!
 //! What it must never do:
 //! - block the caller of [`Transport::send`]: a full queue drops the message and says so
@@ -18,11 +20,13 @@
 //! - [`config`]: `TransportConfig`, defaults, limits and `validate()`.
 //! - [`codec`]: frame layout, encoding, and the length-checked frame decoder.
 //! - [`handshake`]: the first frame of a connection and the rules for accepting it.
-//! - [`inbound`]: the sans-IO state machine of an accepted connection (handshake, then
-//!   messages with checked ids); fuzzed in `tests/fuzz.rs`.
-//! - `listener`: the accept loop and the task serving one accepted connection.
-//! - `peer`: one outbound peer: its queues, connection supervision, backoff and batching,
-//!   and the direct path by which `send` writes to an idle peer's socket itself.
+//! - [`inbound`]: the sans-IO state machine of a connection's incoming bytes (hello or
+//!   welcome, then messages with checked ids); fuzzed in `tests/fuzz.rs`.
+//! - `link`: which connection serves each peer (dial, accept, refuse, replace).
+//! - `connection`: reading one connection, dialled or accepted, into the inbound channel.
+//! - `listener`: the accept loop and the handshake of one accepted connection.
+//! - `peer`: one peer: its queues, dialling or adopting its connection, backoff and
+//!   batching, and the direct path by which `send` writes to an idle peer's socket itself.
 //! - [`backoff`]: jittered, capped exponential backoff.
 //! - [`metrics`]: counters and the snapshot struct the server exports.
 //! - [`transport`]: the public handle tying these together.
@@ -31,9 +35,11 @@
 pub mod backoff;
 pub mod codec;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod handshake;
 pub mod inbound;
+mod link;
 mod listener;
 pub mod metrics;
 mod peer;

@@ -1,61 +1,43 @@
 //! The accept loop and the task that serves one accepted connection.
 //!
-//! Each accepted connection gets its own task, which reads bytes, runs them through an
-//! [`InboundDecoder`] and hands messages to the caller's bounded channel. When that channel
-//! is full the task waits, stops reading, and TCP flow control pushes back on that one
-//! sender; other connections keep their own pace. Any [`RejectReason`] closes only the
-//! connection it arose on, with a warning and a counter.
-//!
-//! A peer has at most one live inbound connection: a newer handshake from the same node id
-//! closes the older connection (after a restart the old one may linger half-open).
+//! Each accepted connection gets its own task. It reads the dialer's hello (within
+//! `handshake_timeout`), asks [`Links`](crate::link::Links) whether to accept it (one
+//! connection per pair; see that module), writes the welcome, hands the write half to
+//! the peer's task, and then stays as the connection's reader. A hello that is invalid
+//! closes the connection with a warning and a counter; a valid one that loses the
+//! tie-break is closed without a welcome and counted (`connections_refused`).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use raft_core::{Message, NodeId};
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
 
-use crate::config::TransportConfig;
-use crate::error::{display_chain, RejectReason};
-use crate::inbound::{InboundDecoder, InboundEvent};
-use crate::metrics::{add, Metrics, PeerCounters};
-
-/// Spare room ensured before each read: large enough that a burst of small frames arrives
-/// in one read, small enough to be irrelevant per connection.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+use crate::codec::{encode_frame, WireBody};
+use crate::connection::{log_end, read_until_closed, Closed, ReadSide, Shared};
+use crate::handshake::Handshake;
+use crate::inbound::InboundDecoder;
+use crate::link::{AcceptDecision, Accepted};
+use crate::metrics::add;
 
 /// Pause after a failed `accept` (say, out of file descriptors) so the loop cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-pub(crate) struct ListenerContext {
-    pub config: TransportConfig,
-    pub metrics: Arc<Metrics>,
-    pub inbound_tx: mpsc::Sender<Message>,
-    pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
-    /// One permit per open inbound connection (`inbound_connections_max`).
-    pub connection_permits: Arc<Semaphore>,
-    /// The live inbound connection of each peer: its id and its cancel token.
-    pub live: Mutex<HashMap<NodeId, (u64, CancellationToken)>>,
-}
-
 /// Accepts until cancelled. Each pass handles one accept result.
-pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>) {
-    let mut next_connection_id = 0u64;
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connection_permits: Arc<Semaphore>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
-            () = ctx.cancel.cancelled() => return,
+            () = shared.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, remote) = match accepted {
@@ -63,161 +45,106 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>
             Err(error) => {
                 warn!(error = %error, "accepting a peer connection failed");
                 tokio::select! {
-                    () = ctx.cancel.cancelled() => return,
+                    () = shared.cancel.cancelled() => return,
                     () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
                 }
             }
         };
-        add(&ctx.metrics.connections_accepted, 1);
-        let Ok(permit) = Arc::clone(&ctx.connection_permits).try_acquire_owned() else {
-            add(&ctx.metrics.connections_over_limit, 1);
-            warn!(%remote, limit = ctx.config.inbound_connections_max, "too many peer connections; closing new one");
+        add(&shared.metrics.connections_accepted, 1);
+        let Ok(permit) = Arc::clone(&connection_permits).try_acquire_owned() else {
+            add(&shared.metrics.connections_over_limit, 1);
+            warn!(%remote, limit = shared.config.inbound_connections_max, "too many peer connections; closing new one");
             continue;
         };
-        next_connection_id += 1;
-        let task = serve_connection(stream, remote, next_connection_id, permit, Arc::clone(&ctx));
-        ctx.tracker.spawn(task);
+        let task = serve_connection(stream, remote, permit, Arc::clone(&shared));
+        shared.tracker.spawn(task);
     }
 }
 
-/// How a connection ended without a rejection.
-enum Closed {
-    Eof,
-    Cancelled,
-    ReceiverGone,
-    Io(io::Error),
-}
-
-/// Serves one accepted connection until it ends, then logs and counts how it ended.
+/// Serves one accepted connection until it ends: handshake, welcome, then reading.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
-    connection_id: u64,
     _permit: OwnedSemaphorePermit,
-    ctx: Arc<ListenerContext>,
+    shared: Arc<Shared>,
 ) {
-    let config = &ctx.config;
-    let mut decoder =
-        InboundDecoder::new(config.cluster_id, config.node_id, config.frame_bytes_max);
-    let cancel = ctx.cancel.child_token();
-    let mut counters = None;
-    let outcome = serve_connection_loop(
-        &mut stream,
-        &mut decoder,
-        &cancel,
-        &ctx,
-        connection_id,
-        &mut counters,
+    let config = &shared.config;
+    // Replies share this connection, and they are as latency-sensitive as requests.
+    if let Err(error) = stream.set_nodelay(true) {
+        log_end(remote, None, Ok(Closed::Io(error)), &shared.metrics, None);
+        return;
+    }
+    let (reader, mut writer) = stream.into_split();
+    let decoder = InboundDecoder::new(config.cluster_id, config.node_id, config.frame_bytes_max);
+    let mut side = ReadSide::new(reader, decoder, remote);
+    let cancel = shared.cancel.child_token();
+    let peer = match side.read_handshake(config.handshake_timeout, &cancel).await {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(closed)) => return log_end(remote, None, Ok(closed), &shared.metrics, None),
+        Err(reason) => return log_end(remote, None, Err(reason), &shared.metrics, None),
+    };
+    let id = shared.links.next_id();
+    match shared.links.accept_begin(peer, id, &cancel) {
+        AcceptDecision::Refuse => {
+            add(&shared.metrics.connections_refused, 1);
+            debug!(%remote, %peer, "refusing peer's connection: ours to it wins the tie-break");
+            return;
+        }
+        AcceptDecision::Accept { replaced } => {
+            if replaced {
+                add(&shared.metrics.connections_replaced, 1);
+                debug!(%remote, %peer, "new connection from peer replaces the older one");
+            }
+        }
+    }
+    if let Err(error) = serve_connection_welcome(&mut writer, &shared, peer).await {
+        shared.links.ended(peer, id);
+        return log_end(
+            remote,
+            Some(peer),
+            Ok(Closed::Io(error)),
+            &shared.metrics,
+            None,
+        );
+    }
+    let accepted = Accepted {
+        id,
+        writer,
+        cancel: cancel.clone(),
+    };
+    let Some(reconnect) = shared.links.accept_finish(peer, accepted) else {
+        return log_end(
+            remote,
+            Some(peer),
+            Ok(Closed::Cancelled),
+            &shared.metrics,
+            None,
+        );
+    };
+    let counters = shared.metrics.peer(peer);
+    add(&counters.accepts, 1);
+    add(&counters.reconnects, u64::from(reconnect));
+    debug!(%remote, %peer, "peer connection established");
+    read_until_closed(side, peer, id, cancel, shared).await;
+}
+
+/// Writes the welcome, within `handshake_timeout` (a new connection's send buffer is
+/// empty, so this is one `write` unless the peer is gone).
+async fn serve_connection_welcome(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    shared: &Shared,
+    peer: raft_core::NodeId,
+) -> io::Result<()> {
+    let config = &shared.config;
+    let welcome = Handshake::new(config.cluster_id, config.node_id, peer);
+    let mut frame = BytesMut::new();
+    encode_frame(
+        &WireBody::Welcome(welcome),
+        config.frame_bytes_max,
+        &mut frame,
     )
-    .await;
-    let peer = decoder.peer();
-    if let Some(peer) = peer {
-        let mut live = ctx
-            .live
-            .lock()
-            .expect("live-connection lock is never held across a panic");
-        if live.get(&peer).is_some_and(|(id, _)| *id == connection_id) {
-            live.remove(&peer);
-        }
-    }
-    match outcome {
-        Ok(Closed::Eof) => info!(%remote, ?peer, "peer closed its connection"),
-        Ok(Closed::Cancelled) => {
-            debug!(%remote, ?peer, "peer connection closed (shutdown or replaced)")
-        }
-        Ok(Closed::ReceiverGone) => debug!(%remote, ?peer, "inbound receiver dropped; closing"),
-        Ok(Closed::Io(error)) => info!(%remote, ?peer, error = %error, "peer connection failed"),
-        Err(reason) => {
-            warn!(%remote, ?peer, reason = %display_chain(&reason), "closing peer connection");
-            ctx.metrics
-                .count_rejection(reason.class(), counters.as_deref());
-        }
-    }
-}
-
-/// Reads, decodes and forwards until the connection ends. Each pass forwards every whole
-/// frame buffered (bounded by the buffer, at least 5 bytes a frame), then reads once.
-async fn serve_connection_loop(
-    stream: &mut TcpStream,
-    decoder: &mut InboundDecoder,
-    cancel: &CancellationToken,
-    ctx: &ListenerContext,
-    connection_id: u64,
-    counters: &mut Option<Arc<PeerCounters>>,
-) -> Result<Closed, RejectReason> {
-    // Dropped once the handshake is accepted. Built once, not per read: `select!` evaluates
-    // a disabled branch's future too, and a fresh `Sleep` per read showed up per message.
-    let mut handshake_timer = Some(Box::pin(tokio::time::sleep(ctx.config.handshake_timeout)));
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    // Created once: a fresh `cancelled()` per pass would register a waiter under a lock.
-    let cancelled = cancel.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        while let Some(event) = decoder.next_event(&mut buf)? {
-            match event {
-                InboundEvent::Established { peer } => {
-                    handshake_timer = None;
-                    *counters = Some(ctx.metrics.peer(peer));
-                    serve_connection_replace_older(ctx, peer, connection_id, cancel);
-                    debug!(%peer, "peer connection established");
-                }
-                InboundEvent::Message {
-                    message,
-                    wire_bytes,
-                } => {
-                    let peer_counters = counters.as_ref().expect("messages follow the handshake");
-                    add(&peer_counters.msgs_received, 1);
-                    add(
-                        &peer_counters.bytes_received,
-                        u64::try_from(wire_bytes).expect("usize fits in u64"),
-                    );
-                    // Fast path without a wait; only a full channel needs the select.
-                    let message = match ctx.inbound_tx.try_send(message) {
-                        Ok(()) => continue,
-                        Err(TrySendError::Closed(_)) => return Ok(Closed::ReceiverGone),
-                        Err(TrySendError::Full(message)) => message,
-                    };
-                    tokio::select! {
-                        biased;
-                        () = &mut cancelled => return Ok(Closed::Cancelled),
-                        sent = ctx.inbound_tx.send(message) => if sent.is_err() {
-                            return Ok(Closed::ReceiverGone);
-                        },
-                    }
-                }
-            }
-        }
-        buf.reserve(READ_CHUNK_BYTES);
-        let read = tokio::select! {
-            biased;
-            () = &mut cancelled => return Ok(Closed::Cancelled),
-            () = async { handshake_timer.as_mut().expect("branch enabled only while set").await }, if handshake_timer.is_some() => {
-                let timeout_ms = ctx.config.handshake_timeout.as_millis();
-                return Err(RejectReason::HandshakeTimeout { timeout_ms });
-            }
-            read = stream.read_buf(&mut buf) => read,
-        };
-        match read {
-            Ok(0) => return decoder.finish(&buf).map(|()| Closed::Eof),
-            Ok(_) => {}
-            Err(error) => return Ok(Closed::Io(error)),
-        }
-    }
-}
-
-/// Records this connection as `peer`'s live one and closes the one it replaces.
-fn serve_connection_replace_older(
-    ctx: &ListenerContext,
-    peer: NodeId,
-    connection_id: u64,
-    cancel: &CancellationToken,
-) {
-    let mut live = ctx
-        .live
-        .lock()
-        .expect("live-connection lock is never held across a panic");
-    if let Some((older_id, older)) = live.insert(peer, (connection_id, cancel.clone())) {
-        info!(%peer, older_id, connection_id, "new connection from peer replaces its older one");
-        older.cancel();
-    }
+    .expect("a welcome is far smaller than FRAME_BYTES_MIN");
+    tokio::time::timeout(config.handshake_timeout, writer.write_all(&frame))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "welcome not written in time"))?
 }

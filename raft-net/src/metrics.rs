@@ -31,9 +31,13 @@ pub struct PeerMetrics {
     pub drops_connection_lost: u64,
     /// Messages dropped because their encoding exceeded the frame limit.
     pub drops_oversized: u64,
-    /// Outbound connections established (handshake written).
+    /// Connections this node dialled to the peer and the peer welcomed.
     pub connects: u64,
-    /// Of those, the ones made after a previous connection broke or an attempt failed.
+    /// Connections the peer dialled and this node welcomed. One connection carries both
+    /// directions, so `connects + accepts` counts every connection the pair has used.
+    pub accepts: u64,
+    /// Of `connects` and `accepts`, those made after an earlier connection to the same
+    /// peer ended.
     pub reconnects: u64,
     pub connect_failures: u64,
     /// Inbound connections from this peer closed for bad bytes or bad ids.
@@ -53,6 +57,7 @@ pub(crate) struct PeerCounters {
     pub drops_connection_lost: AtomicU64,
     pub drops_oversized: AtomicU64,
     pub connects: AtomicU64,
+    pub accepts: AtomicU64,
     pub reconnects: AtomicU64,
     pub connect_failures: AtomicU64,
     pub decode_errors: AtomicU64,
@@ -81,6 +86,7 @@ impl PeerCounters {
             drops_connection_lost: read(&self.drops_connection_lost),
             drops_oversized: read(&self.drops_oversized),
             connects: read(&self.connects),
+            accepts: read(&self.accepts),
             reconnects: read(&self.reconnects),
             connect_failures: read(&self.connect_failures),
             decode_errors: read(&self.decode_errors),
@@ -102,6 +108,11 @@ pub struct TransportMetrics {
     pub decode_errors: u64,
     /// Inbound connections closed for a message with the wrong `from` or `to`.
     pub frames_rejected: u64,
+    /// Valid hellos refused because this node's own connection to that peer wins the
+    /// tie-break (PROTOCOL.md, "Connections"): closed without a welcome.
+    pub connections_refused: u64,
+    /// Connections closed because a newer one to the same peer replaced them.
+    pub connections_replaced: u64,
 }
 
 #[derive(Default)]
@@ -112,6 +123,8 @@ pub(crate) struct Metrics {
     handshake_rejections: AtomicU64,
     decode_errors: AtomicU64,
     frames_rejected: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub connections_replaced: AtomicU64,
 }
 
 impl Metrics {
@@ -149,6 +162,8 @@ impl Metrics {
             handshake_rejections: read(&self.handshake_rejections),
             decode_errors: read(&self.decode_errors),
             frames_rejected: read(&self.frames_rejected),
+            connections_refused: read(&self.connections_refused),
+            connections_replaced: read(&self.connections_replaced),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! One outbound peer: its queues and the task that keeps a connection to it.
+//! One peer: its queues and the task that keeps the pair's one connection and writes to
+//! it (the connection's reader is a task of its own; see `connection`).
 //!
 //! Each peer has two bounded queues feeding one connection: the control lane (every
 //! message but snapshot chunks, `peer_queue_msgs_max` deep) and the snapshot lane
@@ -33,20 +34,17 @@ use tracing::{error, info};
 
 use crate::config::{DIRECT_WRITE_PAYLOAD_BYTES_MAX, SNAPSHOT_LANE_CHUNKS_MAX};
 use crate::error::{display_chain, SendError};
-use crate::handshake::ClusterId;
 use crate::metrics::{add, PeerCounters};
+pub(crate) use supervisor::PeerLink;
 pub(crate) use wire::Wire;
 use wire::{Direct, Outbound, WireState};
 
 /// What a peer's task needs to know; fixed for the task's life.
 pub(crate) struct PeerContext {
-    pub cluster_id: ClusterId,
-    pub local_id: NodeId,
     pub peer_id: NodeId,
     pub frame_bytes_max: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    pub connect_timeout: Duration,
     pub counters: Arc<PeerCounters>,
     pub wire: Arc<Wire>,
 }
@@ -77,6 +75,7 @@ impl PeerHandle {
     /// Creates the queues and spawns the peer's task on `runtime`, tracked by `tracker`.
     pub fn spawn(
         context: PeerContext,
+        link: PeerLink,
         addr: SocketAddr,
         queue_msgs_max: usize,
         parent: &CancellationToken,
@@ -91,7 +90,7 @@ impl PeerHandle {
         let wire = Arc::clone(&context.wire);
         let (peer_id, frame_bytes_max) = (context.peer_id, context.frame_bytes_max);
         let queues = PeerQueues { control, snapshot };
-        let task = supervisor::supervise(queues, context, addr_rx, cancel.clone());
+        let task = supervisor::supervise(queues, context, link, addr_rx, cancel.clone());
         tracker.spawn_on(task, runtime);
         PeerHandle {
             control_tx,

@@ -7,21 +7,23 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use raft_core::{Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::TransportConfig;
+use crate::connection::Shared;
 use crate::error::{Error, Result, SendError};
-use crate::listener::{accept_loop, ListenerContext};
+use crate::link::Links;
+use crate::listener::accept_loop;
 use crate::metrics::{add, Metrics, TransportMetrics};
-use crate::peer::{PeerContext, PeerHandle, Wire};
+use crate::peer::{PeerContext, PeerHandle, PeerLink, Wire};
 
 #[derive(Clone)]
 pub struct Transport {
@@ -33,6 +35,9 @@ struct TransportInner {
     local_addr: SocketAddr,
     metrics: Arc<Metrics>,
     peers: RwLock<HashMap<NodeId, PeerHandle>>,
+    /// Weak: the transport's tasks own it, so that once they have all ended, the inbound
+    /// sender inside is dropped and the caller's receiver yields `None`.
+    shared: Weak<Shared>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     runtime: Handle,
@@ -65,22 +70,27 @@ impl Transport {
         let metrics = Arc::new(Metrics::default());
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let listener_context = Arc::new(ListenerContext {
+        let shared = Arc::new(Shared {
             config: config.clone(),
             metrics: Arc::clone(&metrics),
             inbound_tx,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
-            connection_permits: Arc::new(Semaphore::new(config.inbound_connections_max)),
-            live: Mutex::new(HashMap::new()),
+            links: Links::new(config.node_id),
         });
-        tracker.spawn(accept_loop(listener, listener_context));
+        let connection_permits = Arc::new(Semaphore::new(config.inbound_connections_max));
+        tracker.spawn(accept_loop(
+            listener,
+            Arc::clone(&shared),
+            connection_permits,
+        ));
         info!(node = %config.node_id, cluster = %config.cluster_id, %local_addr, "raft-net listening");
         let inner = TransportInner {
             config,
             local_addr,
             metrics,
             peers: RwLock::new(HashMap::new()),
+            shared: Arc::downgrade(&shared),
             cancel,
             tracker,
             runtime: Handle::current(),
@@ -102,8 +112,10 @@ impl Transport {
         self.inner.config.node_id
     }
 
-    /// Adds peer `id` at `addr`, or moves an existing peer to a new address (its connection
-    /// is dropped and redialled; queued messages are kept).
+    /// Adds peer `id` at `addr`, or moves an existing peer to a new address (a connection
+    /// this node dialled is dropped and redialled; one the peer dialled is kept; queued
+    /// messages are kept). If the peer has already connected to this node, that
+    /// connection is used at once.
     ///
     /// # Errors
     /// `PeerIsSelf` or `Shutdown`.
@@ -125,19 +137,27 @@ impl Transport {
         }
         let config = &inner.config;
         let context = PeerContext {
-            cluster_id: config.cluster_id,
-            local_id: config.node_id,
             peer_id: id,
             frame_bytes_max: config.frame_bytes_max,
             backoff_min: config.backoff_min,
             backoff_max: config.backoff_max,
-            connect_timeout: config.connect_timeout,
             counters: inner.metrics.peer(id),
             wire: Arc::new(Wire::new(config.coalesce_window)),
+        };
+        // Only the tasks' ending drops it, and they end only on shutdown.
+        let Some(shared) = inner.shared.upgrade() else {
+            return Err(Error::Shutdown);
+        };
+        let probe = Arc::new(Notify::new());
+        let link = PeerLink {
+            notify: shared.links.register(id, Arc::clone(&probe)),
+            shared,
+            probe,
         };
         let queue_msgs_max = config.peer_queue_msgs_max;
         let peer = PeerHandle::spawn(
             context,
+            link,
             addr,
             queue_msgs_max,
             &inner.cancel,
@@ -150,7 +170,8 @@ impl Transport {
     }
 
     /// Removes peer `id` (say, after a membership change): its connection closes and its
-    /// queued messages are dropped. Returns whether it was known. Its counters remain.
+    /// queued messages are dropped. (The peer may still dial this node; its messages are
+    /// then received, but nothing is sent to it until `set_peer`.) Returns whether it was known. Its counters remain.
     pub fn remove_peer(&self, id: NodeId) -> bool {
         let removed = self
             .inner
@@ -159,6 +180,9 @@ impl Transport {
             .expect("peer map lock is never held across a panic")
             .remove(&id);
         if let Some(peer) = &removed {
+            if let Some(shared) = self.inner.shared.upgrade() {
+                shared.links.unregister(id);
+            }
             peer.stop();
             info!(peer = %id, "peer removed");
         }

@@ -24,7 +24,7 @@ const ME: NodeId = NodeId(1);
 const FRAME_MAX: usize = 4096;
 const READ_BYTES_MAX: usize = 512;
 const SERDE_PREALLOC_BYTES_MAX: usize = 1024 * 1024;
-/// Cases per property; three properties make well over 100,000 cases per default run.
+/// Cases per property; four properties make well over 100,000 cases per default run.
 const CASES: u32 = 50_000;
 
 struct CountingAllocator;
@@ -77,8 +77,12 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Feeds `stream` in pieces of the given sizes (cycled), as socket reads would, until the
 /// decoder rejects or the stream ends. Returns the events seen and whether it rejected.
-fn feed(stream: &[u8], piece_sizes: &[usize]) -> (Vec<InboundEvent>, bool) {
-    let mut decoder = InboundDecoder::new(CLUSTER, ME, FRAME_MAX);
+/// `decoder` is an acceptor's or a dialer's.
+fn feed_to(
+    mut decoder: InboundDecoder,
+    stream: &[u8],
+    piece_sizes: &[usize],
+) -> (Vec<InboundEvent>, bool) {
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
     let mut offset = 0;
@@ -100,11 +104,24 @@ fn feed(stream: &[u8], piece_sizes: &[usize]) -> (Vec<InboundEvent>, bool) {
     (events, decoder.finish(&buf).is_err())
 }
 
-/// Runs `feed` and checks the peak memory it used.
+/// Runs `feed_to` with an acceptor's decoder and checks the peak memory it used.
 fn feed_bounded(stream: &[u8], piece_sizes: &[usize]) -> (Vec<InboundEvent>, bool) {
+    feed_bounded_to(
+        InboundDecoder::new(CLUSTER, ME, FRAME_MAX),
+        stream,
+        piece_sizes,
+    )
+}
+
+/// `feed_bounded` for a given decoder.
+fn feed_bounded_to(
+    decoder: InboundDecoder,
+    stream: &[u8],
+    piece_sizes: &[usize],
+) -> (Vec<InboundEvent>, bool) {
     let start = LIVE_BYTES.with(Cell::get);
     PEAK_BYTES.with(|peak| peak.set(start));
-    let result = feed(stream, piece_sizes);
+    let result = feed_to(decoder, stream, piece_sizes);
     let used = PEAK_BYTES.with(Cell::get) - start;
     let bound = 2 * (FRAME_MAX + LENGTH_PREFIX_BYTES + READ_BYTES_MAX) + SERDE_PREALLOC_BYTES_MAX;
     // The events themselves are counted too; a valid stream of a few small frames stays
@@ -172,9 +189,26 @@ fn bodies() -> Vec<MessageBody> {
 
 /// A valid stream: handshake from node 2, then `picks` messages.
 fn valid_stream(picks: &[usize]) -> Vec<u8> {
+    valid_stream_opened_by(
+        WireBody::Handshake(Handshake::new(CLUSTER, NodeId(2), ME)),
+        picks,
+    )
+}
+
+/// A valid stream as a dialer of node 2 reads it: node 2's welcome, then messages and
+/// probes.
+fn valid_welcome_stream(picks: &[usize]) -> Vec<u8> {
+    let welcome = WireBody::Welcome(Handshake::new(CLUSTER, NodeId(2), ME));
+    let mut stream = valid_stream_opened_by(welcome, picks);
+    let mut probe = BytesMut::new();
+    encode_frame(&WireBody::Probe, FRAME_MAX, &mut probe).expect("fits");
+    stream.extend_from_slice(&probe);
+    stream
+}
+
+fn valid_stream_opened_by(first: WireBody, picks: &[usize]) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    let hello = WireBody::Handshake(Handshake::new(CLUSTER, NodeId(2), ME));
-    encode_frame(&hello, FRAME_MAX, &mut buf).expect("fits");
+    encode_frame(&first, FRAME_MAX, &mut buf).expect("fits");
     let bodies = bodies();
     for &pick in picks {
         let body = bodies[pick % bodies.len()].clone();
@@ -283,6 +317,36 @@ proptest! {
         let (clean, rejected) = feed_bounded(&original, &pieces);
         prop_assert!(!rejected);
         prop_assert_eq!(clean.len(), picks.len() + 1);
+    }
+
+    /// The dialer's side: a welcome, messages and probes, mutated. Only node 2's welcome
+    /// opens the stream, and only node 2's messages to this node come out.
+    #[test]
+    fn mutated_welcome_streams_never_panic_and_stay_bounded(
+        picks in prop::collection::vec(any::<usize>(), 0..8),
+        mutations in prop::collection::vec(mutation(), 0..4),
+        pieces in pieces(),
+    ) {
+        let original = valid_welcome_stream(&picks);
+        let mut stream = original.clone();
+        for m in &mutations {
+            apply(&mut stream, m);
+        }
+        let dialer = || InboundDecoder::for_dialer(CLUSTER, ME, NodeId(2), FRAME_MAX);
+        let (events, _rejected) = feed_bounded_to(dialer(), &stream, &pieces);
+        for (i, event) in events.iter().enumerate() {
+            match event {
+                InboundEvent::Established { peer } => prop_assert!(i == 0 && *peer == NodeId(2)),
+                InboundEvent::Message { message, .. } => {
+                    prop_assert!(i > 0);
+                    prop_assert_eq!(message.from, NodeId(2));
+                    prop_assert_eq!(message.to, ME);
+                }
+            }
+        }
+        let (clean, rejected) = feed_bounded_to(dialer(), &original, &pieces);
+        prop_assert!(!rejected);
+        prop_assert_eq!(clean.len(), picks.len() + 1, "probes yield nothing");
     }
 
     /// Handshakes with arbitrary fields: accepted exactly when every field is right, and

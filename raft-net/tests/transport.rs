@@ -181,7 +181,12 @@ async fn exchange(n: u64, total: u64) {
                 "{peer} -> {}",
                 transport.node_id()
             );
-            assert_eq!(m.connects, 1, "connection to {peer} stayed up");
+            // One connection per pair, carrying both directions, dialled by either end.
+            assert_eq!(
+                m.connects + m.accepts,
+                1,
+                "one connection to {peer}, and it stayed up"
+            );
             assert_eq!(
                 m.reconnects + m.drops_connection_lost + m.drops_oversized,
                 0
@@ -189,6 +194,21 @@ async fn exchange(n: u64, total: u64) {
             assert!(m.write_calls < m.msgs_sent, "batched: {m:?}");
         }
         assert_eq!(metrics.decode_errors + metrics.handshake_rejections, 0);
+        assert_eq!(metrics.connections_replaced, 0);
+    }
+    // Each pair's connection was dialled by one end and accepted by the other.
+    for transport in &transports {
+        for other in &transports {
+            if transport.node_id() != other.node_id() {
+                assert_eq!(
+                    transport.metrics().peers[&other.node_id()].connects,
+                    other.metrics().peers[&transport.node_id()].accepts,
+                    "{} and {}",
+                    transport.node_id(),
+                    other.node_id()
+                );
+            }
+        }
     }
     eprintln!(
         "{n} endpoints: {} messages, {refused} sends refused and retried",
@@ -233,16 +253,27 @@ fn hello(cluster: ClusterId, from: u64, to: u64) -> BytesMut {
     )))
 }
 
-/// Waits until the far end closes `stream` (EOF or reset); the acceptor never sends bytes.
-async fn assert_closed_by_peer(stream: &mut TcpStream) {
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(WAIT_MAX, stream.read(&mut byte))
+/// Waits until the far end closes `stream` (EOF or reset). The acceptor sends at most a
+/// welcome (when the hello was valid), and nothing else: returns whether it did.
+async fn assert_closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WAIT_MAX, stream.read_to_end(&mut received))
         .await
         .expect("connection closed before the deadline");
+    // A reset (`read` failing) may discard a welcome that arrived; nothing else came.
+    let _ = read;
+    if received.is_empty() {
+        return false;
+    }
+    let mut buf = BytesMut::from(&received[..]);
+    let mut frames = raft_net::codec::FrameDecoder::new(FRAME_MAX);
+    let first = frames.decode(&mut buf).expect("a valid frame");
     assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "acceptor sent bytes: {read:?}"
+        matches!(first, Some((WireBody::Welcome(_), _))),
+        "acceptor sent {first:?}"
     );
+    assert!(buf.is_empty(), "acceptor sent more than a welcome");
+    true
 }
 
 #[tokio::test]
@@ -307,7 +338,7 @@ async fn wrong_cluster_handshake_is_refused() {
     let mut bytes = hello(ClusterId(99), 3, 1);
     bytes.extend_from_slice(&frame(WireBody::Message(heartbeat(3, 1, 0))));
     raw.write_all(&bytes).await.expect("write");
-    assert_closed_by_peer(&mut raw).await;
+    assert!(!assert_closed_by_peer(&mut raw).await, "no welcome");
     assert!(a.metrics().handshake_rejections >= 2);
     assert!(
         a_rx.try_recv().is_err(),
@@ -353,7 +384,9 @@ async fn bad_input_closes_only_its_connection() {
         if close_after {
             raw.shutdown().await.expect("half-close");
         }
-        assert_closed_by_peer(&mut raw).await;
+        let welcomed = assert_closed_by_peer(&mut raw).await;
+        // Only garbage fails before the hello is accepted.
+        assert!(!(welcomed && name == "garbage"), "garbage was welcomed");
         let closed = |m: &raft_net::TransportMetrics| {
             m.decode_errors + m.frames_rejected + m.handshake_rejections
         };
@@ -418,7 +451,7 @@ async fn frames_split_across_reads_are_reassembled() {
 async fn handshake_timeout_closes_silent_connection() {
     let (a, _a_rx) = start(1).await;
     let mut raw = TcpStream::connect(a.local_addr()).await.expect("connect");
-    assert_closed_by_peer(&mut raw).await;
+    assert!(!assert_closed_by_peer(&mut raw).await, "no welcome");
     wait_until("timeout counted", || a.metrics().handshake_rejections == 1).await;
     a.shutdown().await;
 }
@@ -625,4 +658,216 @@ async fn idle_peer_is_written_by_send_itself() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Sends `seq` from `from` to `to` until it arrives (a message written into a dying
+/// connection may be lost; Raft resends, so do we), then returns.
+async fn deliver_eventually(
+    from: &Transport,
+    to_rx: &mut mpsc::Receiver<Message>,
+    to: u64,
+    seq: u64,
+) {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{} -> {to}: nothing arrives",
+            from.node_id()
+        );
+        let _ = from.send(heartbeat(from.node_id().get(), to, seq)); // full queue: "not yet"
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(20), to_rx.recv()).await
+        {
+            if seq_of(&message) == seq {
+                return;
+            }
+        }
+    }
+}
+
+/// Both nodes know each other and both may dial, yet the pair ends up with one
+/// connection: node 1's messages and node 2's replies travel over it, no connection is
+/// replaced, and each end counts the same connection (dialled by one, accepted by the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_uses_one_connection_for_both_directions() {
+    let mut nodes = mesh(2).await;
+    let (b, mut b_rx) = nodes.pop().expect("node 2");
+    let (a, mut a_rx) = nodes.pop().expect("node 1");
+    for seq in 0..100 {
+        a.send(heartbeat(1, 2, seq)).expect("queued");
+        assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
+        b.send(heartbeat(2, 1, seq)).expect("queued");
+        assert_eq!(seq_of(&recv_within(&mut a_rx).await), seq);
+    }
+    let (ma, mb) = (a.metrics(), b.metrics());
+    let (a_to_b, b_to_a) = (ma.peers[&NodeId(2)], mb.peers[&NodeId(1)]);
+    assert_eq!(a_to_b.connects + a_to_b.accepts, 1, "{ma:?}");
+    assert_eq!(b_to_a.connects + b_to_a.accepts, 1, "{mb:?}");
+    assert_eq!(a_to_b.connects, b_to_a.accepts, "the same connection");
+    assert_eq!(a_to_b.reconnects + b_to_a.reconnects, 0);
+    // Every connection either side accepted and kept is that one; others were refused.
+    assert_eq!(
+        ma.connections_accepted + mb.connections_accepted,
+        1 + ma.connections_refused + mb.connections_refused,
+        "{ma:?} {mb:?}"
+    );
+    assert_eq!(ma.connections_replaced + mb.connections_replaced, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Raw-socket stand-in for a peer: dials `addr` as node `from` and returns the stream.
+async fn raw_hello(addr: SocketAddr, from: u64, to: u64) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(&hello(CLUSTER, from, to))
+        .await
+        .expect("write");
+    raw
+}
+
+/// Reads one frame from a raw socket (bounded by the deadline).
+async fn raw_read_frame(raw: &mut TcpStream) -> WireBody {
+    let mut frames = raft_net::codec::FrameDecoder::new(FRAME_MAX);
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some((body, _)) = frames.decode(&mut buf).expect("valid frames") {
+            return body;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read = tokio::time::timeout(left, raw.read_buf(&mut buf))
+            .await
+            .expect("a frame before the deadline")
+            .expect("read");
+        assert!(read > 0, "closed before a whole frame");
+    }
+}
+
+/// The dial rule for a late or simultaneous dial: node 1 has its own connection to node
+/// 2, so a hello from node 2 loses (the lower id's dial wins) and is closed without a
+/// welcome and counted; node 1's connection keeps working in both directions.
+#[tokio::test]
+async fn lower_id_refuses_a_dial_while_its_own_connection_stands() {
+    let (a, mut a_rx) = start(1).await;
+    let (b, mut b_rx) = start(2).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    a.send(heartbeat(1, 2, 0)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut b_rx).await), 0);
+    let mut raw = raw_hello(a.local_addr(), 2, 1).await;
+    assert!(
+        !assert_closed_by_peer(&mut raw).await,
+        "refused: no welcome"
+    );
+    wait_until("refusal counted", || a.metrics().connections_refused == 1).await;
+    // Node 2 learns node 1's address and uses the connection node 1 dialled.
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    b.send(heartbeat(2, 1, 1)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut a_rx).await), 1);
+    a.send(heartbeat(1, 2, 2)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut b_rx).await), 2);
+    let (a_to_b, b_to_a) = (a.metrics().peers[&NodeId(2)], b.metrics().peers[&NodeId(1)]);
+    assert_eq!((a_to_b.connects, a_to_b.accepts), (1, 0));
+    assert_eq!((b_to_a.connects, b_to_a.accepts), (0, 1));
+    assert_eq!(a.metrics().connections_replaced, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The other side of the rule, and stale-connection replacement: node 2 dialled node 1;
+/// a new hello from node 1 (standing in for a restarted node 1) is welcomed and replaces
+/// node 2's connection, which closes, and node 2's messages go to the new connection.
+#[tokio::test]
+async fn newer_dial_replaces_the_stale_connection() {
+    let (a, mut a_rx) = start(1).await;
+    let (b, _b_rx) = start(2).await;
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    b.send(heartbeat(2, 1, 0)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut a_rx).await), 0);
+    let mut raw = raw_hello(b.local_addr(), 1, 2).await;
+    assert!(
+        matches!(raw_read_frame(&mut raw).await, WireBody::Welcome(w) if w.from == NodeId(2) && w.to == NodeId(1)),
+        "welcomed"
+    );
+    wait_until("the old connection is replaced", || {
+        b.metrics().connections_replaced == 1
+    })
+    .await;
+    b.send(heartbeat(2, 1, 1)).expect("queued");
+    match raw_read_frame(&mut raw).await {
+        WireBody::Message(message) => assert_eq!(seq_of(&message), 1),
+        other => panic!("expected a message, got {other:?}"),
+    }
+    assert!(
+        a_rx.try_recv().is_err(),
+        "it went to the new connection only"
+    );
+    let m = b.metrics().peers[&NodeId(1)];
+    assert_eq!((m.connects, m.accepts, m.reconnects), (1, 1, 1), "{m:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Restarts one node of a pair that knows each other, then checks traffic both ways.
+/// `restart_dialer` picks the node that dialled the pair's connection (node 1, whose peer
+/// was set first) or the one that accepted it (node 2).
+async fn restart_and_check_both_ways(restart_dialer: bool) {
+    let (a, mut a_rx) = start(1).await;
+    let (b, mut b_rx) = start(2).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    a.send(heartbeat(1, 2, 0)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut b_rx).await), 0);
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    b.send(heartbeat(2, 1, 0)).expect("queued");
+    assert_eq!(seq_of(&recv_within(&mut a_rx).await), 0);
+    assert_eq!(a.metrics().peers[&NodeId(2)].connects, 1, "node 1 dialled");
+    assert_eq!(b.metrics().peers[&NodeId(1)].accepts, 1, "node 2 accepted");
+    let (stays, mut stays_rx, goes, goes_rx) = if restart_dialer {
+        (b, b_rx, a, a_rx)
+    } else {
+        (a, a_rx, b, b_rx)
+    };
+    let (goes_id, addr) = (goes.node_id(), goes.local_addr());
+    goes.shutdown().await;
+    drop(goes_rx);
+    let (back, mut back_rx) = Transport::start(TransportConfig {
+        listen_addr: addr,
+        ..config(CLUSTER, goes_id.get())
+    })
+    .await
+    .expect("restart on the same address");
+    back.set_peer(stays.node_id(), stays.local_addr())
+        .expect("set_peer");
+    let stays_id = stays.node_id().get();
+    deliver_eventually(&stays, &mut back_rx, goes_id.get(), 1).await;
+    deliver_eventually(&back, &mut stays_rx, stays_id, 2).await;
+    for seq in 3..50 {
+        stays
+            .send(heartbeat(stays_id, goes_id.get(), seq))
+            .expect("queued");
+        assert_eq!(seq_of(&recv_within(&mut back_rx).await), seq);
+        back.send(heartbeat(goes_id.get(), stays_id, seq))
+            .expect("queued");
+        assert_eq!(seq_of(&recv_within(&mut stays_rx).await), seq);
+    }
+    let m = stays.metrics().peers[&goes_id];
+    assert!(m.reconnects >= 1, "{m:?}");
+    let n = back.metrics().peers[&stays.node_id()];
+    assert_eq!(
+        n.connects + n.accepts,
+        1,
+        "the restarted node uses one connection: {n:?}"
+    );
+    stays.shutdown().await;
+    back.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_dialer_reconnects_and_traffic_resumes_both_ways() {
+    restart_and_check_both_ways(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_acceptor_reconnects_and_traffic_resumes_both_ways() {
+    restart_and_check_both_ways(false).await;
 }

@@ -6,7 +6,7 @@
 //! chunk, and writes the buffer. Under load many messages share one write syscall; when idle,
 //! a lone message goes out at once (no timer, so no added latency).
 //!
-//! Once the handshake is written the connection is published to the peer's `Wire`, so
+//! Once the handshake is done the connection is published to the peer's `Wire`, so
 //! that `send` can write to it directly while nothing is queued; it is withdrawn before the
 //! connection is dropped. A frame `send` wrote only in part leaves its tail at the head of
 //! the control lane, which this writer drains before anything else.
@@ -16,10 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
@@ -28,7 +26,6 @@ use super::{is_snapshot_chunk, PeerContext, PeerQueues};
 use crate::codec::{encode_frame, WireBody};
 use crate::config::WRITE_BATCH_BYTES_MAX;
 use crate::error::display_chain;
-use crate::handshake::Handshake;
 use crate::metrics::{add, PeerCounters};
 
 /// Why a connection stopped being used.
@@ -36,7 +33,8 @@ pub(super) enum ConnectionEnd {
     /// The transport is shutting down or the peer was removed.
     Stopped,
     AddrChanged,
-    /// A write failed, or the peer closed or reset the connection.
+    /// A write failed, the reader saw the connection end, or a newer connection replaced
+    /// this one.
     Broken(io::Error),
 }
 
@@ -54,45 +52,64 @@ impl Drop for WithdrawOnDrop<'_> {
     }
 }
 
-/// Sends the handshake, then batches of queued messages, until the connection ends.
+/// The write half of an established connection (its welcome read or written).
+pub(super) struct Writer {
+    pub half: OwnedWriteHalf,
+    /// Cancelled when the connection ends; this writer cancels it too when it stops, so
+    /// the reader half stops with it.
+    pub cancel: CancellationToken,
+    /// Whether we dialled it: only then does a new peer address end it (the peer dialled
+    /// an accepted connection, so our address for the peer played no part).
+    pub dialled: bool,
+}
+
+/// Cancels the connection when the writer stops, however it stops.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Writes batches of queued messages, and probes when asked, until the connection ends.
 pub(super) async fn run_connection(
-    stream: TcpStream,
+    writer: Writer,
     queues: &mut PeerQueues,
     context: &PeerContext,
+    probe: &Notify,
     cancel: &CancellationToken,
     addr_rx: &mut watch::Receiver<SocketAddr>,
 ) -> ConnectionEnd {
-    let (mut reader, writer) = stream.into_split();
-    let writer = Arc::new(writer);
+    let Writer {
+        half,
+        cancel: connection_cancel,
+        dialled,
+    } = writer;
+    let _stop_reader = CancelOnDrop(connection_cancel.clone());
+    let half = Arc::new(half);
     let counters = &*context.counters;
     let mut batch = BytesMut::with_capacity(WRITE_BATCH_BYTES_MAX);
-    let handshake = Handshake::new(context.cluster_id, context.local_id, context.peer_id);
-    encode_frame(
-        &WireBody::Handshake(handshake),
-        context.frame_bytes_max,
-        &mut batch,
-    )
-    .expect("a handshake is far smaller than FRAME_BYTES_MIN");
-    if let Err(error) = write_batch(&writer, &mut batch, counters).await {
-        return ConnectionEnd::Broken(error);
-    }
-    // Declared after `writer`, so it is dropped (withdrawing the shared handle) first.
+    // Declared after `half`, so it is dropped (withdrawing the shared handle) first.
     let _withdraw = WithdrawOnDrop(&context.wire);
-    let connection = context.wire.publish(Arc::clone(&writer));
-    // The acceptor never sends on this connection, so any read result (EOF, reset or
-    // stray bytes) means the connection is finished.
-    let mut probe = [0u8; 1];
+    let connection = context.wire.publish(Arc::clone(&half));
     // Created once, not per pass: polling a fresh `cancelled()` or `changed()` future
     // registers a waiter under a lock, which showed up as per-message cost.
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    let connection_ended = connection_cancel.cancelled();
+    tokio::pin!(connection_ended);
     let addr_changed = addr_rx.changed();
     tokio::pin!(addr_changed);
     loop {
         let first = tokio::select! {
             biased;
             () = &mut cancelled => return ConnectionEnd::Stopped,
-            changed = &mut addr_changed => return match changed {
+            () = &mut connection_ended => return ConnectionEnd::Broken(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by the peer, replaced, or failed while reading",
+            )),
+            changed = &mut addr_changed, if dialled => return match changed {
                 Ok(()) => ConnectionEnd::AddrChanged,
                 Err(_) => ConnectionEnd::Stopped,
             },
@@ -100,10 +117,11 @@ pub(super) async fn run_connection(
             // head of the control lane and must be the next bytes on the connection.
             item = queues.control.recv() => item,
             message = queues.snapshot.recv() => message.map(Outbound::Message),
-            read = reader.read(&mut probe) => return ConnectionEnd::Broken(match read {
-                Ok(_) => io::Error::new(io::ErrorKind::ConnectionAborted, "peer closed or sent bytes"),
-                Err(error) => error,
-            }),
+            () = probe.notified() => {
+                // Reserves the socket as the writer's (see `wire`) for the probe's write.
+                context.wire.lock().unwritten += 1;
+                Some(Outbound::Probe)
+            }
         };
         let Some(first) = first else {
             return ConnectionEnd::Stopped;
@@ -111,8 +129,12 @@ pub(super) async fn run_connection(
         let filled = fill_batch(first, queues, context, connection, &mut batch);
         let written = tokio::select! {
             biased;
-            () = &mut cancelled => return ConnectionEnd::Stopped,
-            written = write_batch(&writer, &mut batch, counters) => written,
+            () = &mut cancelled => Err(io::Error::other("transport stopped")),
+            () = &mut connection_ended => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection ended during a write",
+            )),
+            written = write_batch(&half, &mut batch, counters) => written,
         };
         context.wire.written(filled.items);
         match written {
@@ -122,6 +144,10 @@ pub(super) async fn run_connection(
             }
             Err(error) => {
                 add(&counters.drops_connection_lost, filled.msgs);
+                batch.clear();
+                if cancel.is_cancelled() {
+                    return ConnectionEnd::Stopped;
+                }
                 return ConnectionEnd::Broken(error);
             }
         }
@@ -200,6 +226,12 @@ fn fill_batch_add(
             batch.extend_from_slice(&bytes);
             frame_bytes
         }
+        Outbound::Probe => {
+            encode_frame(&WireBody::Probe, context.frame_bytes_max, batch)
+                .expect("a probe is far smaller than FRAME_BYTES_MIN");
+            // Not a message: counted in neither `msgs_sent` nor `bytes_sent`.
+            return;
+        }
         Outbound::Message(message) => {
             let kind = message.body.kind();
             match encode_frame(&WireBody::Message(message), context.frame_bytes_max, batch) {
@@ -242,7 +274,6 @@ async fn write_batch(
 mod tests {
     use super::*;
     use crate::codec::FrameDecoder;
-    use crate::handshake::ClusterId;
     use bytes::Bytes;
     use raft_core::{LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
     use std::sync::Arc;
@@ -253,13 +284,10 @@ mod tests {
 
     fn context() -> PeerContext {
         PeerContext {
-            cluster_id: ClusterId(1),
-            local_id: NodeId(1),
             peer_id: NodeId(2),
             frame_bytes_max: 1024 * 1024,
             backoff_min: Duration::from_millis(1),
             backoff_max: Duration::from_millis(1),
-            connect_timeout: Duration::from_millis(1),
             counters: Arc::new(PeerCounters::default()),
             wire: Arc::new(Wire::new(Duration::ZERO)),
         }

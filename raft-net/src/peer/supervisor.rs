@@ -1,84 +1,177 @@
-//! Keeping a connection to one peer: dial, run, and redial with jittered, capped
-//! exponential backoff after a failure.
+//! Keeping one connection to one peer: adopt the connection the peer dialled, or dial it
+//! when there is none, and redial with jittered, capped exponential backoff after a
+//! failure. Which connection wins when both ends dial is decided by `link`.
 //!
 //! The backoff doubles with each consecutive failure and resets once a connection has
 //! stayed up for `backoff_max` (so a peer that accepts and then drops every connection,
 //! say because it rejects our handshake, is not dialled in a tight loop) or when the
 //! peer's address changes (a new address deserves a prompt first attempt).
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::batch::{run_connection, ConnectionEnd};
+use super::batch::{run_connection, ConnectionEnd, Writer};
 use super::{PeerContext, PeerQueues};
 use crate::backoff::Backoff;
+use crate::codec::{encode_frame, WireBody};
+use crate::connection::{read_until_closed, Closed, ReadSide, Shared};
+use crate::error::{display_chain, RejectReason};
+use crate::handshake::Handshake;
+use crate::inbound::InboundDecoder;
+use crate::link::Step;
 use crate::metrics::add;
 
-/// Runs until the peer is removed or the transport shuts down. Each pass makes one
-/// connection attempt (and runs the connection if it succeeds), then waits one backoff.
+/// What ties a peer's task to the rest of the transport.
+pub(crate) struct PeerLink {
+    pub shared: Arc<Shared>,
+    /// Wakes the task when an accepted connection is handed to it.
+    pub notify: Arc<Notify>,
+    /// Asks the writer to write a probe frame (see `link`).
+    pub probe: Arc<Notify>,
+}
+
+/// Why a dial did not produce a connection.
+enum DialError {
+    Io(io::Error),
+    /// The peer closed the connection without a welcome: it refused our hello (invalid,
+    /// or its own connection to us won the tie-break).
+    Refused,
+    Rejected(RejectReason),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Io(error) => write!(f, "{error}"),
+            DialError::Refused => write!(f, "peer closed the connection without a welcome"),
+            DialError::Rejected(reason) => write!(f, "bad welcome: {}", display_chain(reason)),
+        }
+    }
+}
+
+/// A connection we dialled, welcomed by the peer.
+struct Dialled {
+    writer: OwnedWriteHalf,
+    side: ReadSide,
+}
+
+/// Runs until the peer is removed or the transport shuts down. Each pass adopts an
+/// accepted connection, waits for one being accepted, or makes one dial; after a failure
+/// or a lost connection it waits one backoff.
 pub(super) async fn supervise(
     mut queues: PeerQueues,
     context: PeerContext,
+    link: PeerLink,
     mut addr_rx: watch::Receiver<SocketAddr>,
     cancel: CancellationToken,
 ) {
     let seed = Backoff::random_seed() ^ context.peer_id.get();
     let mut backoff = Backoff::new(context.backoff_min, context.backoff_max, seed);
+    let (peer, links) = (context.peer_id, &link.shared.links);
     let counters = &*context.counters;
-    let mut had_failure = false;
+    let mut reported_failure = false;
     loop {
-        let addr = *addr_rx.borrow_and_update();
-        let connected = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            connected = connect(addr, &context) => connected,
-        };
-        match connected {
-            Ok(stream) => {
-                add(&counters.connects, 1);
-                if had_failure {
-                    add(&counters.reconnects, 1);
-                }
-                debug!(peer = %context.peer_id, %addr, "connected to peer");
+        let served = match links.next_step(peer) {
+            Step::Adopt(accepted) => {
+                let writer = Writer {
+                    half: accepted.writer,
+                    cancel: accepted.cancel,
+                    dialled: false,
+                };
                 let started = Instant::now();
-                let end =
-                    run_connection(stream, &mut queues, &context, &cancel, &mut addr_rx).await;
-                had_failure = true;
-                match end {
-                    ConnectionEnd::Stopped => return,
-                    ConnectionEnd::AddrChanged => {
-                        info!(peer = %context.peer_id, "peer address changed; redialling");
-                        backoff.reset();
-                        continue;
-                    }
-                    ConnectionEnd::Broken(error) => {
-                        info!(peer = %context.peer_id, %addr, error = %error, "connection to peer lost");
-                    }
-                }
-                if started.elapsed() >= context.backoff_max {
-                    backoff.reset();
+                let end = run_connection(
+                    writer,
+                    &mut queues,
+                    &context,
+                    &link.probe,
+                    &cancel,
+                    &mut addr_rx,
+                )
+                .await;
+                links.ended(peer, accepted.id);
+                Some((end, started))
+            }
+            Step::Wait => {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return,
+                    () = link.notify.notified() => continue,
                 }
             }
-            Err(error) => {
-                add(&counters.connect_failures, 1);
-                if had_failure {
-                    debug!(peer = %context.peer_id, %addr, error = %error, "still cannot connect to peer");
-                } else {
-                    warn!(peer = %context.peer_id, %addr, error = %error, "cannot connect to peer");
+            Step::Dial => {
+                let addr = *addr_rx.borrow_and_update();
+                let dialled = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => {
+                        links.dial_abandon(peer);
+                        return;
+                    }
+                    dialled = dial(addr, &context, &link.shared) => dialled,
+                };
+                match dialled {
+                    Ok(dialled) => {
+                        supervise_run_dialled(
+                            dialled,
+                            &mut queues,
+                            &context,
+                            &link,
+                            &cancel,
+                            &mut addr_rx,
+                        )
+                        .await
+                    }
+                    Err(error) => {
+                        if links.dial_abandon(peer) {
+                            debug!(%peer, %addr, error = %error, "our dial lost the tie-break to the peer's");
+                            continue;
+                        }
+                        add(&counters.connect_failures, 1);
+                        if matches!(error, DialError::Rejected(_)) {
+                            warn!(%peer, %addr, error = %error, "peer's welcome rejected");
+                        } else if reported_failure {
+                            debug!(%peer, %addr, error = %error, "still cannot connect to peer");
+                        } else {
+                            info!(%peer, %addr, error = %error, "cannot connect to peer");
+                        }
+                        reported_failure = true;
+                        None
+                    }
                 }
-                had_failure = true;
+            }
+        };
+        if let Some((end, started)) = served {
+            match end {
+                ConnectionEnd::Stopped => return,
+                ConnectionEnd::AddrChanged => {
+                    info!(%peer, "peer address changed; redialling");
+                    backoff.reset();
+                    continue;
+                }
+                ConnectionEnd::Broken(error) => {
+                    info!(%peer, error = %error, "connection to peer lost");
+                }
+            }
+            reported_failure = false;
+            if started.elapsed() >= context.backoff_max {
+                backoff.reset();
             }
         }
         let delay = backoff.next_delay();
         tokio::select! {
             biased;
             () = cancel.cancelled() => return,
+            // An accepted connection needs no backoff: the peer reached us.
+            () = link.notify.notified() => {}
             changed = addr_rx.changed() => match changed {
                 Ok(()) => backoff.reset(),
                 Err(_) => return,
@@ -88,11 +181,83 @@ pub(super) async fn supervise(
     }
 }
 
-async fn connect(addr: SocketAddr, context: &PeerContext) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(context.connect_timeout, TcpStream::connect(addr))
+/// Registers a welcomed dial as the peer's connection (unless another connection won
+/// meanwhile), starts its reader and runs its writer. Returns how it ended and when it
+/// started, or `None` if it was dropped unused.
+async fn supervise_run_dialled(
+    dialled: Dialled,
+    queues: &mut PeerQueues,
+    context: &PeerContext,
+    link: &PeerLink,
+    cancel: &CancellationToken,
+    addr_rx: &mut watch::Receiver<SocketAddr>,
+) -> Option<(ConnectionEnd, Instant)> {
+    let (peer, shared) = (context.peer_id, &link.shared);
+    let id = shared.links.next_id();
+    let connection_cancel = shared.cancel.child_token();
+    let Some(reconnect) = shared.links.dial_finish(peer, id, &connection_cancel) else {
+        debug!(%peer, "a connection from the peer was accepted meanwhile; dropping ours");
+        return None;
+    };
+    add(&context.counters.connects, 1);
+    add(&context.counters.reconnects, u64::from(reconnect));
+    debug!(%peer, remote = %dialled.side.remote, "connected to peer");
+    let reader = read_until_closed(
+        dialled.side,
+        peer,
+        id,
+        connection_cancel.clone(),
+        Arc::clone(shared),
+    );
+    shared.tracker.spawn(reader);
+    let started = Instant::now();
+    let writer = Writer {
+        half: dialled.writer,
+        cancel: connection_cancel,
+        dialled: true,
+    };
+    let end = run_connection(writer, queues, context, &link.probe, cancel, addr_rx).await;
+    shared.links.ended(peer, id);
+    Some((end, started))
+}
+
+/// Connects, writes the hello and reads the welcome, each bounded by a timeout.
+async fn dial(
+    addr: SocketAddr,
+    context: &PeerContext,
+    shared: &Shared,
+) -> Result<Dialled, DialError> {
+    let config = &shared.config;
+    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| DialError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
+        .map_err(DialError::Io)?;
     // Raft messages are latency-sensitive and already batched by the writer.
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    stream.set_nodelay(true).map_err(DialError::Io)?;
+    let (reader, mut writer) = stream.into_split();
+    let hello = Handshake::new(config.cluster_id, config.node_id, context.peer_id);
+    let mut frame = bytes::BytesMut::new();
+    encode_frame(
+        &WireBody::Handshake(hello),
+        config.frame_bytes_max,
+        &mut frame,
+    )
+    .expect("a handshake is far smaller than FRAME_BYTES_MIN");
+    writer.write_all(&frame).await.map_err(DialError::Io)?;
+    let decoder = InboundDecoder::for_dialer(
+        config.cluster_id,
+        config.node_id,
+        context.peer_id,
+        config.frame_bytes_max,
+    );
+    let mut side = ReadSide::new(reader, decoder, addr);
+    match side
+        .read_handshake(config.handshake_timeout, &shared.cancel)
+        .await
+    {
+        Ok(Ok(_)) => Ok(Dialled { writer, side }),
+        Ok(Err(Closed::Io(error))) => Err(DialError::Io(error)),
+        Ok(Err(_)) => Err(DialError::Refused),
+        Err(reason) => Err(DialError::Rejected(reason)),
+    }
 }

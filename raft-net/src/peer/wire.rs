@@ -41,6 +41,8 @@ pub(crate) enum Outbound {
         frame_bytes: usize,
         connection: u64,
     },
+    /// A probe frame (see `link`), written by the writer when asked.
+    Probe,
 }
 
 /// Shared by a peer's handle (for `send`) and its writer task.
@@ -51,7 +53,7 @@ pub(crate) struct Wire {
 
 pub(crate) struct WireState {
     /// The established connection, published by the writer task once its handshake is
-    /// written and withdrawn before that connection is dropped; `None` while (re)connecting.
+    /// done and withdrawn before that connection is dropped; `None` while (re)connecting.
     stream: Option<Arc<OwnedWriteHalf>>,
     /// How many connections have been published; the number of the current one.
     connection: u64,

@@ -1,0 +1,213 @@
+//! Reading one connection, whichever end dialled it: the handshake frame, then messages
+//! handed to the caller's bounded channel until the connection ends.
+//!
+//! When that channel is full the reader waits, stops reading, and TCP flow control pushes
+//! back on that one peer; other connections keep their own pace, and the same
+//! connection's other direction is unaffected (writes never wait for reads). Any
+//! [`RejectReason`] closes only the connection it arose on, with a warning and a counter.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use raft_core::{Message, NodeId};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::TransportConfig;
+use crate::error::{display_chain, RejectReason};
+use crate::inbound::{InboundDecoder, InboundEvent};
+use crate::link::Links;
+use crate::metrics::{add, Metrics, PeerCounters};
+
+/// Spare room ensured before each read: large enough that a burst of small frames arrives
+/// in one read, small enough to be irrelevant per connection.
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What every connection task needs; one per transport.
+pub(crate) struct Shared {
+    pub config: TransportConfig,
+    pub metrics: Arc<Metrics>,
+    pub inbound_tx: mpsc::Sender<Message>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    pub links: Links,
+}
+
+/// How a connection ended without a rejection.
+pub(crate) enum Closed {
+    Eof,
+    /// Shutdown, removal of the peer, replacement by a newer connection, or the writer
+    /// half failed.
+    Cancelled,
+    ReceiverGone,
+    Io(io::Error),
+}
+
+/// One connection's read half and what has been read from it but not yet decoded.
+pub(crate) struct ReadSide {
+    pub reader: OwnedReadHalf,
+    pub buf: BytesMut,
+    pub decoder: InboundDecoder,
+    pub remote: SocketAddr,
+}
+
+impl ReadSide {
+    pub fn new(reader: OwnedReadHalf, decoder: InboundDecoder, remote: SocketAddr) -> ReadSide {
+        ReadSide {
+            reader,
+            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            decoder,
+            remote,
+        }
+    }
+
+    /// Reads until the handshake frame is accepted, for at most `timeout`; returns the
+    /// peer it names. Frames behind it stay buffered for [`ReadSide::read_messages`].
+    ///
+    /// # Errors
+    /// The rejection, or `Ok(Err(closed))` if the stream ended or failed first.
+    pub async fn read_handshake(
+        &mut self,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Result<NodeId, Closed>, RejectReason> {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        // Bounded by the deadline; each pass decodes what is buffered, then reads once.
+        loop {
+            match self.decoder.next_event(&mut self.buf)? {
+                Some(InboundEvent::Established { peer }) => return Ok(Ok(peer)),
+                Some(InboundEvent::Message { .. }) => {
+                    unreachable!("the decoder yields no message before the handshake")
+                }
+                None => {}
+            }
+            self.buf.reserve(READ_CHUNK_BYTES);
+            let read = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok(Err(Closed::Cancelled)),
+                () = &mut deadline => {
+                    let timeout_ms = timeout.as_millis();
+                    return Err(RejectReason::HandshakeTimeout { timeout_ms });
+                }
+                read = self.reader.read_buf(&mut self.buf) => read,
+            };
+            match read {
+                Ok(0) => return self.decoder.finish(&self.buf).map(|()| Err(Closed::Eof)),
+                Ok(_) => {}
+                Err(error) => return Ok(Err(Closed::Io(error))),
+            }
+        }
+    }
+
+    /// Reads, decodes and forwards messages until the connection ends. Each pass forwards
+    /// every whole frame buffered (bounded by the buffer, at least 5 bytes a frame), then
+    /// reads once.
+    ///
+    /// # Errors
+    /// Why the connection must be closed.
+    pub async fn read_messages(
+        &mut self,
+        cancel: &CancellationToken,
+        shared: &Shared,
+        counters: &PeerCounters,
+    ) -> Result<Closed, RejectReason> {
+        // Created once: a fresh `cancelled()` per pass would register a waiter under a lock.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            while let Some(event) = self.decoder.next_event(&mut self.buf)? {
+                let InboundEvent::Message {
+                    message,
+                    wire_bytes,
+                } = event
+                else {
+                    unreachable!("the decoder yields one handshake event, already taken")
+                };
+                add(&counters.msgs_received, 1);
+                add(
+                    &counters.bytes_received,
+                    u64::try_from(wire_bytes).expect("usize fits in u64"),
+                );
+                // Fast path without a wait; only a full channel needs the select.
+                let message = match shared.inbound_tx.try_send(message) {
+                    Ok(()) => continue,
+                    Err(TrySendError::Closed(_)) => return Ok(Closed::ReceiverGone),
+                    Err(TrySendError::Full(message)) => message,
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut cancelled => return Ok(Closed::Cancelled),
+                    sent = shared.inbound_tx.send(message) => if sent.is_err() {
+                        return Ok(Closed::ReceiverGone);
+                    },
+                }
+            }
+            self.buf.reserve(READ_CHUNK_BYTES);
+            let read = tokio::select! {
+                biased;
+                () = &mut cancelled => return Ok(Closed::Cancelled),
+                read = self.reader.read_buf(&mut self.buf) => read,
+            };
+            match read {
+                Ok(0) => return self.decoder.finish(&self.buf).map(|()| Closed::Eof),
+                Ok(_) => {}
+                Err(error) => return Ok(Closed::Io(error)),
+            }
+        }
+    }
+}
+
+/// Logs how a connection ended and counts a rejection; `counters` are the peer's, once
+/// its handshake frame was accepted.
+pub(crate) fn log_end(
+    remote: SocketAddr,
+    peer: Option<NodeId>,
+    outcome: Result<Closed, RejectReason>,
+    metrics: &Metrics,
+    counters: Option<&PeerCounters>,
+) {
+    match outcome {
+        Ok(Closed::Eof) => info!(%remote, ?peer, "peer closed its connection"),
+        Ok(Closed::Cancelled) => {
+            debug!(%remote, ?peer, "peer connection closed (shutdown, replaced or write failed)")
+        }
+        Ok(Closed::ReceiverGone) => debug!(%remote, ?peer, "inbound receiver dropped; closing"),
+        Ok(Closed::Io(error)) => info!(%remote, ?peer, error = %error, "peer connection failed"),
+        Err(reason) => {
+            warn!(%remote, ?peer, reason = %display_chain(&reason), "closing peer connection");
+            metrics.count_rejection(reason.class(), counters);
+        }
+    }
+}
+
+/// Reads messages from an established connection until it ends, then cancels `cancel`
+/// (stopping the writer half), forgets the connection and logs how it ended. The reader
+/// task of every connection, dialled or accepted, runs this.
+pub(crate) async fn read_until_closed(
+    mut side: ReadSide,
+    peer: NodeId,
+    id: u64,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    let counters = shared.metrics.peer(peer);
+    let outcome = side.read_messages(&cancel, &shared, &counters).await;
+    cancel.cancel();
+    shared.links.ended(peer, id);
+    log_end(
+        side.remote,
+        Some(peer),
+        outcome,
+        &shared.metrics,
+        Some(&counters),
+    );
+}
