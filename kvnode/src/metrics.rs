@@ -212,7 +212,7 @@ impl Metrics {
 
 fn render_transport(out: &mut String, transport: &TransportMetrics) {
     type Field = fn(&raft_net::PeerMetrics) -> u64;
-    let per_peer: [(&str, &str, Field); 6] = [
+    let per_peer: [(&str, &str, Field); 8] = [
         (
             "raftkv_peer_bytes_sent_total",
             "Bytes written to a peer.",
@@ -243,6 +243,16 @@ fn render_transport(out: &mut String, transport: &TransportMetrics) {
             "Reconnections to a peer.",
             |m| m.reconnects,
         ),
+        (
+            "raftkv_peer_connects_total",
+            "Connections to a peer that this node dialled (one connection carries both directions).",
+            |m| m.connects,
+        ),
+        (
+            "raftkv_peer_accepts_total",
+            "Connections to a peer that the peer dialled and this node accepted.",
+            |m| m.accepts,
+        ),
     ];
     for (name, help, field) in per_peer {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -263,5 +273,19 @@ fn render_transport(out: &mut String, transport: &TransportMetrics) {
         "Inbound peer connections refused at the handshake.",
         "counter",
         transport.handshake_rejections,
+    );
+    counter(
+        out,
+        "raftkv_peer_connections_refused_total",
+        "Valid peer dials refused because this node's own connection to that peer wins the tie-break.",
+        "counter",
+        transport.connections_refused,
+    );
+    counter(
+        out,
+        "raftkv_peer_connections_replaced_total",
+        "Peer connections closed because a newer one to the same peer replaced them.",
+        "counter",
+        transport.connections_replaced,
     );
 }

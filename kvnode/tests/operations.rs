@@ -95,6 +95,24 @@ fn metrics_endpoint_serves_prometheus_text() {
         .and_then(|count| count.parse::<u64>().ok())
         .expect("fsync count");
     assert!(fsyncs > 0, "a node that persisted entries has synced");
+    // One connection per peer pair, dialled by either side: the restarted, caught-up node
+    // holds one with each of its two peers.
+    let mut connections = std::collections::BTreeMap::<String, u64>::new();
+    for line in response.lines() {
+        let Some(rest) = line
+            .strip_prefix("raftkv_peer_connects_total{peer=\"")
+            .or_else(|| line.strip_prefix("raftkv_peer_accepts_total{peer=\""))
+        else {
+            continue;
+        };
+        let (peer, count) = rest.split_once("\"} ").expect("a labelled counter line");
+        *connections.entry(peer.to_owned()).or_default() += count.parse::<u64>().expect("count");
+    }
+    assert_eq!(connections.len(), 2, "{response}");
+    assert!(
+        connections.values().all(|count| *count >= 1),
+        "{connections:?}"
+    );
 }
 
 #[test]
