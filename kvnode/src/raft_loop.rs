@@ -15,7 +15,7 @@ use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
 };
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
@@ -39,6 +39,8 @@ use crate::storage::{SnapshotWriter, StagedSnapshot, Storage};
 /// Inputs handled per loop iteration before the node's Ready is processed; bounds the
 /// latency a burst can add to ticks.
 const INBOX_DRAIN_MAX: usize = 4096;
+/// A log sync at least this long is logged: it is a pause of the whole raft loop.
+const SLOW_SYNC: Duration = Duration::from_millis(100);
 
 /// What a request's sender gets back.
 pub enum Outcome {
@@ -525,7 +527,16 @@ impl RaftLoop {
             if ready.must_sync {
                 let started = Instant::now();
                 store.sync()?;
-                self.metrics.fsync_latency.observe(started.elapsed());
+                let took = started.elapsed();
+                self.metrics.fsync_latency.observe(took);
+                if took >= SLOW_SYNC {
+                    // The raft loop waits on the sync: no heartbeats or commits meanwhile.
+                    warn!(
+                        node = self.config.node_id.0,
+                        millis = took.as_millis() as u64,
+                        "slow log sync"
+                    );
+                }
             }
             Ok::<(), raft_core::StorageError>(())
         })();
@@ -696,6 +707,7 @@ impl RaftLoop {
         self.snapshots.busy = false;
         self.last_snapshot_bytes = bytes;
         let index = staged.index();
+        let started = Instant::now();
         match self.node.store_mut().install_snapshot(staged) {
             Ok(true) => {
                 self.metrics.snapshots_total.fetch_add(1, Ordering::Relaxed);
@@ -704,6 +716,7 @@ impl RaftLoop {
                     node = self.config.node_id.0,
                     index = index.0,
                     bytes,
+                    install_micros = started.elapsed().as_micros() as u64,
                     "snapshot taken; log compacted"
                 );
             }

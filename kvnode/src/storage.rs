@@ -127,8 +127,12 @@ impl SnapshotWriter {
         let len = machine.snapshot_len();
         let staged = match self {
             SnapshotWriter::Wal(dir) => {
-                WalStore::stage_snapshot_with(dir, meta, len, |sink| machine.write_snapshot(sink))
-                    .map(StagedSnapshot::Wal)?
+                WalStore::stage_snapshot_with(dir, meta, len, |sink| {
+                    // This runs on the snapshot thread; the raft loop's syncs come first.
+                    sink.pace();
+                    machine.write_snapshot(sink)
+                })
+                .map(StagedSnapshot::Wal)?
             }
             SnapshotWriter::Memory => StagedSnapshot::Memory(Snapshot {
                 meta,

@@ -28,6 +28,7 @@
 pub mod config;
 pub mod error;
 pub mod meta;
+mod reaper;
 pub mod record;
 pub mod recovery;
 pub mod segment;

@@ -132,12 +132,14 @@ impl Spare {
         self.map.len()
     }
 
-    /// Deletes the spare's file (not durable until the directory is synced).
+    /// Deletes the spare's file (not durable until the directory is synced). Returns the
+    /// spare, whose mapping keeps the file's blocks and pages until it is dropped.
     ///
     /// # Errors
     /// `Io` if the file cannot be removed.
-    pub fn remove(self) -> Result<()> {
-        std::fs::remove_file(&self.path).map_err(Error::io("remove spare", &self.path))
+    pub fn remove(self) -> Result<Spare> {
+        std::fs::remove_file(&self.path).map_err(Error::io("remove spare", &self.path))?;
+        Ok(self)
     }
 }
 

@@ -198,7 +198,8 @@ impl WalStore {
         }
         let keeps_suffix =
             index <= self.wal.last_index() && self.wal.term(index) == Some(meta.term);
-        blob.commit().map_err(backend)?;
+        let replaced = blob.commit().map_err(backend)?;
+        self.wal.discard_later(replaced);
         let result = if keeps_suffix {
             self.wal.compact_prefix(index)
         } else {

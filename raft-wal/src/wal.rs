@@ -33,6 +33,7 @@ use raft_core::{LogIndex, Term};
 use crate::config::{SyncPolicy, WalConfig};
 use crate::error::{Error, Result};
 use crate::meta::{sync_dir, StateFile, STATE_BYTES_MAX};
+use crate::reaper::Reaper;
 use crate::record::Record;
 use crate::recovery::recover;
 use crate::segment::{Segment, Spare};
@@ -83,6 +84,9 @@ pub struct Wal {
     spares: Vec<Spare>,
     /// Spares made since open, which numbers their file names.
     spares_made: u64,
+    /// Frees removed segments off the caller's thread. Declared last: dropped after the
+    /// segments, it waits until every file handed to it is freed.
+    reaper: Reaper,
 }
 
 impl Wal {
@@ -115,6 +119,7 @@ impl Wal {
             state_seq,
             spares: Vec::new(),
             spares_made: 0,
+            reaper: Reaper::start(),
         };
         wal.check_invariants();
         // The recovery scan touched every page of the log (and the tail's zeroed rest);
@@ -134,6 +139,13 @@ impl Wal {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Drops `item` on the WAL's background thread: for the last handle to a removed or
+    /// replaced file, whose blocks and cached pages are freed when it closes (see the
+    /// `reaper` module).
+    pub fn discard_later<T: Send + 'static>(&self, item: T) {
+        self.reaper.discard(item);
     }
 
     pub fn config(&self) -> &WalConfig {
@@ -252,7 +264,8 @@ impl Wal {
                 return Segment::recycle(spare, &self.dir, first_index, prev_crc, sync);
             }
             // Unsynced removal: a spare that survives a crash is deleted on open anyway.
-            spare.remove()?;
+            let spare = spare.remove()?;
+            self.reaper.discard(spare);
         }
         Segment::create(
             &self.dir,
@@ -292,6 +305,7 @@ impl Wal {
         while self.segments.len() > 1 && self.tail().first_index() >= from {
             let segment = self.segments.pop().expect("len > 1");
             remove_segment(&segment)?;
+            self.reaper.discard(segment);
             removed = true;
         }
         if removed && self.syncs() {
@@ -334,6 +348,7 @@ impl Wal {
                 self.spares.push(spare);
             } else {
                 remove_segment(&segment)?;
+                self.reaper.discard(segment);
             }
         }
         if self.syncs() {
@@ -354,6 +369,7 @@ impl Wal {
         // Bound: one step per segment.
         while let Some(segment) = self.segments.pop() {
             remove_segment(&segment)?;
+            self.reaper.discard(segment);
         }
         let sync = self.syncs();
         if sync {
