@@ -332,8 +332,8 @@ impl BlobSink {
         Ok(())
     }
 
-    /// From now on, after each sync wait as long as it took (at most 100 ms), so the blob
-    /// takes at most about half of the disk's time. For a writer on a background thread
+    /// From now on, after each sync wait three times as long as it took (at most 200 ms),
+    /// so the blob takes at most about a quarter of the disk's time. For a writer on a background thread
     /// (a node's own snapshot of hundreds of MB) sharing the disk with a log whose syncs
     /// the node waits on: every flush a log sync or a rename issues meanwhile queues
     /// behind the blob's write-back, and with three nodes on one disk writing their

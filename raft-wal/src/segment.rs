@@ -259,8 +259,9 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<DecodedSegmentHeader> {
 /// A sync releases the mapped pages behind it each time the log crosses a multiple of
 /// this ([`Segment::release_pages_below`]): one extra system call per MiB written.
 const RELEASE_STEP_BYTES: usize = 1 << 20;
-/// Page size for rounding releases down (the smallest Linux page; releasing less than
-/// the real page size only leaves a partial page mapped).
+/// Page size for rounding releases down: the smallest Linux page. On a kernel with larger
+/// pages `madvise` rounds the length up, releasing the page being written too, which
+/// costs a fault to map it again, never data.
 const RELEASE_PAGE_BYTES: usize = 4096;
 
 fn map_file(file: &File, path: &Path) -> Result<MmapMut> {

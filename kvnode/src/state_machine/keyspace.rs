@@ -236,7 +236,13 @@ impl KeySpace {
         let left = slots.len();
         self.len -= 1;
         self.data_bytes -= removed.data_bytes();
-        if bucket != 0 && left < BUCKET_MERGE_BELOW {
+        if bucket != 0 && left == 0 {
+            // An empty bucket goes whatever its predecessor's size: that one's range
+            // simply grows. Kept, it could never be merged later (a remove finds nothing
+            // in it), and it would break the layout's invariant.
+            self.starts.remove(bucket);
+            self.buckets.remove(bucket);
+        } else if bucket != 0 && left < BUCKET_MERGE_BELOW {
             self.merge_into_predecessor(bucket);
         }
         Some(removed)
@@ -502,6 +508,23 @@ mod tests {
             .collect();
         let theirs: Vec<_> = model.into_iter().map(|((_, k), v)| (k, v)).collect();
         assert_eq!(ours, theirs);
+    }
+
+    /// Found in review: emptying a bucket whose predecessor was too full to merge with
+    /// left an empty bucket behind.
+    #[test]
+    fn removing_every_key_in_reverse_order_leaves_no_empty_bucket() {
+        let mut space = space((0..5_000).map(|i| format!("key:{i}")));
+        let keys: Vec<Vec<u8>> = space.iter().map(|(key, _)| key.to_vec()).collect();
+        for (removed, key) in keys.iter().rev().enumerate() {
+            assert!(space.remove(key).is_some());
+            if removed % 50 == 0 {
+                space.check_invariants();
+            }
+        }
+        space.check_invariants();
+        assert!(space.is_empty());
+        assert_eq!(space.buckets.len(), 1, "only the first bucket remains");
     }
 
     #[test]
