@@ -21,7 +21,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use raft_core::{LogIndex, Term};
 use raft_wal::{Record, RecordKind, SyncPolicy, Wal, WalConfig};
 
@@ -85,13 +88,19 @@ fn wal_prefill(wal: &mut Wal, payload: &[u8], retained: u64) {
     }
 }
 
-fn wal_append_sync(c: &mut Criterion) {
-    let root = bench_root();
-    let mut group = c.benchmark_group("wal_append_sync");
+/// A group for the append cases, all measured alike so their rows compare.
+fn append_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
+    group
+}
+
+fn wal_append_sync(c: &mut Criterion) {
+    let root = bench_root();
+    let mut group = append_group(c, "wal_append_sync");
     for entry_bytes in ENTRY_SIZES_BYTES {
         for batch in BATCH_SIZES {
             let dir = root.path().join(format!("wal-{batch}x{entry_bytes}"));
@@ -133,11 +142,7 @@ fn raw_write_fdatasync(c: &mut Criterion) {
     let path = root.path().join("raw");
     let file = benches::raw_file::preallocated(&path, RAW_FILE_BYTES);
     let mut prefilled = false;
-    let mut group = c.benchmark_group("raw_write_fdatasync");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = append_group(c, "raw_write_fdatasync");
     let mut offset = 0u64;
     for entry_bytes in ENTRY_SIZES_BYTES {
         for batch in BATCH_SIZES {
@@ -212,11 +217,7 @@ impl RawFreshFiles {
 fn raw_write_fdatasync_fresh(c: &mut Criterion) {
     let root = bench_root();
     let mut files = RawFreshFiles::new(&root.path().join("raw-fresh"));
-    let mut group = c.benchmark_group("raw_write_fdatasync_fresh");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = append_group(c, "raw_write_fdatasync_fresh");
     for entry_bytes in ENTRY_SIZES_BYTES {
         for batch in BATCH_SIZES {
             let buf = vec![0x5au8; batch * (RECORD_HEADER_BYTES + entry_bytes)];

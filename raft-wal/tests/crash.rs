@@ -4,6 +4,8 @@
 //! Recovery must return exactly the records that are whole on disk (a prefix of what was
 //! written, holding everything synced), or an error for damage before the tail.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -37,13 +39,7 @@ fn write_log(dir: &Path, count: u64) -> Written {
     for index in 1..=count {
         let term = if index < 30 { 1 } else { 2 };
         let data = payload(index);
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(term),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(&mut wal, index, term, &data);
         written.push((index, term, data));
         if index % 3 == 0 {
             wal.sync().expect("sync");
@@ -51,29 +47,6 @@ fn write_log(dir: &Path, count: u64) -> Written {
     }
     wal.sync().expect("sync");
     written
-}
-
-/// The directory's files by name.
-fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry"))
-        .filter(|e| e.file_name() != "LOCK")
-        .map(|e| {
-            (
-                e.file_name().into_string().expect("utf8"),
-                std::fs::read(e.path()).expect("read"),
-            )
-        })
-        .collect()
-}
-
-fn restore(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
-    let _ = std::fs::remove_dir_all(dir); // Absent on the first restore.
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).expect("write");
-    }
 }
 
 fn segment_names(files: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
@@ -129,7 +102,7 @@ fn setup() -> Setup {
     let guard = tempfile::tempdir().expect("tempdir");
     let path = guard.path().join("wal");
     let written = write_log(&path, 160);
-    let files = snapshot_files(&path);
+    let files = common::dir_files(&path);
     let names = segment_names(&files);
     assert!(names.len() >= 3, "want several segments, got {names:?}");
     let last_name = names.last().expect("segments").clone();
@@ -166,7 +139,7 @@ fn cut_at_every_offset_of_the_final_records_recovers_the_whole_records() {
             } else {
                 bytes[cut..].fill(0);
             }
-            restore(&path, &damaged);
+            common::restore(&path, &damaged);
             // Zeroing bytes that are already zero (padding, a payload ending in zeros)
             // changes nothing: a record is damaged only if a non-zero byte is cut.
             let original = &files[&last_name];
@@ -228,7 +201,7 @@ fn bit_flips_in_sealed_segments_are_errors() {
         for bit in 0..8 {
             let mut damaged = files.clone();
             damaged.get_mut(&sealed).expect("sealed")[byte] ^= 1 << bit;
-            restore(&path, &damaged);
+            common::restore(&path, &damaged);
             match Wal::open(&path, config(SyncPolicy::Never)) {
                 Err(Error::Corrupt { path, .. }) => {
                     assert!(path.ends_with(&sealed), "error names {path:?}")
@@ -255,7 +228,7 @@ fn bit_flips_in_the_tail_cut_it_before_the_flipped_record_or_fail() {
         for byte in start..end {
             let mut damaged = files.clone();
             damaged.get_mut(&last_name).expect("tail")[byte] ^= 0x10;
-            restore(&path, &damaged);
+            common::restore(&path, &damaged);
             let wal =
                 Wal::open(&path, config(SyncPolicy::Never)).expect("a damaged tail record is cut");
             assert_recovered(&wal, &written, index - 1);
@@ -264,7 +237,7 @@ fn bit_flips_in_the_tail_cut_it_before_the_flipped_record_or_fail() {
     for byte in 0..SEGMENT_HEADER_BYTES {
         let mut damaged = files.clone();
         damaged.get_mut(&last_name).expect("tail")[byte] ^= 0x01;
-        restore(&path, &damaged);
+        common::restore(&path, &damaged);
         assert!(
             Wal::open(&path, config(SyncPolicy::Never)).is_err(),
             "tail header byte {byte}"
@@ -288,7 +261,7 @@ fn zeroed_tail_pages_cut_the_log_at_the_first_damaged_record() {
         let bytes = damaged.get_mut(&last_name).expect("tail");
         let page_end = (page_start + 4096).min(bytes.len());
         bytes[page_start..page_end].fill(0);
-        restore(&path, &damaged);
+        common::restore(&path, &damaged);
         let expected_last = spans
             .iter()
             .take_while(|(_, _, e)| *e <= page_start)
@@ -313,7 +286,7 @@ fn a_missing_middle_segment_is_an_error_naming_the_file() {
     } = setup();
     let names = segment_names(&files);
     files.remove(&names[1]);
-    restore(&path, &files);
+    common::restore(&path, &files);
     match Wal::open(&path, config(SyncPolicy::Never)) {
         Err(Error::Corrupt { path, .. }) => assert!(path.ends_with(&names[0])),
         other => panic!("expected Corrupt, got {:?}", other.map(|w| w.last_index())),
@@ -332,7 +305,7 @@ fn another_format_version_is_refused_with_a_clear_message() {
         bytes[8..12].copy_from_slice(&version.to_le_bytes());
         let crc = crc32fast::hash(&bytes[0..28]);
         bytes[28..32].copy_from_slice(&crc.to_le_bytes());
-        restore(&path, &files);
+        common::restore(&path, &files);
         let error = Wal::open(&path, config(SyncPolicy::Never))
             .err()
             .expect("refused");
@@ -394,7 +367,7 @@ fn check_mixed_pages(
                 target[range.clone()].copy_from_slice(&after[name][range.clone()]);
             }
         }
-        restore(&path, &image);
+        common::restore(&path, &image);
         let wal = Wal::open(&path, config(SyncPolicy::Never)).expect("open mixed image");
         let last = wal.last_index().0;
         assert!(
@@ -430,56 +403,32 @@ fn out_of_order_page_write_back_never_yields_a_log_that_did_not_exist() {
     let mut old: Written = Vec::new();
     for index in 1..=40 {
         let data = vec![index as u8; 300];
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(1),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(&mut wal, index, 1, &data);
         old.push((index, 1, data));
     }
     wal.sync().expect("sync");
-    let before = snapshot_files(&path);
+    let before = common::dir_files(&path);
     // Plain appends, unsynced: any mix keeps the 40 synced records.
     let mut longer = old.clone();
     for index in 41..=60 {
         let data = vec![index as u8; 300];
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(1),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(&mut wal, index, 1, &data);
         longer.push((index, 1, data));
     }
-    check_mixed_pages(&before, &snapshot_files(&path), &[longer], 40);
+    check_mixed_pages(&before, &common::dir_files(&path), &[longer], 40);
     // A truncation and a rewrite of the same size, unsynced: old or new, never a mix.
     wal.truncate_suffix(LogIndex(20)).expect("truncate");
     let mut new: Written = old[..19].to_vec();
     for index in 20..=45 {
         let data = vec![(index + 100) as u8; 300];
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(2),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(&mut wal, index, 2, &data);
         new.push((index, 2, data));
     }
-    check_mixed_pages(&before, &snapshot_files(&path), &[old, new.clone()], 19);
+    check_mixed_pages(&before, &common::dir_files(&path), &[old, new.clone()], 19);
     // Once synced, a truncation is final: the stale records never come back.
     wal.sync().expect("sync");
     wal.truncate_suffix(LogIndex(30)).expect("truncate");
-    wal.append(&Record {
-        index: LogIndex(30),
-        term: Term(2),
-        kind: RecordKind(1),
-        payload: &new[29].2,
-    })
-    .expect("append");
+    common::append(&mut wal, 30, 2, &new[29].2);
     wal.sync().expect("sync");
     drop(wal);
     let wal = Wal::open(&path, config).expect("reopen");

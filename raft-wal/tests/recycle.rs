@@ -4,13 +4,14 @@
 //! themselves. Whatever mix of new and old bytes a crash leaves, recovery must return a
 //! prefix of what was written holding every synced record, and never an old record.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use raft_core::{LogIndex, Term};
 use raft_wal::record::encoded_len;
 use raft_wal::segment::{self, SEGMENT_HEADER_BYTES};
-use raft_wal::{Record, RecordKind, SyncPolicy, Wal, WalConfig};
+use raft_wal::{SyncPolicy, Wal, WalConfig};
 
 const SEGMENT_BYTES: u64 = 8 * 1024;
 /// Equal sizes put the old records exactly on the new records' boundaries.
@@ -34,40 +35,12 @@ fn payload() -> Vec<u8> {
 fn append_range(wal: &mut Wal, first: u64, last: u64, term: u64) {
     let data = payload();
     for index in first..=last {
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(term),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(wal, index, term, &data);
         if index % 5 == 0 {
             wal.sync().expect("sync");
         }
     }
     wal.sync().expect("sync");
-}
-
-fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry"))
-        .filter(|e| e.file_name() != "LOCK")
-        .map(|e| {
-            (
-                e.file_name().into_string().expect("utf8"),
-                std::fs::read(e.path()).expect("read"),
-            )
-        })
-        .collect()
-}
-
-fn restore(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {
-    let _ = std::fs::remove_dir_all(dir); // Absent on the first restore.
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).expect("write");
-    }
 }
 
 /// Asserts the WAL holds exactly records `first..=last`, all with the test's payload and
@@ -118,7 +91,7 @@ fn recycled() -> Recycled {
     let first_name = segment::file_name(LogIndex(1));
     let old_first = std::fs::read(path.join(&first_name)).expect("first segment");
     wal.compact_prefix(LogIndex(PER_SEGMENT)).expect("compact");
-    let with_spare = files_of(&path);
+    let with_spare = common::dir_files(&path);
     let spare_name = segment::spare_file_name(0);
     assert!(
         with_spare.contains_key(&spare_name),
@@ -130,7 +103,7 @@ fn recycled() -> Recycled {
     let last = tail_first + 9;
     append_range(&mut wal, 3 * PER_SEGMENT + 16, last, 2);
     drop(wal);
-    let after = files_of(&path);
+    let after = common::dir_files(&path);
     let tail_name = segment::file_name(LogIndex(tail_first));
     assert!(!after.contains_key(&spare_name), "the spare was reused");
     // Proof of reuse: the old incarnation's records are still there after the new ones.
@@ -172,7 +145,7 @@ fn a_recycled_tail_cut_anywhere_recovers_new_records_and_never_an_old_one() {
             })
             .count() as u64;
         let expected_last = scenario.tail_first - 1 + whole;
-        restore(&scenario.path, &damaged);
+        common::restore(&scenario.path, &damaged);
         let mut wal = Wal::open(&scenario.path, config(SyncPolicy::Never))
             .unwrap_or_else(|error| panic!("cut at {cut}: {error}"));
         assert_holds(&wal, 2 * PER_SEGMENT, expected_last);
@@ -200,11 +173,11 @@ fn spare_files_present_on_open_are_removed_and_never_read_as_log() {
     garbage.insert(spare_name.clone(), vec![0xee; 100]);
     garbage.insert(segment::spare_file_name(7), Vec::new());
     for image in [&scenario.with_spare, &new_header, &garbage] {
-        restore(&scenario.path, image);
+        common::restore(&scenario.path, image);
         let mut wal = Wal::open(&scenario.path, config(SyncPolicy::Always)).expect("open");
         assert_holds(&wal, PER_SEGMENT + 1, 3 * PER_SEGMENT + 15);
         assert_eq!(wal.first_index(), LogIndex(PER_SEGMENT + 1));
-        let names: Vec<String> = files_of(&scenario.path).into_keys().collect();
+        let names: Vec<String> = common::dir_files(&scenario.path).into_keys().collect();
         assert!(
             names.iter().all(|name| !name.ends_with(".spare")),
             "{names:?}"
@@ -244,7 +217,7 @@ fn a_spare_is_not_reused_below_the_indexes_it_held_and_zero_spares_delete() {
     let mut wal = Wal::open(&path, no_spares).expect("open");
     append_range(&mut wal, 1, 3 * PER_SEGMENT, 1);
     wal.compact_prefix(LogIndex(PER_SEGMENT)).expect("compact");
-    let names: Vec<String> = files_of(&path).into_keys().collect();
+    let names: Vec<String> = common::dir_files(&path).into_keys().collect();
     assert!(
         names.iter().all(|name| !name.ends_with(".spare")),
         "{names:?}"

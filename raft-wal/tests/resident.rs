@@ -3,10 +3,12 @@
 //! the file and the page cache) and read back intact. Measured from `/proc/self/smaps`,
 //! the kernel's own account of each mapping's resident bytes.
 
+mod common;
+
 use std::path::Path;
 
-use raft_core::{LogIndex, Term};
-use raft_wal::{Record, RecordKind, SyncPolicy, Wal, WalConfig};
+use raft_core::LogIndex;
+use raft_wal::{SyncPolicy, Wal, WalConfig};
 
 const SEGMENT_BYTES: u64 = 16 << 20;
 
@@ -56,14 +58,7 @@ fn synced_log_pages_leave_resident_memory_and_read_back_intact() {
     // 6,000 records of 4 KiB: about 24 MiB, so one sealed 16 MiB segment and a tail.
     let count = 6_000;
     for index in 1..=count {
-        let data = payload(index);
-        wal.append(&Record {
-            index: LogIndex(index),
-            term: Term(1),
-            kind: RecordKind(1),
-            payload: &data,
-        })
-        .expect("append");
+        common::append(&mut wal, index, 1, &payload(index));
         if index % 50 == 0 {
             wal.sync().expect("sync");
         }
