@@ -254,15 +254,21 @@ impl StateMachine {
         condition: SetCondition,
         get: bool,
     ) -> Frame {
-        let old = self.keys.get(key).cloned();
-        let write = match condition {
-            SetCondition::Always => true,
-            SetCondition::IfAbsent => old.is_none(),
-            SetCondition::IfPresent => old.is_some(),
+        // A plain SET (the common case) looks the key up once, in the insert.
+        let (old, write) = match condition {
+            SetCondition::Always => (self.keys.insert(key, value), true),
+            SetCondition::IfAbsent | SetCondition::IfPresent => {
+                let old = self.keys.get(key).cloned();
+                let write = match condition {
+                    SetCondition::IfAbsent => old.is_none(),
+                    _ => old.is_some(),
+                };
+                if write {
+                    self.keys.insert(key, value);
+                }
+                (old, write)
+            }
         };
-        if write {
-            self.keys.insert(key, value);
-        }
         match (get, write) {
             (true, _) => old.map_or(Frame::Null, |item| Frame::Bulk(item.into_value())),
             (false, true) => Frame::ok(),
