@@ -43,5 +43,5 @@ pub use membership::{ConfChange, Membership, VoteResult};
 pub use message::{AppendResponse, InstallSnapshotResponse, Message, MessageBody};
 pub use node::Node;
 pub use ready::{ReadState, Ready, Role, SoftState};
-pub use storage::{InitialState, LogStore, LogStoreMut, MemStore};
+pub use storage::{InitialState, LogStore, LogStoreMut, MemStore, SyncPoint};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};

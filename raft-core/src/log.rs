@@ -25,6 +25,10 @@ pub(crate) struct RaftLog<S> {
     pub(crate) committed: LogIndex,
     /// Highest index handed to the application for applying. Never exceeds `committed`.
     pub(crate) applied: LogIndex,
+    /// Highest index known to be durable in this log: raised by a synced `advance` or a
+    /// driver's `persisted` report, lowered when a truncation replaces entries at or
+    /// below it (their replacements are not durable yet).
+    durable_last: LogIndex,
 }
 
 impl<S: LogStore> RaftLog<S> {
@@ -37,6 +41,7 @@ impl<S: LogStore> RaftLog<S> {
             unstable_offset,
             committed,
             applied,
+            durable_last: unstable_offset.prev(),
         }
     }
 
@@ -57,13 +62,32 @@ impl<S: LogStore> RaftLog<S> {
         }
     }
 
-    /// The last index whose entry is durable *and* part of this log (stale stored entries
-    /// beyond a pending truncation do not count).
+    /// The last index whose entry is in the store *and* part of this log (stale stored
+    /// entries beyond a pending truncation do not count). With a driver that persists
+    /// asynchronously, stored is not yet durable: see [`RaftLog::durable_last_index`].
     pub(crate) fn stable_last_index(&self) -> LogIndex {
         if self.unstable_snapshot.is_some() {
             return LogIndex::ZERO;
         }
         self.store.last_index().min(self.unstable_offset.prev())
+    }
+
+    /// The last index whose entry is durable and part of this log: what a leader may count
+    /// for itself toward a commit quorum.
+    pub(crate) fn durable_last_index(&self) -> LogIndex {
+        self.durable_last.min(self.stable_last_index())
+    }
+
+    /// The driver reports the store durable through `index`, whose entry had `term` when
+    /// the flush began. A report about an entry that has since been replaced (a different
+    /// term at that index, or an index beyond the log) proves nothing about this log.
+    pub(crate) fn mark_durable(&mut self, index: LogIndex, term: Term) {
+        if index <= self.durable_last || index > self.stable_last_index() {
+            return;
+        }
+        if self.term(index).ok() == Some(term) {
+            self.durable_last = index;
+        }
     }
 
     pub(crate) fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
@@ -173,6 +197,8 @@ impl<S: LogStore> RaftLog<S> {
             "append at {after:?} would overwrite committed entries (commit {:?})",
             self.committed
         );
+        // Whatever stood at `after` and beyond is replaced; its replacement is not durable.
+        self.durable_last = self.durable_last.min(after.prev());
         if after == self.unstable_offset.plus(self.unstable.len() as u64) {
             self.unstable.extend_from_slice(entries);
         } else if after <= self.unstable_offset {
@@ -254,6 +280,7 @@ impl<S: LogStore> RaftLog<S> {
         self.unstable.clear();
         self.unstable_offset = index.next();
         self.unstable_snapshot = Some(snapshot);
+        self.durable_last = LogIndex::ZERO;
     }
 
     pub(crate) fn unstable_entries(&self) -> &[Entry] {
@@ -264,8 +291,14 @@ impl<S: LogStore> RaftLog<S> {
         self.unstable_snapshot.as_ref()
     }
 
-    /// Called from `advance`: what was handed out is now in the store.
-    pub(crate) fn mark_persisted(&mut self, snapshot: bool, last_entry: Option<LogIndex>) {
+    /// Called from `advance`: what was handed out is now in the store, and durable if
+    /// `synced` (then so is everything stored before it).
+    pub(crate) fn mark_persisted(
+        &mut self,
+        snapshot: bool,
+        last_entry: Option<LogIndex>,
+        synced: bool,
+    ) {
         if snapshot {
             let snapshot = self
                 .unstable_snapshot
@@ -291,6 +324,9 @@ impl<S: LogStore> RaftLog<S> {
                 last,
                 "store did not persist the entries of the last Ready"
             );
+        }
+        if synced {
+            self.durable_last = self.stable_last_index();
         }
     }
 
@@ -329,6 +365,12 @@ impl<S: LogStore> RaftLog<S> {
             self.committed <= self.last_index(),
             "committed {:?} > last {:?}",
             self.committed,
+            self.last_index()
+        );
+        assert!(
+            self.durable_last_index() <= self.last_index(),
+            "durable {:?} beyond last {:?}",
+            self.durable_last_index(),
             self.last_index()
         );
         if let Some(first) = self.unstable.first() {

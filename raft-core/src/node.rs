@@ -30,6 +30,7 @@ pub(crate) struct IncomingSnapshot {
 /// What the last `ready` handed out, to be confirmed by `advance`.
 struct AdvanceMark {
     snapshot: bool,
+    term_or_vote_changed: bool,
     last_entry: Option<LogIndex>,
 }
 
@@ -499,8 +500,9 @@ impl<S: LogStore> Node<S> {
         }
         let hard = self.hard_state();
         if hard != self.previous_hard {
-            ready.must_sync =
+            ready.term_or_vote_changed =
                 hard.term != self.previous_hard.term || hard.vote != self.previous_hard.vote;
+            ready.must_sync = ready.term_or_vote_changed;
             ready.hard_state = Some(hard);
             self.previous_hard = hard;
         }
@@ -524,29 +526,78 @@ impl<S: LogStore> Node<S> {
         ready.read_states = std::mem::take(&mut self.read_states);
         self.awaiting_advance = Some(AdvanceMark {
             snapshot: ready.snapshot.is_some(),
+            term_or_vote_changed: ready.term_or_vote_changed,
             last_entry: ready.entries.last().map(|entry| entry.index),
         });
         ready
     }
 
-    /// Confirms that the last Ready's duties are done (persisted, sent, applied).
+    /// Confirms that the last Ready's duties are done (persisted and synced, sent, applied).
     ///
     /// # Panics
     /// If no Ready is outstanding, or the store does not hold what the Ready asked to persist.
     pub fn advance(&mut self) {
+        self.advance_with(true);
+    }
+
+    /// Like [`Node::advance`], for a driver that syncs off its own thread (see
+    /// [`Ready`]'s "Asynchronous sync"): the Ready's entries and hard state are written to
+    /// the store, and readable there, but not yet durable. The leader does not count them
+    /// for itself until [`Node::persisted`] says they are.
+    ///
+    /// # Panics
+    /// As `advance`; also if the Ready carried a snapshot or changed the term or vote:
+    /// those are synced before the node goes on, then confirmed with `advance` (see
+    /// [`Ready::term_or_vote_changed`]).
+    pub fn advance_unsynced(&mut self) {
+        assert!(
+            !self
+                .awaiting_advance
+                .as_ref()
+                .is_some_and(|mark| mark.snapshot || mark.term_or_vote_changed),
+            "a Ready with a snapshot or a new term or vote must be synced, then confirmed with advance()"
+        );
+        self.advance_with(false);
+    }
+
+    fn advance_with(&mut self, synced: bool) {
         let mark = self
             .awaiting_advance
             .take()
             .expect("advance called without an outstanding ready");
-        self.log.mark_persisted(mark.snapshot, mark.last_entry);
-        if self.role == Role::Leader {
-            let durable = self.log.stable_last_index();
-            if let Some(own) = self.progress.get_mut(&self.id) {
-                own.update_matched(durable);
-            }
-            self.leader_maybe_commit();
+        self.log
+            .mark_persisted(mark.snapshot, mark.last_entry, synced);
+        if synced {
+            self.leader_count_own_log();
         }
         self.check_invariants();
+    }
+
+    /// The driver's report that a sync finished: the store is durable through `index`, the
+    /// last entry it held when the sync began, which then had `term`. A report about an entry
+    /// since replaced is ignored. Only a leader's commit depends on it (a follower's
+    /// acknowledgements are held by the driver until the sync that covers them).
+    ///
+    /// # Panics
+    /// If called between `ready` and `advance`.
+    pub fn persisted(&mut self, index: LogIndex, term: Term) {
+        self.assert_not_awaiting_advance();
+        self.log.mark_durable(index, term);
+        self.leader_count_own_log();
+        self.check_invariants();
+    }
+
+    /// A leader counts its own log toward a quorum only as far as it is durable (§10.2.1
+    /// of the Raft thesis: its appends may leave before its own write).
+    fn leader_count_own_log(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let durable = self.log.durable_last_index();
+        if let Some(own) = self.progress.get_mut(&self.id) {
+            own.update_matched(durable);
+        }
+        self.leader_maybe_commit();
     }
 
     fn soft_state(&self) -> SoftState {

@@ -16,6 +16,33 @@
 //! When there is no `snapshot`, step 4 may come before step 2: committed entries are
 //! durable on a quorum already, so applying them (and answering their clients) need not
 //! wait for this node's sync of the newer entries in the same Ready.
+//!
+//! # Asynchronous sync
+//!
+//! A driver may instead sync on another thread and keep stepping the node meanwhile. For
+//! a Ready without a `snapshot`:
+//! - write (do not sync) what step 2 lists, in Ready order, so the store reads back the
+//!   new entries at once; then call `Node::advance_unsynced` in place of step 5;
+//! - hold `persisted_messages` until a sync that *began after their Ready's writes* has
+//!   finished (a sync makes durable everything written before it began), and send held
+//!   batches in Ready order;
+//! - when a sync finishes, call `Node::persisted` with the store's last index and that
+//!   entry's term as they were when the sync began (before releasing the messages it
+//!   covers), so a leader can count its own log.
+//!
+//! A Ready with a `snapshot`, or with `term_or_vote_changed`, is carried out in the
+//! synchronous order after every sync in flight has finished, and confirmed with
+//! `advance`. Elections are rare, and this way a node's term and vote are durable before it
+//! acts on them: a single voter becomes leader with no message at all, and a crash must not
+//! let it lead the same term twice with two different logs.
+//!
+//! Why the rest is as safe as the synchronous order: every message still leaves only once
+//! the state it promises is durable, so the only difference is that a promise may arrive
+//! after the node has moved on (truncated a suffix for a newer leader), which is no
+//! different from a network that delays the message; a leader counts its own entries only
+//! once they are durable; and a crash leaves a prefix of the writes that includes every
+//! write before the last finished sync, which is a state the synchronous driver could also
+//! have crashed in (what is lost is log entries nobody was promised, never a term or vote).
 
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
@@ -58,6 +85,10 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Whether this batch must be synced before `persisted_messages` are sent.
     pub must_sync: bool,
+    /// The hard state's term or vote changed. A driver that syncs asynchronously syncs
+    /// such a Ready before going on, so that a node never acts in a term (a single voter
+    /// leads without asking anyone) that a crash could take back.
+    pub term_or_vote_changed: bool,
     /// Messages that may be sent before persisting.
     pub messages: Vec<Message>,
     /// Messages that may only be sent after persisting.

@@ -20,7 +20,7 @@ mod memory;
 
 pub use memory::{bootstrap_entries, bootstrap_hard_state};
 
-pub use memory::MemStore;
+pub use memory::{MemStore, SyncPoint};
 
 use crate::error::StorageError;
 use crate::types::{Entry, HardState, LogIndex, Snapshot, Term};

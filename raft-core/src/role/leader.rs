@@ -54,7 +54,7 @@ impl<S: LogStore> Node<S> {
                 progress
             });
         }
-        let durable = self.log.stable_last_index();
+        let durable = self.log.durable_last_index();
         if let Some(own) = self.progress.get_mut(&self.id) {
             own.update_matched(durable);
             own.become_replicate();

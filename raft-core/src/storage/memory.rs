@@ -19,6 +19,10 @@ struct Image {
     entries: VecDeque<Entry>,
 }
 
+/// The written image as of [`MemStore::sync_point`], waiting to become the durable one.
+#[derive(Clone, Debug)]
+pub struct SyncPoint(Image);
+
 /// A log store held in memory, with an explicit durable image for crash simulation.
 ///
 /// `sync` is O(1): the durable image is described as "the written log cut back to
@@ -55,10 +59,29 @@ impl MemStore {
         store
     }
 
+    /// What a sync begun now would make durable: everything written so far. For a driver
+    /// that finishes its syncs later, off the write path ([`crate::Ready`], "Asynchronous
+    /// sync"); the simulator uses it to model a flush still running while writes go on.
+    pub fn sync_point(&self) -> SyncPoint {
+        SyncPoint(self.written.clone())
+    }
+
+    /// Finishes a sync begun at `point`: the durable image becomes what was written then,
+    /// whatever was written since. Points must be finished in the order they were taken,
+    /// and none after a later plain `sync`.
+    pub fn sync_through(&mut self, point: SyncPoint) {
+        self.synced_last = point.0.last_index();
+        self.synced_hard_state = point.0.hard_state;
+        self.synced_full = Some(point.0);
+    }
+
     /// Forgets everything not yet synced, as a power failure would.
     pub fn crash(&mut self) {
         if let Some(full) = self.synced_full.take() {
             self.written = full;
+            // What survived is durable as a whole, however it was described before.
+            self.synced_last = self.written.last_index();
+            self.synced_hard_state = self.written.hard_state;
             return;
         }
         let keep = usize::try_from(self.synced_last.0 - self.written.snapshot.meta.index.0)

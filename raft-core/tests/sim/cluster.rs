@@ -2,12 +2,12 @@
 //! by one seeded RNG in a single thread. Time is counted in *units*; each node ticks every
 //! `TICK_UNITS` units, and a message takes 1..=`latency_max` units to arrive.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
     ConfChange, Config, LogIndex, LogStore, LogStoreMut, MemStore, Membership, Message,
-    MessageBody, Node, NodeId, Ready, Role, Snapshot,
+    MessageBody, Node, NodeId, Ready, Role, Snapshot, SyncPoint, Term,
 };
 
 use crate::app::AppState;
@@ -15,6 +15,8 @@ use crate::checker::{Checker, Verdict};
 use crate::rng::SimRng;
 
 pub const TICK_UNITS: u64 = 10;
+/// Longest a sync runs in a profile with asynchronous syncs, in units.
+const FLUSH_UNITS_MAX: u64 = 15;
 /// Entries applied past the last snapshot before a node compacts its log.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 24;
 /// Nodes that may ever exist in one run (initial members plus those added later).
@@ -35,6 +37,9 @@ pub struct Profile {
     pub snapshots: bool,
     pub transfers: bool,
     pub reads: bool,
+    /// Nodes sync off the Ready path (`Ready`, "Asynchronous sync"): writes go on while a
+    /// sync runs for a random time, and messages wait for the sync that covers them.
+    pub async_syncs: bool,
 }
 
 impl Profile {
@@ -50,8 +55,28 @@ impl Profile {
             snapshots: rng.chance(600),
             transfers: rng.chance(400),
             reads: rng.chance(700),
+            async_syncs: false,
         }
     }
+}
+
+/// A node's syncs in a profile with asynchronous syncs.
+#[derive(Default)]
+struct AsyncSyncs {
+    /// Writes that need a sync, counted; a sync begun after write `n` covers it.
+    written: u64,
+    /// The count of writes known durable.
+    durable: u64,
+    /// Messages of each Ready, with the write count they wait for, in Ready order.
+    held: VecDeque<(u64, Vec<Message>)>,
+    running: Option<RunningSync>,
+}
+
+struct RunningSync {
+    covers: u64,
+    done_at: u64,
+    point: SyncPoint,
+    last: (LogIndex, Term),
 }
 
 struct InFlight {
@@ -66,6 +91,7 @@ struct SimNode {
     app: AppState,
     restart_at: u64,
     tick_phase: u64,
+    syncs: AsyncSyncs,
 }
 
 pub struct Stats {
@@ -94,7 +120,9 @@ pub struct Sim {
 impl Sim {
     pub fn new(seed: u64, trace: bool) -> Sim {
         let mut rng = SimRng::new(seed);
-        let profile = Profile::from_seed(&mut rng);
+        let mut profile = Profile::from_seed(&mut rng);
+        // Drawn from a generator of its own, so synchronous seeds replay as they always did.
+        profile.async_syncs = SimRng::new(seed.rotate_left(29) ^ 0xa5a5).chance(500);
         let voters = Membership::with_voters((1..=profile.nodes).map(NodeId));
         let mut sim = Sim {
             seed,
@@ -151,6 +179,7 @@ impl Sim {
                 app: AppState::default(),
                 restart_at: 0,
                 tick_phase,
+                syncs: AsyncSyncs::default(),
             },
         );
     }
@@ -196,6 +225,16 @@ impl Sim {
         self.time += 1;
         if self.time % TICK_UNITS == 0 {
             self.inject_events()?;
+        }
+        for id in self.live_ids() {
+            let due = self.nodes[&id]
+                .syncs
+                .running
+                .as_ref()
+                .is_some_and(|running| running.done_at <= self.time);
+            if due {
+                self.finish_sync(id)?;
+            }
         }
         for id in self.live_ids() {
             let phase = self.nodes[&id].tick_phase;
@@ -286,20 +325,114 @@ impl Sim {
                 self.log(format!("{id:?} crashes after writing, before syncing"));
                 return self.crash(id);
             }
-            self.node_mut(id)
-                .expect("live")
-                .store_mut()
-                .sync()
-                .expect("memory");
-            for message in &ready.persisted_messages {
-                self.send(message.clone());
+            if self.profile.async_syncs && ready.snapshot.is_none() && !ready.term_or_vote_changed {
+                self.hold_until_synced(id, ready.must_sync, &ready.persisted_messages);
+                self.apply(id, &ready)?;
+                self.node_mut(id).expect("live").advance_unsynced();
+            } else {
+                self.node_mut(id)
+                    .expect("live")
+                    .store_mut()
+                    .sync()
+                    .expect("memory");
+                self.synced_everything(id);
+                for message in &ready.persisted_messages {
+                    self.send(message.clone());
+                }
+                self.apply(id, &ready)?;
+                self.node_mut(id).expect("live").advance();
             }
-            self.apply(id, &ready)?;
-            let node = self.node_mut(id).expect("live");
-            node.advance();
             let node = self.nodes[&id].node.as_ref().expect("live");
             self.checker.after_step(node)?;
             self.maybe_compact(id);
+            self.maybe_begin_sync(id);
+        }
+    }
+
+    /// Asynchronous syncs: a Ready's messages leave once a sync begun after its writes has
+    /// finished, and never ahead of an earlier Ready's.
+    fn hold_until_synced(&mut self, id: NodeId, must_sync: bool, messages: &[Message]) {
+        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
+        if must_sync {
+            syncs.written += 1;
+        }
+        let waits_for = syncs.written;
+        if waits_for <= syncs.durable && syncs.held.is_empty() {
+            for message in messages {
+                self.send(message.clone());
+            }
+        } else if !messages.is_empty() {
+            syncs.held.push_back((waits_for, messages.to_vec()));
+        }
+    }
+
+    /// Starts a sync of everything written so far, if there is something to sync and no
+    /// sync is running (one at a time, as a driver with one sync thread does).
+    fn maybe_begin_sync(&mut self, id: NodeId) {
+        if !self.profile.async_syncs {
+            return;
+        }
+        let done_at = self.time + 1 + self.rng.below(FLUSH_UNITS_MAX);
+        let sim_node = self.nodes.get_mut(&id).expect("exists");
+        let Some(node) = sim_node.node.as_ref() else {
+            return;
+        };
+        let syncs = &mut sim_node.syncs;
+        if syncs.running.is_some() || syncs.written == syncs.durable {
+            return;
+        }
+        let store = node.store();
+        let last_index = store.last_index();
+        let last_term = store.term(last_index).expect("the last index has a term");
+        syncs.running = Some(RunningSync {
+            covers: syncs.written,
+            done_at,
+            point: store.sync_point(),
+            last: (last_index, last_term),
+        });
+    }
+
+    /// A running sync finishes: what was written before it began becomes durable, the node
+    /// learns so, and the messages waiting for it leave.
+    fn finish_sync(&mut self, id: NodeId) -> Verdict {
+        let sim_node = self.nodes.get_mut(&id).expect("exists");
+        let running = sim_node.syncs.running.take().expect("a sync is running");
+        let node = sim_node.node.as_mut().expect("live");
+        node.store_mut().sync_through(running.point);
+        node.persisted(running.last.0, running.last.1);
+        sim_node.syncs.durable = running.covers;
+        self.log(format!(
+            "{id:?} synced through {:?} (write {})",
+            running.last.0, running.covers
+        ));
+        self.release_synced_messages(id);
+        self.handle_ready(id)?;
+        self.maybe_begin_sync(id);
+        Ok(())
+    }
+
+    /// After a plain `sync` (which covers every write): the running sync, if any, is
+    /// superseded and every held message may leave.
+    fn synced_everything(&mut self, id: NodeId) {
+        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
+        syncs.running = None;
+        syncs.durable = syncs.written;
+        self.release_synced_messages(id);
+    }
+
+    fn release_synced_messages(&mut self, id: NodeId) {
+        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
+        let durable = syncs.durable;
+        let mut leaving = Vec::new();
+        while syncs
+            .held
+            .front()
+            .is_some_and(|(waits_for, _)| *waits_for <= durable)
+        {
+            leaving.extend(syncs.held.pop_front().expect("front exists").1);
+        }
+        for message in leaving {
+            self.send(message);
         }
     }
 
@@ -355,7 +488,12 @@ impl Sim {
                 data: app.to_snapshot_data(),
             })
             .expect("memory");
-        store.sync().expect("memory");
+        if self.profile.async_syncs {
+            // Durable with the next sync, like any other write.
+            sim_node.syncs.written += 1;
+        } else {
+            store.sync().expect("memory");
+        }
     }
 
     fn crash(&mut self, id: NodeId) -> Verdict {
@@ -363,6 +501,7 @@ impl Sim {
         let sim_node = self.nodes.get_mut(&id).expect("exists");
         let mut store = sim_node.node.take().expect("live").into_store();
         store.crash();
+        sim_node.syncs = AsyncSyncs::default();
         sim_node.crashed_store = Some(store);
         sim_node.restart_at = self.time + restart_in;
         Ok(())

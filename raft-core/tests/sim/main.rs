@@ -2,7 +2,9 @@
 //! properties after every step (`checker.rs`) and liveness after the faults end.
 //!
 //! - The default run covers `DEFAULT_SEEDS` seeds, split over several tests so the harness
-//!   runs them on every core. Each seed picks a cluster size (1 to 7) and a fault profile.
+//!   runs them on every core. Each seed picks a cluster size (1 to 7), a fault profile, and
+//!   whether its nodes sync in the Ready order or asynchronously, with writes going on
+//!   while a sync runs (about half the seeds each).
 //! - `SIM_SEED=<n>` replays one seed with a readable trace (add `-- --nocapture`).
 //! - `SIM_SEEDS=<count>` (and optionally `SIM_SEED_START=<n>`) runs that many seeds instead,
 //!   for soak runs.
