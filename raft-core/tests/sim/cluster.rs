@@ -736,7 +736,7 @@ impl Sim {
     /// live member must apply everything committed.
     fn check_liveness(&mut self, liveness_ticks: u64) -> Verdict {
         let deadline = self.time + liveness_ticks * TICK_UNITS;
-        let mut marker: Option<(NodeId, LogIndex)> = None;
+        let mut marker: Option<(LogIndex, Term)> = None;
         while self.time < deadline {
             self.step_time()?;
             if self.time % TICK_UNITS != 0 {
@@ -745,22 +745,22 @@ impl Sim {
             let Some(leader) = self.leader() else {
                 continue;
             };
-            let still_valid = marker.is_some_and(|(at, index)| {
-                self.nodes[&at]
-                    .node
-                    .as_ref()
-                    .is_some_and(|n| n.log_term(index).is_some())
-                    || self.checker.committed_max >= index
+            // A marker the current leader does not hold can never commit (a node removed
+            // from the cluster may keep it forever): propose another.
+            let leader_node = self.nodes[&leader].node.as_ref().expect("live");
+            let still_valid = marker.is_some_and(|(index, term)| {
+                leader_node.log_term(index) == Some(term) || self.checker.committed_max >= index
             });
             if !still_valid {
                 let node = self.node_mut(leader).expect("live");
+                let term = node.term();
                 if let Ok(index) = node.propose(Bytes::from_static(b"liveness-marker")) {
-                    marker = Some((leader, index));
+                    marker = Some((index, term));
                     self.handle_ready(leader)?;
                 }
                 continue;
             }
-            let (_, index) = marker.expect("valid");
+            let (index, _) = marker.expect("valid");
             if self.checker.committed_max < index {
                 continue;
             }
