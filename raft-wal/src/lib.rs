@@ -4,13 +4,17 @@
 //! Raft log store built on it ([`WalStore`], implementing raft-core's `LogStore` and
 //! `LogStoreMut`). The on-disk format and the crash-safety argument are in `FORMAT.md`.
 //!
-//! **Never**: run async code (the caller gives the WAL a dedicated thread), panic on
-//! disk content (it is untrusted: damage is an [`Error`]), retry a failed sync (fail-stop),
-//! or lose a record that a returned `sync` covered.
+//! **Never**: run async code (the caller gives the WAL a dedicated thread, and may run
+//! a [`Flush`] on a second one), panic on disk content (it is untrusted: damage is an
+//! [`Error`]), retry a failed sync (fail-stop), or lose a record that a returned `sync`,
+//! or a completed [`Flush`], covered.
 //!
 //! Modules:
-//! - [`wal`]: the log of records (append, truncate suffix, compact prefix, reset, sync);
-//!   keeps up to `spare_segments_max` compacted segments and reuses them for new ones.
+//! - [`wal`]: the log of records (append, truncate suffix, compact prefix, reset, sync,
+//!   and `begin_sync`, which returns the flush to run elsewhere); keeps up to
+//!   `spare_segments_max` compacted segments and reuses them for new ones.
+//! - [`flush`]: a started sync ([`Flush`]) that may run on another thread while the log
+//!   changes, and the gate its WAL and flushes share.
 //! - [`segment`]: one preallocated, mapped segment file, and spares (recycled segments).
 //! - [`record`]: the record encoding with its chained CRC.
 //! - [`recovery`]: opening a directory, validating segments, cutting the torn tail.
@@ -27,6 +31,7 @@
 
 pub mod config;
 pub mod error;
+pub mod flush;
 pub mod meta;
 mod reaper;
 pub mod record;
@@ -37,6 +42,7 @@ pub mod wal;
 
 pub use config::{SyncPolicy, WalConfig};
 pub use error::{Error, Result};
+pub use flush::Flush;
 pub use record::{Record, RecordKind};
 pub use store::{StagedSnapshot, WalStore};
 pub use wal::Wal;

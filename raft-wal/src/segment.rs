@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{Advice, MmapMut, UncheckedAdvice};
 use raft_core::{LogIndex, Term};
@@ -82,9 +83,9 @@ fn open_scan_check_state(header: &record::DecodedHeader, last_term: Term) -> Opt
 /// An open, mapped segment.
 pub struct Segment {
     path: PathBuf,
-    /// Kept open for the life of the mapping.
-    #[allow(dead_code)]
-    file: File,
+    /// Kept open for the life of the mapping, and shared with the segment's pending
+    /// flushes ([`crate::Flush`]), which sync the file through it.
+    file: Arc<File>,
     map: MmapMut,
     first_index: LogIndex,
     /// The CRC of the previous segment's last record (0 for a log's first segment).
@@ -110,7 +111,7 @@ pub struct Segment {
 /// "Recycled segments"). Its file and mapping stay open, so its pages stay mapped.
 pub struct Spare {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     map: MmapMut,
     /// The highest index any incarnation of the file held: its last incarnation's last
     /// index (each incarnation starts above every index an earlier one held).
@@ -327,7 +328,7 @@ impl Segment {
         }
         Ok(Segment::new_empty(
             path,
-            file,
+            Arc::new(file),
             map,
             first_index,
             prev_crc,
@@ -338,7 +339,7 @@ impl Segment {
     /// A segment with a header and no records yet (created or recycled).
     fn new_empty(
         path: PathBuf,
-        file: File,
+        file: Arc<File>,
         map: MmapMut,
         first_index: LogIndex,
         prev_crc: u32,
@@ -406,6 +407,10 @@ impl Segment {
         assert_ne!(seed, old_seed, "recycled segment must get a new chain seed");
         map[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_header(first_index, prev_crc, salt));
         if sync {
+            // Outside the WAL's sync gate (the `flush` module), though a pending flush of the
+            // file's last incarnation may share this file description: the roll that sealed
+            // it flushed it whole through the gate, so such a flush finds its generation
+            // durable and makes no system call that could take this one's error.
             map.flush_range(0, SEGMENT_HEADER_BYTES)
                 .map_err(Error::io("sync recycled segment header", &spare_path))?;
         }
@@ -478,7 +483,7 @@ impl Segment {
         }
         let mut segment = Segment {
             path: path.to_owned(),
-            file,
+            file: Arc::new(file),
             map,
             first_index,
             prev_crc,
@@ -747,7 +752,8 @@ impl Segment {
 
     /// Flushes the bytes changed since the last sync to stable storage (`msync(MS_SYNC)`
     /// of that range, which on Linux is an fdatasync of the range, including the extent
-    /// conversion of preallocated blocks).
+    /// conversion of preallocated blocks). Only for a segment no [`crate::Flush`] refers
+    /// to yet (recovery); the WAL flushes its tail with [`Segment::begin_sync`].
     ///
     /// # Errors
     /// `Io` if the flush fails; the caller must stop (fail-stop, never retry).
@@ -756,11 +762,35 @@ impl Segment {
             self.map
                 .flush_range(range.start, range.end - range.start)
                 .map_err(Error::io("sync segment", &self.path))?;
-            if range.start / RELEASE_STEP_BYTES != range.end / RELEASE_STEP_BYTES {
-                self.release_pages_below(range.start);
-            }
+            self.sync_release_behind(&range);
         }
         Ok(())
+    }
+
+    /// Takes the bytes changed since the last sync, which the caller is about to flush
+    /// through [`Segment::file`] (as a whole-file `fdatasync`), and releases the mapped
+    /// pages behind them as [`Segment::sync`] does. Releasing before the flush has run
+    /// is safe: dropping a page-table entry leaves the page-cache page dirty (it was
+    /// marked dirty when the store faulted, and again from the entry's dirty bit), and
+    /// `fdatasync` writes dirty page-cache pages whether mapped or not. Returns whether
+    /// anything had changed.
+    pub fn begin_sync(&mut self) -> bool {
+        let Some(range) = self.dirty.take() else {
+            return false;
+        };
+        self.sync_release_behind(&range);
+        true
+    }
+
+    fn sync_release_behind(&self, range: &Range<usize>) {
+        if range.start / RELEASE_STEP_BYTES != range.end / RELEASE_STEP_BYTES {
+            self.release_pages_below(range.start);
+        }
+    }
+
+    /// The open file behind the mapping, to flush it without the mapping.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// Unmaps this process's view of the whole pages before `offset`; their contents stay

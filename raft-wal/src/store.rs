@@ -26,6 +26,7 @@ use raft_core::{
 
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
+use crate::flush::Flush;
 use crate::meta::{read_blob, stage_blob_with, BlobSink, StagedBlob};
 use crate::record::{Record, RecordKind};
 use crate::wal::Wal;
@@ -129,6 +130,17 @@ impl WalStore {
     /// The underlying log, for inspection.
     pub fn wal(&self) -> &Wal {
         &self.wal
+    }
+
+    /// The first half of `sync` ([`Wal::begin_sync`]): the returned flush, run on any
+    /// thread, makes every entry appended and the hard state set before this call
+    /// durable, while the store goes on appending, truncating and installing snapshots.
+    /// What waits on persistence (an acknowledgement, a vote) waits for its `run`.
+    ///
+    /// # Errors
+    /// As [`Wal::begin_sync`].
+    pub fn begin_sync(&mut self) -> Result<Flush, StorageError> {
+        self.wal.begin_sync().map_err(backend)
     }
 
     /// Writes `snapshot` durably beside the store in `dir` without touching the log or

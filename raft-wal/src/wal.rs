@@ -5,7 +5,13 @@
 //! Invariants (checked by [`Wal::check_invariants`] in tests):
 //! - `segments` is never empty, sorted, and each segment starts right after the
 //!   previous one's last record; only the last segment (the tail) is ever written.
-//! - Every segment but the tail was synced before the tail was created.
+//! - Every segment but the tail was made durable *whole* before the tail was created
+//!   (policy `always`): the roll flushes the old tail's whole file, not only what it
+//!   wrote since the last `begin_sync`, because the flush of that `begin_sync` may not
+//!   have run yet. Hence a flush of the tail makes the whole log durable.
+//! - Every byte written before the `begin_sync` numbered `g` (`flush_generation`) is
+//!   durable once the sync gate's durable generation reaches `g` (see the `flush`
+//!   module); `flush_generation` never falls below it.
 //! - Record terms never decrease.
 //! - `spares` holds at most `config.spare_segments_max` compacted segments, renamed to
 //!   `*.spare`, each of which only ever held indexes below the log's first index at the
@@ -19,7 +25,15 @@
 //! behind the batch's records, so one flush makes both durable, in chain order (a
 //! recovered state never refers to records that were not recovered). Before any
 //! operation that destroys log bytes (truncate, compact, reset) the newest state is first
-//! written to the two-slot state file and synced, so it survives the loss of its record.
+//! written to the two-slot state file and synced, so it survives the loss of its record;
+//! the log up to that record is flushed first if a flush covering it may not have
+//! completed, so the copy never gets ahead of the records it refers to.
+//!
+//! A sync comes in two halves: [`Wal::begin_sync`] (on the WAL's thread) appends the
+//! state record and returns a [`Flush`], which may run on another thread while the WAL
+//! goes on changing the log; [`Wal::sync`] is both halves at once. No operation here
+//! waits for an earlier flush: each one either does not depend on earlier flushes having
+//! completed, or flushes what it depends on itself (the roll, the state-file copy).
 //!
 //! Never: interpret records (that is the adapter's job, see `store`), or retry a failed
 //! sync (fail-stop: the caller must stop the process).
@@ -27,11 +41,13 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft_core::{LogIndex, Term};
 
 use crate::config::{SyncPolicy, WalConfig};
 use crate::error::{Error, Result};
+use crate::flush::{Flush, SyncGate};
 use crate::meta::{sync_dir, StateFile, STATE_BYTES_MAX};
 use crate::reaper::Reaper;
 use crate::record::Record;
@@ -84,6 +100,10 @@ pub struct Wal {
     spares: Vec<Spare>,
     /// Spares made since open, which numbers their file names.
     spares_made: u64,
+    /// Numbers the flushes of the tail that found written bytes (see the module header).
+    flush_generation: u64,
+    /// Shared with every [`Flush`] this WAL hands out (see the `flush` module).
+    gate: Arc<SyncGate>,
     /// Frees removed segments off the caller's thread. Declared last: dropped after the
     /// segments, it waits until every file handed to it is freed.
     reaper: Reaper,
@@ -119,6 +139,9 @@ impl Wal {
             state_seq,
             spares: Vec::new(),
             spares_made: 0,
+            // Recovery synced what it changed: everything on disk now is durable.
+            flush_generation: 0,
+            gate: Arc::new(SyncGate::default()),
             reaper: Reaper::start(),
         };
         wal.check_invariants();
@@ -195,11 +218,13 @@ impl Wal {
         self.segment_of(index)?.term(index)
     }
 
-    /// Appends one record after the last. Not durable until [`Wal::sync`].
+    /// Appends one record after the last. Not durable until [`Wal::sync`], or until the
+    /// flush of a later [`Wal::begin_sync`] has run.
     ///
     /// # Errors
-    /// `RecordTooLarge` for a payload that cannot fit in a segment; `Io` if a new segment
-    /// cannot be created (a full disk shows up here, never as a SIGBUS).
+    /// `RecordTooLarge` for a payload that cannot fit in a segment; `Io` if the full tail
+    /// cannot be flushed or a new segment cannot be created (a full disk shows up here,
+    /// never as a SIGBUS).
     ///
     /// # Panics
     /// If the index does not follow the last one, the term decreases, or the kind is 0.
@@ -235,16 +260,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Seals the tail (synced, so that sealed segments are always whole) and starts a new
-    /// one after it.
+    /// Seals the tail and starts a new one after it. The seal makes the tail's whole file
+    /// durable, not only what it wrote since the last `begin_sync`: that `begin_sync`'s
+    /// flush may still be pending on another thread (or never run), and a sealed segment
+    /// must be durable whole before its successor exists (FORMAT.md, "Operations").
     fn append_roll_segment(&mut self) -> Result<()> {
-        let sync = self.syncs();
-        let tail = self.tail_mut();
-        if sync {
-            tail.sync()?;
-        } else {
-            tail.forget_dirty();
-        }
+        self.begin_sync_tail().run()?;
+        let tail = self.tail();
         let (next, prev_crc) = (tail.last_index().next(), tail.last_crc());
         tail.release_pages_below(tail.end_offset());
         let segment = self.new_segment(next, prev_crc)?;
@@ -299,6 +321,9 @@ impl Wal {
         if from > self.last_index() {
             return Ok(());
         }
+        // Needs no earlier flush to have completed: removed segments take their records
+        // with them (a pending flush of one still succeeds, on its open file), and kept
+        // records are durable by whichever flush covers them, as before the cut.
         self.persist_state_to_file()?;
         let mut removed = false;
         // Bound: one step per segment. Last first, so a crash leaves a chained prefix.
@@ -337,6 +362,8 @@ impl Wal {
         if droppable == 0 {
             return Ok(());
         }
+        // Drops only sealed segments, which their roll made durable whole, so no pending
+        // flush matters here.
         self.persist_state_to_file()?;
         // First first: a crash part-way leaves a suffix of segments, still chained. A
         // renamed spare is as gone as a removed file: recovery deletes spares.
@@ -365,6 +392,8 @@ impl Wal {
     /// `Io` on failure.
     pub fn reset(&mut self, next: LogIndex) -> Result<()> {
         assert!(next > LogIndex::ZERO, "log indexes start at 1");
+        // Every record goes, so no pending flush matters (one of a removed segment still
+        // succeeds, on its open file); the newest state goes to the state file first.
         self.persist_state_to_file()?;
         // Bound: one step per segment.
         while let Some(segment) = self.segments.pop() {
@@ -386,7 +415,8 @@ impl Wal {
     }
 
     /// Sets the small state value (at most [`STATE_BYTES_MAX`] bytes); written at the next
-    /// sync, as a state record after the records, covered by the same flush.
+    /// sync or `begin_sync`, as a state record after the records, covered by the same
+    /// flush.
     ///
     /// # Errors
     /// `RecordTooLarge` if the value is too long.
@@ -404,14 +434,32 @@ impl Wal {
         Ok(())
     }
 
-    /// Makes everything written so far durable (policy `always`) with one flush of the
-    /// tail's touched range: if the state value changed, it is first appended to the log
-    /// as a state record behind the records, so a recovered state never refers to records
-    /// that were not recovered (they precede it in the CRC chain).
+    /// Makes everything written so far durable (policy `always`): [`Wal::begin_sync`],
+    /// then its flush, on this thread. Covers every write before it, whatever became of
+    /// the flushes of earlier `begin_sync` calls.
     ///
     /// # Errors
     /// `Io`; the caller must stop (a failed sync is never retried).
     pub fn sync(&mut self) -> Result<()> {
+        self.begin_sync()?.run()
+    }
+
+    /// Does what [`Wal::sync`] does up to the flush itself, and returns the flush without
+    /// waiting for it: if the state value changed, it is appended to the log as a state
+    /// record behind the records, so a recovered state never refers to records that were
+    /// not recovered (they precede it in the CRC chain); then the tail's changed bytes are
+    /// taken, and the mapped pages behind them released. Running the returned [`Flush`],
+    /// on any thread and while this WAL goes on appending, truncating, compacting or
+    /// resetting, makes every byte written before this call durable (see [`Flush`]).
+    /// Under policy `never`, or if all of it is durable already, the flush does nothing.
+    ///
+    /// A caller that sends acknowledgements or votes must wait for the flush's `run` to
+    /// return `Ok` first, exactly as it waits for `sync`.
+    ///
+    /// # Errors
+    /// `Io` if appending the state record needs a new segment and that fails (see
+    /// [`Wal::append`]), or if the roll to it cannot flush the old tail.
+    pub fn begin_sync(&mut self) -> Result<Flush> {
         if self.state_dirty {
             let value = self.state.take().expect("dirty implies set");
             if !self.tail().fits_state(value.len()) {
@@ -423,20 +471,45 @@ impl Wal {
             self.state = Some(value);
             self.state_dirty = false;
         }
-        if self.syncs() {
-            self.tail_mut().sync()?;
-        } else {
+        Ok(self.begin_sync_tail())
+    }
+
+    /// The flush that makes every write so far durable: the tail's changed bytes, if
+    /// any, get the next generation; a generation already durable needs no flush.
+    fn begin_sync_tail(&mut self) -> Flush {
+        if !self.syncs() {
             self.tail_mut().forget_dirty();
+            return Flush::nothing();
         }
-        Ok(())
+        if self.tail_mut().begin_sync() {
+            self.flush_generation += 1;
+        }
+        if self.gate.durable_generation() >= self.flush_generation {
+            return Flush::nothing();
+        }
+        let tail = self.tail();
+        Flush::of(
+            Arc::clone(tail.file()),
+            tail.path().to_owned(),
+            Arc::clone(&self.gate),
+            self.flush_generation,
+        )
     }
 
     /// Writes the newest state value to the state file (durably, under policy `always`)
     /// if the log holds the only copy, so that an operation about to destroy log bytes
     /// cannot take the newest state with it.
+    ///
+    /// The log through that state record is made durable first if a flush covering it
+    /// may not have completed (it was appended before the `begin_sync` numbered
+    /// `flush_generation`, or an earlier one): a durable copy in the state file ahead of
+    /// its records would let a crash recover a commit index past the recovered log.
     fn persist_state_to_file(&mut self) -> Result<()> {
         if self.state_seq <= self.state_file.seq() {
             return Ok(());
+        }
+        if self.syncs() && self.gate.durable_generation() < self.flush_generation {
+            self.begin_sync_tail().run()?;
         }
         let seq = self.state_seq;
         let value = self

@@ -1,14 +1,16 @@
 //! Model-based property test: random sequences of append / truncate suffix / compact
-//! prefix / set state / sync / close-and-reopen run against the WAL and against a plain
-//! in-memory model, comparing every readable record after every step. Each case keeps 0
-//! to 3 compacted segments as spares, so compaction also recycles segments (with their old
-//! records behind the new ones) and reopening drops spares.
+//! prefix / set state / sync / begin sync (its flush run at once or kept for a later
+//! step) / close-and-reopen run against the WAL and against a plain in-memory model,
+//! comparing every readable record after every step. Each case keeps 0 to 3 compacted
+//! segments as spares, so compaction also recycles segments (with their old records
+//! behind the new ones) and reopening drops spares. Kept flushes run later in any order,
+//! after the log changed under them, even after a reopen: each must succeed.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use raft_core::{LogIndex, Term};
-use raft_wal::{Record, RecordKind, SyncPolicy, Wal, WalConfig};
+use raft_wal::{Flush, Record, RecordKind, SyncPolicy, Wal, WalConfig};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -23,6 +25,10 @@ enum Op {
     CompactBehind(u8),
     SetState(u8),
     Sync,
+    /// `begin_sync`; run the flush at once if the flag is set, else keep it.
+    BeginSync(bool),
+    /// Run the kept flush at position `n % kept` (nothing if none is kept).
+    RunFlush(u8),
     Reopen,
 }
 
@@ -34,6 +40,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::CompactBehind),
         1 => any::<u8>().prop_map(Op::SetState),
         2 => Just(Op::Sync),
+        3 => any::<bool>().prop_map(Op::BeginSync),
+        2 => any::<u8>().prop_map(Op::RunFlush),
         2 => Just(Op::Reopen),
     ]
 }
@@ -85,7 +93,7 @@ fn check(wal: &Wal, model: &Model) {
     assert_eq!(wal.state(), model.state.as_deref());
 }
 
-fn apply(wal: &mut Wal, model: &mut Model, op: &Op, spares: usize) {
+fn apply(wal: &mut Wal, model: &mut Model, kept: &mut Vec<Flush>, op: &Op, spares: usize) {
     match op {
         Op::Append(lens, bump) => {
             model.term += u64::from(*bump);
@@ -134,6 +142,20 @@ fn apply(wal: &mut Wal, model: &mut Model, op: &Op, spares: usize) {
             model.state = Some(value);
         }
         Op::Sync => wal.sync().expect("sync"),
+        Op::BeginSync(run_now) => {
+            let flush = wal.begin_sync().expect("begin sync");
+            if *run_now {
+                flush.run().expect("flush");
+            } else {
+                kept.push(flush);
+            }
+        }
+        Op::RunFlush(n) => {
+            if !kept.is_empty() {
+                let flush = kept.remove(usize::from(*n) % kept.len());
+                flush.run().expect("kept flush");
+            }
+        }
         Op::Reopen => {
             wal.sync().expect("sync before close");
             let dir = wal.dir().to_owned();
@@ -159,9 +181,13 @@ proptest! {
         let path = dir.path().join("wal");
         let mut wal = Wal::open(&path, config(spares)).expect("open");
         let mut model = Model { first: 1, records: BTreeMap::new(), term: 1, state: None };
+        let mut kept = Vec::new();
         for op in &ops {
-            apply(&mut wal, &mut model, op, spares);
+            apply(&mut wal, &mut model, &mut kept, op, spares);
             check(&wal, &model);
+        }
+        for flush in kept {
+            flush.run().expect("flush kept to the end");
         }
     }
 }
