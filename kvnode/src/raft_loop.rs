@@ -1,15 +1,18 @@
 //! The raft loop: one OS thread that alone owns the Raft node, the log store and the state
 //! machine (no locks). It takes client requests and peer messages from one bounded queue,
-//! ticks the node, and carries out each Ready in the order raft-core documents: send the
-//! leader's messages, persist with one sync per batch, send the messages that wait on
-//! persistence, apply, advance. Requests that arrive while a sync is in flight wait in the
-//! queue and all go into the next batch (group commit).
+//! ticks the node, and carries out each Ready as raft-core's "Asynchronous sync" documents:
+//! send the leader's messages, apply what is committed, write the new entries, and hand the
+//! sync to the log-sync thread; the messages that promise durable state wait until a sync
+//! that covers them has finished. The loop keeps stepping while the disk flushes: acks,
+//! heartbeats, reads and new proposals are handled meanwhile, and everything written while
+//! one sync runs goes into the next (group commit, one sync at a time). A Ready with a
+//! snapshot or a new term or vote is carried out synchronously.
 //!
 //! A write is answered only when its entry is applied; if the entry at its index turns
 //! out to have another term, the slot was overwritten and the client gets TRYAGAIN; if the
 //! node loses leadership first, the client gets UNKNOWN.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, Entry, EntryPayload, LogIndex, LogStoreMut, Message, Node, NodeId, Ready, Role,
-    Snapshot, SnapshotMeta, Term,
+    ConfChange, Entry, EntryPayload, LogIndex, LogStore, LogStoreMut, Message, Node, NodeId, Ready,
+    Role, Snapshot, SnapshotMeta, Term,
 };
 use raft_net::Transport;
 use tokio::sync::oneshot;
@@ -34,12 +37,13 @@ use crate::resp::Frame;
 use crate::state_machine::{
     MemberAddress, MembershipContext, ReadCommand, StateMachine, WriteCommand,
 };
-use crate::storage::{SnapshotWriter, StagedSnapshot, Storage};
+use crate::storage::{Flush, SnapshotWriter, StagedSnapshot, Storage};
 
 /// Inputs handled per loop iteration before the node's Ready is processed; bounds the
 /// latency a burst can add to ticks.
 const INBOX_DRAIN_MAX: usize = 4096;
-/// A log sync at least this long is logged: it is a pause of the whole raft loop.
+/// A log sync at least this long is logged: commits wait on it (and, when synchronous, so
+/// does the whole loop).
 const SLOW_SYNC: Duration = Duration::from_millis(100);
 
 /// What a request's sender gets back.
@@ -76,6 +80,10 @@ pub enum Request {
 pub enum Input {
     Request(Request),
     Peer(Message),
+    /// The log-sync thread finished a sync (the result waits in its own channel).
+    Synced,
+    /// Stops the loop. The only way to: the log-sync thread holds a sender of the queue,
+    /// so the queue never disconnects while the loop runs.
     Shutdown,
 }
 
@@ -160,6 +168,69 @@ pub struct RaftLoop {
     /// Bytes of the entries applied since that snapshot started.
     applied_bytes_since_snapshot: u64,
     snapshots: SnapshotWorker,
+    syncs: SyncWorker,
+}
+
+/// What a finished sync reports.
+struct SyncDone {
+    outcome: Result<(), raft_core::StorageError>,
+    took: Duration,
+}
+
+/// A sync handed to the log-sync thread.
+struct RunningSync {
+    /// The write count it covers (see [`SyncWorker::written`]).
+    covers: u64,
+    /// The store's last entry when it began, for `Node::persisted`.
+    last: (LogIndex, Term),
+}
+
+/// The log-sync thread, and what waits on it. One sync runs at a time; writes made
+/// meanwhile are covered by the next one.
+struct SyncWorker {
+    jobs: SyncSender<Flush>,
+    results: Receiver<SyncDone>,
+    running: Option<RunningSync>,
+    /// Writes that need a sync, counted; a sync begun after write `n` covers it.
+    written: u64,
+    /// The count of writes known durable.
+    durable: u64,
+    /// Each Ready's messages that promise durable state, with the write count they wait
+    /// for, in Ready order.
+    held: VecDeque<(u64, Vec<Message>)>,
+}
+
+impl SyncWorker {
+    fn start(wake: SyncSender<Input>) -> SyncWorker {
+        let (jobs, job_queue) = sync_channel::<Flush>(1);
+        let (done, results) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("log-sync".into())
+            .spawn(move || {
+                while let Ok(flush) = job_queue.recv() {
+                    let started = Instant::now();
+                    let outcome = flush.run();
+                    let took = started.elapsed();
+                    if done.send(SyncDone { outcome, took }).is_err() {
+                        break;
+                    }
+                    // Blocks while the queue is full, which the loop drains; the result
+                    // is already in `done`, so a loop waiting for it never waits on this.
+                    if wake.send(Input::Synced).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the log-sync thread");
+        SyncWorker {
+            jobs,
+            results,
+            running: None,
+            written: 0,
+            durable: 0,
+            held: VecDeque::new(),
+        }
+    }
 }
 
 /// A copy of the state machine to write as a snapshot at `meta.index`.
@@ -214,9 +285,11 @@ impl RaftLoop {
         transport: Transport,
         metrics: Arc<Metrics>,
         inbox: Receiver<Input>,
+        wake: SyncSender<Input>,
     ) -> RaftLoop {
         let last_snapshot = node.first_index().prev();
         let snapshots = SnapshotWorker::start(node.store().snapshot_writer());
+        let syncs = SyncWorker::start(wake);
         let mut raft_loop = RaftLoop {
             config,
             node,
@@ -235,6 +308,7 @@ impl RaftLoop {
             last_snapshot_bytes: 0,
             applied_bytes_since_snapshot: 0,
             snapshots,
+            syncs,
         };
         let founders: Vec<(NodeId, MemberAddress)> = raft_loop
             .config
@@ -285,6 +359,10 @@ impl RaftLoop {
                 break;
             }
         }
+        self.wait_for_running_sync();
+        if self.syncs.written > self.syncs.durable {
+            self.sync_now();
+        }
         self.fail_everything_pending(|| ClusterError::ShuttingDown);
         info!(
             node = self.config.node_id.0,
@@ -297,6 +375,7 @@ impl RaftLoop {
         match input {
             Input::Peer(message) => self.node.step(message),
             Input::Request(request) => self.handle_request(request),
+            Input::Synced => self.finish_sync_if_done(),
             Input::Shutdown => return true,
         }
         false
@@ -465,33 +544,227 @@ impl RaftLoop {
     // ----- the Ready cycle -----
 
     fn handle_ready(&mut self) {
-        while self.node.has_ready() {
-            let ready = self.node.ready();
-            self.note_leadership(&ready);
-            self.learn_addresses(&ready.entries);
-            self.send_all(&ready.messages);
-            // Committed entries are already durable on a quorum, so they are applied (and
-            // their clients answered) before this node's own sync of newer entries: a
-            // write then waits for one sync, not for its own plus the next batch's.
-            let apply_first = ready.snapshot.is_none();
-            if apply_first {
-                self.apply(&ready);
-                self.serve_waiting_reads();
+        // Bound: each round either begins a sync (then stops until it finishes) or
+        // finishes one inline (the memory backend), which leaves nothing more to sync.
+        loop {
+            while self.node.has_ready() {
+                let ready = self.node.ready();
+                self.note_leadership(&ready);
+                self.learn_addresses(&ready.entries);
+                self.send_all(&ready.messages);
+                if ready.snapshot.is_some() || ready.term_or_vote_changed {
+                    self.handle_ready_synced(ready);
+                } else {
+                    self.handle_ready_unsynced(ready);
+                }
+                self.maybe_snapshot();
             }
-            self.persist(&ready);
-            if let Some(snapshot) = &ready.snapshot {
-                // Restored before answering, so a joining node knows its peers' addresses
-                // (they are in the snapshot's address book) when it replies.
-                self.restore(snapshot);
+            if !self.begin_sync() {
+                return;
             }
-            self.send_all(&ready.persisted_messages);
-            if !apply_first {
-                self.apply(&ready);
-            }
-            self.node.advance();
-            self.serve_waiting_reads();
-            self.maybe_snapshot();
         }
+    }
+
+    /// The common case: write, hand the sync to the log-sync thread, go on.
+    fn handle_ready_unsynced(&mut self, ready: Ready) {
+        // Committed entries are already durable on a quorum, so they are applied (and
+        // their clients answered) without waiting for this node's sync of newer entries.
+        self.apply(&ready);
+        self.serve_waiting_reads();
+        let store = self.node.store_mut();
+        if let Err(failure) = store.write_ready(&ready) {
+            self.storage_failed(&failure);
+        }
+        let syncs = &mut self.syncs;
+        if ready.must_sync {
+            syncs.written += 1;
+        }
+        let waits_for = syncs.written;
+        let (held, free): (Vec<Message>, Vec<Message>) = ready
+            .persisted_messages
+            .into_iter()
+            .partition(|message| message.body.waits_for_sync());
+        if waits_for <= syncs.durable && syncs.held.is_empty() {
+            self.send_all(&held);
+        } else if !held.is_empty() {
+            syncs.held.push_back((waits_for, held));
+        }
+        // Rejections, heartbeat and read answers promise nothing durable: a slow disk must
+        // not hold them (a leader hearing no heartbeat answers would step down).
+        self.send_all(&free);
+        self.node.advance_unsynced();
+    }
+
+    /// A snapshot, or a new term or vote: persisted and synced before anything else, so
+    /// that the node never acts on a term or vote a crash could take back.
+    fn handle_ready_synced(&mut self, ready: Ready) {
+        // The WAL's sync covers what was written since the last one began: the running
+        // one must finish first for everything to be durable after this one.
+        self.wait_for_running_sync();
+        let apply_first = ready.snapshot.is_none();
+        if apply_first {
+            self.apply(&ready);
+            self.serve_waiting_reads();
+        }
+        self.persist(&ready);
+        self.syncs.durable = self.syncs.written;
+        self.release_synced_messages();
+        if let Some(snapshot) = &ready.snapshot {
+            // Restored before answering, so a joining node knows its peers' addresses
+            // (they are in the snapshot's address book) when it replies.
+            self.restore(snapshot);
+        }
+        self.send_all(&ready.persisted_messages);
+        if !apply_first {
+            self.apply(&ready);
+        }
+        self.node.advance();
+        self.serve_waiting_reads();
+    }
+
+    /// Hands a sync of everything written so far to the log-sync thread, unless one is
+    /// running or nothing waits for one. Returns true if the sync finished at once (the
+    /// memory backend), which may have committed entries.
+    fn begin_sync(&mut self) -> bool {
+        if self.syncs.running.is_some() || self.syncs.written == self.syncs.durable {
+            return false;
+        }
+        let store = self.node.store_mut();
+        let last_index = store.last_index();
+        let last = match store.term(last_index) {
+            Ok(term) => (last_index, term),
+            Err(failure) => self.storage_failed(&failure),
+        };
+        let flush = match store.begin_sync() {
+            Ok(flush) => flush,
+            Err(failure) => self.storage_failed(&failure),
+        };
+        let running = RunningSync {
+            covers: self.syncs.written,
+            last,
+        };
+        // Only a leader gains from syncing off the loop: it commits on its followers'
+        // acknowledgements while its own sync runs, and takes new requests meanwhile. A
+        // follower's acknowledgement waits for its sync either way, and the two thread
+        // hand-offs would only add to it, so a follower syncs here, as before.
+        if !flush.is_done() && self.node.role() != Role::Leader {
+            let started = Instant::now();
+            let outcome = flush.run();
+            self.observe_sync(started.elapsed());
+            self.syncs.running = Some(running);
+            self.finish_sync(outcome, true);
+            return true;
+        }
+        if flush.is_done() {
+            self.syncs.running = Some(running);
+            self.finish_sync(Ok(()), true);
+            return true;
+        }
+        if self.syncs.jobs.try_send(flush).is_err() {
+            error!(
+                node = self.config.node_id.0,
+                "the log-sync thread is gone; stopping"
+            );
+            std::process::abort();
+        }
+        self.syncs.running = Some(running);
+        false
+    }
+
+    fn finish_sync_if_done(&mut self) {
+        match self.syncs.results.try_recv() {
+            Ok(done) => {
+                self.observe_sync(done.took);
+                self.finish_sync(done.outcome, true);
+            }
+            // A wake-up for a result already taken by `wait_for_running_sync`.
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => {
+                error!(
+                    node = self.config.node_id.0,
+                    "the log-sync thread died; stopping"
+                );
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Blocks until the running sync (if any) finishes. Called with a Ready outstanding,
+    /// so the node is not told: the synchronous `advance` that follows covers it.
+    fn wait_for_running_sync(&mut self) {
+        if self.syncs.running.is_none() {
+            return;
+        }
+        match self.syncs.results.recv() {
+            Ok(done) => {
+                self.observe_sync(done.took);
+                self.finish_sync(done.outcome, false);
+            }
+            Err(_) => {
+                error!(
+                    node = self.config.node_id.0,
+                    "the log-sync thread died; stopping"
+                );
+                std::process::abort();
+            }
+        }
+    }
+
+    fn observe_sync(&self, took: Duration) {
+        self.metrics.fsync_latency.observe(took);
+        if took >= SLOW_SYNC {
+            warn!(
+                node = self.config.node_id.0,
+                millis = took.as_millis() as u64,
+                "slow log sync"
+            );
+        }
+    }
+
+    /// What a finished sync covers is durable: tell the node (so a leader counts its own
+    /// log) before the messages that promise it leave.
+    fn finish_sync(&mut self, outcome: Result<(), raft_core::StorageError>, tell_node: bool) {
+        if let Err(failure) = outcome {
+            self.storage_failed(&failure);
+        }
+        let running = self.syncs.running.take().expect("a sync was running");
+        self.syncs.durable = running.covers;
+        if tell_node {
+            self.node.persisted(running.last.0, running.last.1);
+        }
+        self.release_synced_messages();
+    }
+
+    fn release_synced_messages(&mut self) {
+        let durable = self.syncs.durable;
+        // Bound: one step per held Ready.
+        while self
+            .syncs
+            .held
+            .front()
+            .is_some_and(|(waits_for, _)| *waits_for <= durable)
+        {
+            let (_, messages) = self.syncs.held.pop_front().expect("front exists");
+            for message in messages {
+                // A full queue or an unknown peer drops the message; Raft retransmits.
+                let _ = self.transport.send(message);
+            }
+        }
+    }
+
+    /// Syncs what was written since the last sync began, on this thread (shutdown).
+    fn sync_now(&mut self) {
+        if let Err(failure) = self.node.store_mut().sync() {
+            self.storage_failed(&failure);
+        }
+        self.syncs.durable = self.syncs.written;
+        self.release_synced_messages();
+    }
+
+    /// Fail-stop: a node that cannot persist must not keep acknowledging.
+    fn storage_failed(&self, failure: &raft_core::StorageError) -> ! {
+        error!(node = self.config.node_id.0, error = %failure, source = ?std::error::Error::source(failure), "log storage failed; stopping");
+        std::process::abort();
     }
 
     fn note_leadership(&mut self, ready: &Ready) {
@@ -520,6 +793,7 @@ impl RaftLoop {
         }
     }
 
+    /// Writes and syncs a Ready on this thread (the running sync has finished).
     fn persist(&mut self, ready: &Ready) {
         let store = self.node.store_mut();
         let outcome = (|| {
@@ -527,23 +801,15 @@ impl RaftLoop {
             if ready.must_sync {
                 let started = Instant::now();
                 store.sync()?;
-                let took = started.elapsed();
-                self.metrics.fsync_latency.observe(took);
-                if took >= SLOW_SYNC {
-                    // The raft loop waits on the sync: no heartbeats or commits meanwhile.
-                    warn!(
-                        node = self.config.node_id.0,
-                        millis = took.as_millis() as u64,
-                        "slow log sync"
-                    );
-                }
+                Ok(Some(started.elapsed()))
+            } else {
+                Ok::<_, raft_core::StorageError>(None)
             }
-            Ok::<(), raft_core::StorageError>(())
         })();
-        if let Err(failure) = outcome {
-            // Fail-stop: a node that cannot persist must not keep acknowledging.
-            error!(node = self.config.node_id.0, error = %failure, source = ?std::error::Error::source(&failure), "log storage failed; stopping");
-            std::process::abort();
+        match outcome {
+            Ok(Some(took)) => self.observe_sync(took),
+            Ok(None) => {}
+            Err(failure) => self.storage_failed(&failure),
         }
     }
 

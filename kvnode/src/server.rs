@@ -65,6 +65,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         .with_context(|| format!("listening for peers on {}", config.peer_listen))?;
 
     let (inbox, receiver) = sync_channel(config.request_queue_max);
+    let wake = inbox.clone();
     let raft = RaftHandle::new(inbox);
     let metrics = Arc::new(Metrics::default());
     let raft_loop = RaftLoop::new(
@@ -74,6 +75,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         transport.clone(),
         metrics.clone(),
         receiver,
+        wake,
     );
     let raft_thread = std::thread::Builder::new()
         .name("raft-loop".into())

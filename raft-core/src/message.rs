@@ -109,6 +109,34 @@ pub enum InstallSnapshotResponse {
 }
 
 impl MessageBody {
+    /// Whether the message promises durable state: a vote, or an acknowledgement that the
+    /// sender's log holds entries. A driver that syncs asynchronously holds these until a
+    /// sync covering their Ready has finished, and sends the rest at once: a rejection, a
+    /// heartbeat answer or a read answer describes the node as it is, promises nothing a
+    /// crash could take back (its term is always durable: term changes are synced before
+    /// the node goes on), and must not wait behind a slow disk, or a leader that hears no
+    /// heartbeat answers steps down (check-quorum).
+    pub fn waits_for_sync(&self) -> bool {
+        match self {
+            MessageBody::Vote { .. }
+            | MessageBody::VoteResponse { granted: true }
+            | MessageBody::AppendResponse(AppendResponse::Accepted { .. })
+            | MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Done { .. }) => true,
+            MessageBody::PreVote { .. }
+            | MessageBody::PreVoteResponse { .. }
+            | MessageBody::VoteResponse { granted: false }
+            | MessageBody::Append { .. }
+            | MessageBody::AppendResponse(AppendResponse::Rejected { .. })
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::InstallSnapshotResponse(InstallSnapshotResponse::Progress { .. })
+            | MessageBody::TimeoutNow
+            | MessageBody::ReadIndex { .. }
+            | MessageBody::ReadIndexResponse { .. } => false,
+        }
+    }
+
     /// A short name for traces and counters.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -23,9 +23,9 @@
 //! a Ready without a `snapshot`:
 //! - write (do not sync) what step 2 lists, in Ready order, so the store reads back the
 //!   new entries at once; then call `Node::advance_unsynced` in place of step 5;
-//! - hold `persisted_messages` until a sync that *began after their Ready's writes* has
-//!   finished (a sync makes durable everything written before it began), and send held
-//!   batches in Ready order;
+//! - of `persisted_messages`, send those that do not `waits_for_sync` at once, and hold the
+//!   rest until a sync that *began after their Ready's writes* has finished (a sync makes
+//!   durable everything written before it began); send held batches in Ready order;
 //! - when a sync finishes, call `Node::persisted` with the store's last index and that
 //!   entry's term as they were when the sync began (before releasing the messages it
 //!   covers), so a leader can count its own log.

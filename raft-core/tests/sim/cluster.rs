@@ -357,12 +357,19 @@ impl Sim {
             syncs.written += 1;
         }
         let waits_for = syncs.written;
+        let (held, free): (Vec<Message>, Vec<Message>) = messages
+            .iter()
+            .cloned()
+            .partition(|message| message.body.waits_for_sync());
         if waits_for <= syncs.durable && syncs.held.is_empty() {
-            for message in messages {
-                self.send(message.clone());
+            for message in held {
+                self.send(message);
             }
-        } else if !messages.is_empty() {
-            syncs.held.push_back((waits_for, messages.to_vec()));
+        } else if !held.is_empty() {
+            syncs.held.push_back((waits_for, held));
+        }
+        for message in free {
+            self.send(message);
         }
     }
 
