@@ -15,7 +15,8 @@
 //! Module map:
 //! - [`config`]: settings, defaults, validation naming the bad key.
 //! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
-//! - [`raft_loop`]: the driver thread: ticks, proposals, reads, Ready handling.
+//! - [`raft_loop`]: the driver thread: ticks, proposals, reads, Ready handling; a leader
+//!   syncs its log on a `log-sync` thread meanwhile.
 //! - [`connection`]: one client: pipelining, auth, stale-read mode, forwarding to the leader.
 //! - [`storage`]: the `wal` / `memory` backend switch.
 //! - [`info`], [`metrics`]: INFO and the Prometheus text.

@@ -123,6 +123,16 @@ pub fn recover(dir: &Path, config: &WalConfig) -> Result<Vec<Segment>> {
         }
         if sync {
             segment.sync()?;
+            if position == last {
+                // A process that died without its last flush (kill -9, an abort) leaves
+                // those writes in the page cache, where this recovery just read them as
+                // if durable; the node would then acknowledge them without a sync. Sealed
+                // segments were flushed whole when the log rolled past them.
+                segment
+                    .file()
+                    .sync_data()
+                    .map_err(Error::io("sync the recovered tail", segment.path()))?;
+            }
         } else {
             segment.forget_dirty();
         }

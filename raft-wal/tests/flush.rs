@@ -497,3 +497,39 @@ fn a_truncation_with_a_flush_pending_flushes_the_log_before_copying_the_state() 
     drop(wal);
     model.check(&Wal::open(&path, config(64 * 1024, 0)).expect("reopen"));
 }
+
+#[test]
+fn reopening_after_a_process_died_with_a_flush_pending_makes_the_tail_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !dirty_pages_are_observable(dir.path()) {
+        eprintln!("skipped: cachestat(2) cannot tell dirty pages here");
+        return;
+    }
+    let path = dir.path().join("wal");
+    let mut wal = Wal::open(&path, config(64 * 1024, 0)).expect("open");
+    let mut model = Model::new();
+    for _ in 0..20 {
+        model.append(&mut wal, 300);
+    }
+    // The process "dies" before running its flush: the writes stay in the page cache.
+    let never_run = wal.begin_sync().expect("begin");
+    drop(never_run);
+    drop(wal);
+    let tail = dir_tail(&path);
+    let (dirty, _) = dirty_pages(&tail).expect("observable");
+    assert!(
+        dirty > 0,
+        "the unflushed records are dirty before the reopen"
+    );
+    let wal = Wal::open(&path, config(64 * 1024, 0)).expect("reopen");
+    model.check(&wal);
+    assert_eq!(
+        dirty_pages(&tail),
+        Some((0, 0)),
+        "recovery left records it serves as durable only in the page cache"
+    );
+}
+
+fn dir_tail(dir: &Path) -> std::path::PathBuf {
+    dir.join(segment_names(dir).pop().expect("a segment"))
+}
