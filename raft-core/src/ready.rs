@@ -32,9 +32,12 @@
 //!
 //! A Ready with a `snapshot`, or with `term_or_vote_changed`, is carried out in the
 //! synchronous order after every sync in flight has finished, and confirmed with
-//! `advance`. Elections are rare, and this way a node's term and vote are durable before it
-//! acts on them: a single voter becomes leader with no message at all, and a crash must not
-//! let it lead the same term twice with two different logs.
+//! `advance`. Elections are rare, and this way nothing a node says after a term or vote
+//! change depends on a sync still running: a single voter becomes leader without asking
+//! anyone, and a crash must not let it lead the same term twice with two different logs.
+//! (The `messages` of such a Ready, sent first as always, may still leave before its
+//! sync: a leader's appends promise nothing, and a re-elected single voter would send the
+//! same blank entry at the same index.)
 //!
 //! Why the rest is as safe as the synchronous order: every message still leaves only once
 //! the state it promises is durable, so the only difference is that a promise may arrive
