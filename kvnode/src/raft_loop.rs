@@ -344,6 +344,10 @@ impl RaftLoop {
                     Err(_) => break,
                 }
             }
+            // The wake-up may wait for room in a full queue; the result need not.
+            if self.syncs.running.is_some() {
+                self.finish_sync_if_done();
+            }
             self.install_finished_snapshot();
             let now = Instant::now();
             if now >= next_tick {
