@@ -12,7 +12,7 @@
 //! out to have another term, the slot was overwritten and the client gets TRYAGAIN; if the
 //! node loses leadership first, the client gets UNKNOWN.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, Entry, EntryPayload, LogIndex, LogStore, LogStoreMut, Message, Node, NodeId, Ready,
-    Role, Snapshot, SnapshotMeta, Term,
+    ConfChange, Entry, EntryPayload, HeldMessages, LogIndex, LogStore, LogStoreMut, Message, Node,
+    NodeId, Ready, Role, Snapshot, SnapshotMeta, Term,
 };
 use raft_net::Transport;
 use tokio::sync::oneshot;
@@ -191,13 +191,8 @@ struct SyncWorker {
     jobs: SyncSender<Flush>,
     results: Receiver<SyncDone>,
     running: Option<RunningSync>,
-    /// Writes that need a sync, counted; a sync begun after write `n` covers it.
-    written: u64,
-    /// The count of writes known durable.
-    durable: u64,
-    /// Each Ready's messages that promise durable state, with the write count they wait
-    /// for, in Ready order.
-    held: VecDeque<(u64, Vec<Message>)>,
+    /// The messages that wait for a sync (raft-core's rules, shared with the simulator).
+    held: HeldMessages,
 }
 
 impl SyncWorker {
@@ -226,9 +221,7 @@ impl SyncWorker {
             jobs,
             results,
             running: None,
-            written: 0,
-            durable: 0,
-            held: VecDeque::new(),
+            held: HeldMessages::default(),
         }
     }
 }
@@ -364,7 +357,7 @@ impl RaftLoop {
             }
         }
         self.wait_for_running_sync();
-        if self.syncs.written > self.syncs.durable {
+        if self.syncs.held.needs_sync() {
             self.sync_now();
         }
         self.fail_everything_pending(|| ClusterError::ShuttingDown);
@@ -549,13 +542,14 @@ impl RaftLoop {
 
     fn handle_ready(&mut self) {
         // Bound: each round either begins a sync (then stops until it finishes) or
-        // finishes one inline (the memory backend), which leaves nothing more to sync.
+        // finishes one inline (a follower, the memory backend), which leaves nothing more
+        // to sync.
         loop {
             while self.node.has_ready() {
-                let ready = self.node.ready();
+                let mut ready = self.node.ready();
                 self.note_leadership(&ready);
                 self.learn_addresses(&ready.entries);
-                self.send_all(&ready.messages);
+                self.send_all(std::mem::take(&mut ready.messages));
                 if ready.snapshot.is_some() || ready.term_or_vote_changed {
                     self.handle_ready_synced(ready);
                 } else {
@@ -579,29 +573,19 @@ impl RaftLoop {
         if let Err(failure) = store.write_ready(&ready) {
             self.storage_failed(&failure);
         }
-        let syncs = &mut self.syncs;
-        if ready.must_sync {
-            syncs.written += 1;
-        }
-        let waits_for = syncs.written;
-        let (held, free): (Vec<Message>, Vec<Message>) = ready
-            .persisted_messages
-            .into_iter()
-            .partition(|message| message.body.waits_for_sync());
-        if waits_for <= syncs.durable && syncs.held.is_empty() {
-            self.send_all(&held);
-        } else if !held.is_empty() {
-            syncs.held.push_back((waits_for, held));
-        }
-        // Rejections, heartbeat and read answers promise nothing durable: a slow disk must
-        // not hold them (a leader hearing no heartbeat answers would step down).
-        self.send_all(&free);
+        // Rejections, heartbeat and read answers promise nothing durable and leave now: a
+        // slow disk must not hold them (a leader hearing no heartbeat answers steps down).
+        let free = self
+            .syncs
+            .held
+            .written(ready.must_sync, ready.persisted_messages);
+        self.send_all(free);
         self.node.advance_unsynced();
     }
 
     /// A snapshot, or a new term or vote: persisted and synced before anything else, so
     /// that the node never acts on a term or vote a crash could take back.
-    fn handle_ready_synced(&mut self, ready: Ready) {
+    fn handle_ready_synced(&mut self, mut ready: Ready) {
         // The WAL's sync covers what was written since the last one began: the running
         // one must finish first for everything to be durable after this one.
         self.wait_for_running_sync();
@@ -611,14 +595,14 @@ impl RaftLoop {
             self.serve_waiting_reads();
         }
         self.persist(&ready);
-        self.syncs.durable = self.syncs.written;
-        self.release_synced_messages();
+        let released = self.syncs.held.synced_everything();
+        self.send_all(released);
         if let Some(snapshot) = &ready.snapshot {
             // Restored before answering, so a joining node knows its peers' addresses
             // (they are in the snapshot's address book) when it replies.
             self.restore(snapshot);
         }
-        self.send_all(&ready.persisted_messages);
+        self.send_all(std::mem::take(&mut ready.persisted_messages));
         if !apply_first {
             self.apply(&ready);
         }
@@ -627,10 +611,10 @@ impl RaftLoop {
     }
 
     /// Hands a sync of everything written so far to the log-sync thread, unless one is
-    /// running or nothing waits for one. Returns true if the sync finished at once (the
-    /// memory backend), which may have committed entries.
+    /// running or nothing waits for one. Returns true if the sync finished at once (a
+    /// follower, the memory backend), which may have committed entries.
     fn begin_sync(&mut self) -> bool {
-        if self.syncs.running.is_some() || self.syncs.written == self.syncs.durable {
+        if self.syncs.running.is_some() || !self.syncs.held.needs_sync() {
             return false;
         }
         let store = self.node.store_mut();
@@ -644,34 +628,25 @@ impl RaftLoop {
             Err(failure) => self.storage_failed(&failure),
         };
         let running = RunningSync {
-            covers: self.syncs.written,
+            covers: self.syncs.held.sync_covers(),
             last,
         };
+        self.syncs.running = Some(running);
         // Only a leader gains from syncing off the loop: it commits on its followers'
         // acknowledgements while its own sync runs, and takes new requests meanwhile. A
         // follower's acknowledgement waits for its sync either way, and the two thread
-        // hand-offs would only add to it, so a follower syncs here, as before.
-        if !flush.is_done() && self.node.role() != Role::Leader {
+        // hand-offs would only add to it, so a follower syncs here, as before (and so
+        // does the memory backend, whose flush is already done).
+        if flush.is_done() || self.node.role() != Role::Leader {
             let started = Instant::now();
             let outcome = flush.run();
             self.observe_sync(started.elapsed());
-            self.syncs.running = Some(running);
             self.finish_sync(outcome, true);
             return true;
         }
-        if flush.is_done() {
-            self.syncs.running = Some(running);
-            self.finish_sync(Ok(()), true);
-            return true;
-        }
         if self.syncs.jobs.try_send(flush).is_err() {
-            error!(
-                node = self.config.node_id.0,
-                "the log-sync thread is gone; stopping"
-            );
-            std::process::abort();
+            self.sync_thread_gone();
         }
-        self.syncs.running = Some(running);
         false
     }
 
@@ -683,13 +658,7 @@ impl RaftLoop {
             }
             // A wake-up for a result already taken by `wait_for_running_sync`.
             Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => {
-                error!(
-                    node = self.config.node_id.0,
-                    "the log-sync thread died; stopping"
-                );
-                std::process::abort();
-            }
+            Err(TryRecvError::Disconnected) => self.sync_thread_gone(),
         }
     }
 
@@ -704,13 +673,7 @@ impl RaftLoop {
                 self.observe_sync(done.took);
                 self.finish_sync(done.outcome, false);
             }
-            Err(_) => {
-                error!(
-                    node = self.config.node_id.0,
-                    "the log-sync thread died; stopping"
-                );
-                std::process::abort();
-            }
+            Err(_) => self.sync_thread_gone(),
         }
     }
 
@@ -732,28 +695,19 @@ impl RaftLoop {
             self.storage_failed(&failure);
         }
         let running = self.syncs.running.take().expect("a sync was running");
-        self.syncs.durable = running.covers;
         if tell_node {
             self.node.persisted(running.last.0, running.last.1);
         }
-        self.release_synced_messages();
+        let released = self.syncs.held.synced(running.covers);
+        self.send_all(released);
     }
 
-    fn release_synced_messages(&mut self) {
-        let durable = self.syncs.durable;
-        // Bound: one step per held Ready.
-        while self
-            .syncs
-            .held
-            .front()
-            .is_some_and(|(waits_for, _)| *waits_for <= durable)
-        {
-            let (_, messages) = self.syncs.held.pop_front().expect("front exists");
-            for message in messages {
-                // A full queue or an unknown peer drops the message; Raft retransmits.
-                let _ = self.transport.send(message);
-            }
-        }
+    fn sync_thread_gone(&self) -> ! {
+        error!(
+            node = self.config.node_id.0,
+            "the log-sync thread is gone; stopping"
+        );
+        std::process::abort();
     }
 
     /// Syncs what was written since the last sync began, on this thread (shutdown).
@@ -761,8 +715,8 @@ impl RaftLoop {
         if let Err(failure) = self.node.store_mut().sync() {
             self.storage_failed(&failure);
         }
-        self.syncs.durable = self.syncs.written;
-        self.release_synced_messages();
+        let released = self.syncs.held.synced_everything();
+        self.send_all(released);
     }
 
     /// Fail-stop: a node that cannot persist must not keep acknowledging.
@@ -790,10 +744,10 @@ impl RaftLoop {
         self.was_leader = is_leader;
     }
 
-    fn send_all(&self, messages: &[Message]) {
+    fn send_all(&self, messages: Vec<Message>) {
         for message in messages {
             // A full queue or an unknown peer drops the message; Raft retransmits.
-            let _ = self.transport.send(message.clone());
+            let _ = self.transport.send(message);
         }
     }
 

@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod error;
+mod held;
 mod inflights;
 mod log;
 pub mod membership;
@@ -39,6 +40,7 @@ pub mod types;
 
 pub use config::Config;
 pub use error::{Error, Result, StorageError};
+pub use held::HeldMessages;
 pub use membership::{ConfChange, Membership, VoteResult};
 pub use message::{AppendResponse, InstallSnapshotResponse, Message, MessageBody};
 pub use node::Node;

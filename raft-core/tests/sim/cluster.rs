@@ -2,12 +2,12 @@
 //! by one seeded RNG in a single thread. Time is counted in *units*; each node ticks every
 //! `TICK_UNITS` units, and a message takes 1..=`latency_max` units to arrive.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, Config, LogIndex, LogStore, LogStoreMut, MemStore, Membership, Message,
-    MessageBody, Node, NodeId, Ready, Role, Snapshot, SyncPoint, Term,
+    ConfChange, Config, HeldMessages, LogIndex, LogStore, LogStoreMut, MemStore, Membership,
+    Message, MessageBody, Node, NodeId, Ready, Role, Snapshot, SyncPoint, Term,
 };
 
 use crate::app::AppState;
@@ -63,12 +63,8 @@ impl Profile {
 /// A node's syncs in a profile with asynchronous syncs.
 #[derive(Default)]
 struct AsyncSyncs {
-    /// Writes that need a sync, counted; a sync begun after write `n` covers it.
-    written: u64,
-    /// The count of writes known durable.
-    durable: u64,
-    /// Messages of each Ready, with the write count they wait for, in Ready order.
-    held: VecDeque<(u64, Vec<Message>)>,
+    /// The same bookkeeping kvnode's loop uses.
+    held: HeldMessages,
     running: Option<RunningSync>,
 }
 
@@ -353,22 +349,7 @@ impl Sim {
     /// finished, and never ahead of an earlier Ready's.
     fn hold_until_synced(&mut self, id: NodeId, must_sync: bool, messages: &[Message]) {
         let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
-        if must_sync {
-            syncs.written += 1;
-        }
-        let waits_for = syncs.written;
-        let (held, free): (Vec<Message>, Vec<Message>) = messages
-            .iter()
-            .cloned()
-            .partition(|message| message.body.waits_for_sync());
-        if waits_for <= syncs.durable && syncs.held.is_empty() {
-            for message in held {
-                self.send(message);
-            }
-        } else if !held.is_empty() {
-            syncs.held.push_back((waits_for, held));
-        }
-        for message in free {
+        for message in syncs.held.written(must_sync, messages.to_vec()) {
             self.send(message);
         }
     }
@@ -385,14 +366,14 @@ impl Sim {
             return;
         };
         let syncs = &mut sim_node.syncs;
-        if syncs.running.is_some() || syncs.written == syncs.durable {
+        if syncs.running.is_some() || !syncs.held.needs_sync() {
             return;
         }
         let store = node.store();
         let last_index = store.last_index();
         let last_term = store.term(last_index).expect("the last index has a term");
         syncs.running = Some(RunningSync {
-            covers: syncs.written,
+            covers: syncs.held.sync_covers(),
             done_at,
             point: store.sync_point(),
             last: (last_index, last_term),
@@ -407,12 +388,14 @@ impl Sim {
         let node = sim_node.node.as_mut().expect("live");
         node.store_mut().sync_through(running.point);
         node.persisted(running.last.0, running.last.1);
-        sim_node.syncs.durable = running.covers;
+        let leaving = sim_node.syncs.held.synced(running.covers);
         self.log(format!(
             "{id:?} synced through {:?} (write {})",
             running.last.0, running.covers
         ));
-        self.release_synced_messages(id);
+        for message in leaving {
+            self.send(message);
+        }
         self.handle_ready(id)?;
         self.maybe_begin_sync(id);
         Ok(())
@@ -423,22 +406,7 @@ impl Sim {
     fn synced_everything(&mut self, id: NodeId) {
         let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
         syncs.running = None;
-        syncs.durable = syncs.written;
-        self.release_synced_messages(id);
-    }
-
-    fn release_synced_messages(&mut self, id: NodeId) {
-        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
-        let durable = syncs.durable;
-        let mut leaving = Vec::new();
-        while syncs
-            .held
-            .front()
-            .is_some_and(|(waits_for, _)| *waits_for <= durable)
-        {
-            leaving.extend(syncs.held.pop_front().expect("front exists").1);
-        }
-        for message in leaving {
+        for message in syncs.held.synced_everything() {
             self.send(message);
         }
     }
@@ -497,7 +465,7 @@ impl Sim {
             .expect("memory");
         if self.profile.async_syncs {
             // Durable with the next sync, like any other write.
-            sim_node.syncs.written += 1;
+            sim_node.syncs.held.written(true, Vec::new());
         } else {
             store.sync().expect("memory");
         }
