@@ -11,6 +11,10 @@
 //!
 //! Bounded: a queue of [`QUEUE_MAX`] items; when it is full, or the thread could not be
 //! started, the caller drops the item itself (slower, never lost or leaked).
+//!
+//! The space a removed file held comes back only when it is dropped here, so a caller
+//! that needs it at once (a roll on a nearly full disk, right after a compaction) waits
+//! with [`Reaper::wait_until_freed`].
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -57,6 +61,25 @@ impl Reaper {
             Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => drop(item),
         }
     }
+
+    /// Waits until everything handed over so far is freed (items are dropped in order).
+    /// For a caller that needs the space back now, as a roll on a full disk does.
+    pub(crate) fn wait_until_freed(&self) {
+        /// Tells the waiter when the thread drops it.
+        struct Marker(SyncSender<()>);
+        impl Drop for Marker {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let (freed, wait) = sync_channel(1);
+        if queue.send(Box::new(Marker(freed))).is_ok() {
+            let _ = wait.recv();
+        }
+    }
 }
 
 impl Drop for Reaper {
@@ -82,6 +105,28 @@ mod tests {
             let name = std::thread::current().name().unwrap_or("?").to_owned();
             self.0.lock().expect("not poisoned").push(name);
         }
+    }
+
+    #[test]
+    fn waiting_until_freed_returns_after_everything_handed_over_is_dropped() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        /// Takes a while to drop, as a large cached file does (its witness records it).
+        struct Slow {
+            _witness: Witness,
+        }
+        impl Drop for Slow {
+            fn drop(&mut self) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        let reaper = Reaper::start();
+        for _ in 0..10 {
+            reaper.discard(Slow {
+                _witness: Witness(Arc::clone(&seen)),
+            });
+        }
+        reaper.wait_until_freed();
+        assert_eq!(seen.lock().expect("not poisoned").len(), 10);
     }
 
     #[test]

@@ -289,13 +289,22 @@ impl Wal {
             let spare = spare.remove()?;
             self.reaper.discard(spare);
         }
-        Segment::create(
-            &self.dir,
-            first_index,
-            prev_crc,
-            self.config.segment_bytes,
-            sync,
-        )
+        let create = |wal: &Wal| {
+            Segment::create(
+                &wal.dir,
+                first_index,
+                prev_crc,
+                wal.config.segment_bytes,
+                sync,
+            )
+        };
+        create(self).or_else(|_| {
+            // On a nearly full disk the space may still be held by segments a compaction
+            // just removed: the reaper frees them off this thread, some time later. A
+            // roll failing there would stop a node right after it freed the space.
+            self.reaper.wait_until_freed();
+            create(self)
+        })
     }
 
     /// Removes every record at or after `from`. Later segments are deleted (durably, at

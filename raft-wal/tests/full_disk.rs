@@ -96,13 +96,20 @@ fn snapshot(index: u64, data_bytes: usize) -> Snapshot {
     }
 }
 
-fn full_tmpfs(root: &Path) {
-    let point = root.join("mnt");
+/// With `spare_segments_max` 0 compaction deletes the segments it drops, and their space
+/// comes back only once the WAL's reaper thread has dropped them: the roll right after must
+/// wait for that, not fail.
+fn full_tmpfs(root: &Path, spare_segments_max: usize) {
+    let point = root.join(format!("mnt-{spare_segments_max}-spares"));
     std::fs::create_dir(&point).expect("mkdir");
     let Some(_mount) = TmpfsMount::mount(&point, 256 * 1024) else {
         return;
     };
     let dir = point.join("wal");
+    let config = |segment_bytes| WalConfig {
+        spare_segments_max,
+        ..config(segment_bytes)
+    };
     let mut store = WalStore::open(&dir, config(16 * 1024)).expect("open");
     store.append(&entries(1, 20, 1)).expect("append");
     store.sync().expect("sync");
@@ -195,6 +202,7 @@ fn full_rlimit(root: &Path) {
 #[test]
 fn a_full_disk_fails_appends_and_keeps_synced_entries() {
     let root = tempfile::tempdir().expect("tempdir");
-    full_tmpfs(root.path());
+    full_tmpfs(root.path(), WalConfig::default().spare_segments_max);
+    full_tmpfs(root.path(), 0);
     full_rlimit(root.path());
 }
