@@ -11,6 +11,12 @@ use tempfile::TempDir;
 const NODES: usize = 3;
 /// How long the cluster may take to elect a leader (elections take well under a second).
 const LEADER_WAIT_SECS: u64 = 20;
+/// Election timeout of the test clusters: four times the default. With the default, a
+/// leader newly elected by a transfer once lost its quorum under the suite's load on 2
+/// cores (check-quorum) and the write right after the transfer was answered UNKNOWN.
+const ELECTION_MS: &str = "600";
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
 
 /// The running nodes; dropping it kills and reaps them.
 struct Cluster {
@@ -25,6 +31,20 @@ impl Drop for Cluster {
             // Already exited is fine: the point is that nothing outlives the test.
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // The logs go with the temporary directory: show them while they exist, so a
+        // failure in CI says what the nodes saw (elections, leader changes).
+        if std::thread::panicking() {
+            for id in 1..=NODES {
+                let path = self._dir.path().join(format!("node-{id}.log"));
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!("--- node {id} log, last {} lines ---", tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
@@ -56,6 +76,9 @@ impl Cluster {
                 .arg(id.to_string())
                 .arg("--data-dir")
                 .arg(&data_dir)
+                .arg("--election-ms")
+                .arg(ELECTION_MS)
+                .env("NO_COLOR", "1")
                 .stdout(Stdio::null())
                 .stderr(log);
             for member in &members {
