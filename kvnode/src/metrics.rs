@@ -212,7 +212,7 @@ impl Metrics {
 
 fn render_transport(out: &mut String, transport: &TransportMetrics) {
     type Field = fn(&raft_net::PeerMetrics) -> u64;
-    let per_peer: [(&str, &str, Field); 8] = [
+    let per_peer: [(&str, &str, Field); 9] = [
         (
             "raftkv_peer_bytes_sent_total",
             "Bytes written to a peer.",
@@ -237,6 +237,11 @@ fn render_transport(out: &mut String, transport: &TransportMetrics) {
             "raftkv_peer_drops_total",
             "Messages dropped for a peer (queue full, connection lost, oversized).",
             |m| m.drops_queue_full + m.drops_connection_lost + m.drops_oversized,
+        ),
+        (
+            "raftkv_peer_inbound_drops_total",
+            "Messages read from a peer and dropped because the raft loop's queue was full.",
+            |m| m.drops_inbound,
         ),
         (
             "raftkv_peer_reconnects_total",

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use raft_core::{LogStore, Node};
-use raft_net::{ClusterId, Transport, TransportConfig};
+use raft_net::{ClusterId, Delivery, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
@@ -60,13 +60,21 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         config.peer_listen,
     );
     transport_config.frame_bytes_max = 64 << 20;
-    let (transport, mut inbound) = Transport::start(transport_config)
-        .await
-        .with_context(|| format!("listening for peers on {}", config.peer_listen))?;
-
     let (inbox, receiver) = sync_channel(config.request_queue_max);
     let wake = inbox.clone();
     let raft = RaftHandle::new(inbox);
+    // Peer messages go from the task reading their connection straight into the raft
+    // loop's inbox; when it is full they are dropped (counted) and Raft resends.
+    let deliver = raft.clone();
+    let transport = Transport::start_with_handler(transport_config, move |message| {
+        if deliver.deliver(message) {
+            Delivery::Accepted
+        } else {
+            Delivery::Dropped
+        }
+    })
+    .await
+    .with_context(|| format!("listening for peers on {}", config.peer_listen))?;
     let metrics = Arc::new(Metrics::default());
     let raft_loop = RaftLoop::new(
         config.clone(),
@@ -81,13 +89,6 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         .name("raft-loop".into())
         .spawn(move || raft_loop.run())
         .context("starting the raft loop thread")?;
-
-    let pump = raft.clone();
-    tokio::spawn(async move {
-        while let Some(message) = inbound.recv().await {
-            pump.deliver(message);
-        }
-    });
 
     let clients = TcpListener::bind(config.client_listen)
         .await

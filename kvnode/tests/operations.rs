@@ -83,6 +83,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         "raftkv_snapshots_total ",
         "raftkv_peer_bytes_sent_total{peer=\"",
         "raftkv_peer_drops_total{peer=\"",
+        "raftkv_peer_inbound_drops_total{peer=\"",
     ] {
         assert!(
             response.contains(metric),

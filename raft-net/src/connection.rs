@@ -1,10 +1,12 @@
 //! Reading one connection, whichever end dialled it: the handshake frame, then messages
-//! handed to the caller's bounded channel until the connection ends.
+//! handed to the caller (its bounded channel, or its handler) until the connection ends.
 //!
 //! When that channel is full the reader waits, stops reading, and TCP flow control pushes
 //! back on that one peer; other connections keep their own pace, and the same
-//! connection's other direction is unaffected (writes never wait for reads). Any
-//! [`RejectReason`] closes only the connection it arose on, with a warning and a counter.
+//! connection's other direction is unaffected (writes never wait for reads). A handler is
+//! called on the reader task itself, which saves the consumer a task wake-up per message;
+//! it never waits, so it sheds load by dropping instead (counted). Any [`RejectReason`]
+//! closes only the connection it arose on, with a warning and a counter.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use crate::error::{display_chain, RejectReason};
 use crate::inbound::{InboundDecoder, InboundEvent};
 use crate::link::Links;
 use crate::metrics::{add, Metrics, PeerCounters};
+use crate::transport::Delivery;
 
 /// Spare room ensured before each read: large enough that a burst of small frames arrives
 /// in one read, small enough to be irrelevant per connection.
@@ -35,10 +38,17 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) struct Shared {
     pub config: TransportConfig,
     pub metrics: Arc<Metrics>,
-    pub inbound_tx: mpsc::Sender<Message>,
+    pub inbound: Inbound,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub links: Links,
+}
+
+/// Where decoded messages go (see [`crate::Transport::start`] and
+/// [`crate::Transport::start_with_handler`]).
+pub(crate) enum Inbound {
+    Channel(mpsc::Sender<Message>),
+    Handler(Box<dyn Fn(Message) -> Delivery + Send + Sync>),
 }
 
 /// How a connection ended without a rejection.
@@ -137,8 +147,17 @@ impl ReadSide {
                     &counters.bytes_received,
                     u64::try_from(wire_bytes).expect("usize fits in u64"),
                 );
+                let inbound_tx = match &shared.inbound {
+                    Inbound::Channel(tx) => tx,
+                    Inbound::Handler(handler) => {
+                        if handler(message) == Delivery::Dropped {
+                            add(&counters.drops_inbound, 1);
+                        }
+                        continue;
+                    }
+                };
                 // Fast path without a wait; only a full channel needs the select.
-                let message = match shared.inbound_tx.try_send(message) {
+                let message = match inbound_tx.try_send(message) {
                     Ok(()) => continue,
                     Err(TrySendError::Closed(_)) => return Ok(Closed::ReceiverGone),
                     Err(TrySendError::Full(message)) => message,
@@ -146,7 +165,7 @@ impl ReadSide {
                 tokio::select! {
                     biased;
                     () = &mut cancelled => return Ok(Closed::Cancelled),
-                    sent = shared.inbound_tx.send(message) => if sent.is_err() {
+                    sent = inbound_tx.send(message) => if sent.is_err() {
                         return Ok(Closed::ReceiverGone);
                     },
                 }

@@ -23,7 +23,8 @@
 //! - [`inbound`]: the sans-IO state machine of a connection's incoming bytes (hello or
 //!   welcome, then messages with checked ids); fuzzed in `tests/fuzz.rs`.
 //! - `link`: which connection serves each peer (dial, accept, refuse, replace).
-//! - `connection`: reading one connection, dialled or accepted, into the inbound channel.
+//! - `connection`: reading one connection, dialled or accepted, into the inbound channel
+//!   or handler.
 //! - `listener`: the accept loop and the handshake of one accepted connection.
 //! - `peer`: one peer: its queues, dialling or adopting its connection, backoff and
 //!   batching, and the direct path by which `send` writes to an idle peer's socket itself.
@@ -49,4 +50,4 @@ pub use config::TransportConfig;
 pub use error::{DecodeError, EncodeError, Error, RejectReason, Result, SendError};
 pub use handshake::{ClusterId, Handshake};
 pub use metrics::{PeerMetrics, TransportMetrics};
-pub use transport::Transport;
+pub use transport::{Delivery, Transport};

@@ -31,6 +31,9 @@ pub struct PeerMetrics {
     pub drops_connection_lost: u64,
     /// Messages dropped because their encoding exceeded the frame limit.
     pub drops_oversized: u64,
+    /// Messages received from the peer that the inbound handler refused
+    /// ([`crate::Delivery::Dropped`]; only with `Transport::start_with_handler`).
+    pub drops_inbound: u64,
     /// Connections this node dialled to the peer and the peer welcomed.
     pub connects: u64,
     /// Connections the peer dialled and this node welcomed. One connection carries both
@@ -56,6 +59,7 @@ pub(crate) struct PeerCounters {
     pub drops_queue_full: AtomicU64,
     pub drops_connection_lost: AtomicU64,
     pub drops_oversized: AtomicU64,
+    pub drops_inbound: AtomicU64,
     pub connects: AtomicU64,
     pub accepts: AtomicU64,
     pub reconnects: AtomicU64,
@@ -85,6 +89,7 @@ impl PeerCounters {
             drops_queue_full: read(&self.drops_queue_full),
             drops_connection_lost: read(&self.drops_connection_lost),
             drops_oversized: read(&self.drops_oversized),
+            drops_inbound: read(&self.drops_inbound),
             connects: read(&self.connects),
             accepts: read(&self.accepts),
             reconnects: read(&self.reconnects),

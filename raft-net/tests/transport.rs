@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use raft_core::{LogIndex, Message, MessageBody, NodeId, Term};
 use raft_net::codec::{encode_frame, WireBody, PROTOCOL_VERSION};
-use raft_net::{ClusterId, Handshake, PeerMetrics, SendError, Transport, TransportConfig};
+use raft_net::{
+    ClusterId, Delivery, Handshake, PeerMetrics, SendError, Transport, TransportConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -534,6 +538,99 @@ async fn slow_consumer_backpressures_the_sender() {
         assert_eq!(seq_of(&recv_within(&mut b_rx).await), seq);
     }
     assert!(b_rx.try_recv().is_err());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Node 2 answers through a handler that sends each message straight back from the task
+/// reading it (as the round-trip bench's echo does): every message arrives once and in
+/// order, sends made inside the handler work, nothing is dropped, and the handler is not
+/// called after shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_sees_every_message_in_order_and_can_send_from_inside() {
+    const COUNT: u64 = 20_000;
+    const WINDOW: u64 = 100;
+    let (a, mut a_rx) = start(1).await;
+    let echo: Arc<OnceLock<Transport>> = Arc::default();
+    let calls = Arc::new(AtomicU64::new(0));
+    let b = Transport::start_with_handler(config(CLUSTER, 2), {
+        let (echo, calls) = (Arc::clone(&echo), Arc::clone(&calls));
+        move |mut message| {
+            assert_eq!(seq_of(&message), calls.fetch_add(1, Ordering::SeqCst));
+            std::mem::swap(&mut message.from, &mut message.to);
+            // At most `WINDOW` messages are in flight, far below node 2's queue (4096).
+            echo.get()
+                .expect("set before any peer connects")
+                .send(message)
+                .expect("echo");
+            Delivery::Accepted
+        }
+    })
+    .await
+    .expect("start b");
+    assert!(echo.set(b.clone()).is_ok(), "set once");
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    for window_start in (0..COUNT).step_by(WINDOW as usize) {
+        for seq in window_start..window_start + WINDOW {
+            a.send(heartbeat(1, 2, seq))
+                .expect("a window fits the queue");
+        }
+        for seq in window_start..window_start + WINDOW {
+            let echoed = recv_within(&mut a_rx).await;
+            assert_eq!((echoed.from, seq_of(&echoed)), (NodeId(2), seq));
+        }
+    }
+    let received = b.metrics().peers[&NodeId(1)];
+    assert_eq!(received.msgs_received, COUNT);
+    assert_eq!(received.drops_inbound, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), COUNT);
+    b.shutdown().await;
+    let after_shutdown = calls.load(Ordering::SeqCst);
+    // Whatever becomes of this message (queued, refused, lost with the connection), the
+    // stopped node must not hand it to its handler.
+    let _ = a.send(heartbeat(1, 2, COUNT));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        after_shutdown,
+        "handler called after shutdown"
+    );
+    assert!(a_rx.try_recv().is_err());
+    a.shutdown().await;
+}
+
+/// What the handler refuses is counted per peer and not retried by the transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_drops_are_counted() {
+    const COUNT: u64 = 1_000;
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let b = Transport::start_with_handler(config(CLUSTER, 2), {
+        let kept = Arc::clone(&kept);
+        move |message| {
+            let seq = seq_of(&message);
+            if seq % 3 == 0 {
+                return Delivery::Dropped;
+            }
+            kept.lock().expect("not poisoned").push(seq);
+            Delivery::Accepted
+        }
+    })
+    .await
+    .expect("start b");
+    let (a, _a_rx) = start(1).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    send_numbered_from_thread(a.clone(), vec![2], COUNT)
+        .join()
+        .expect("sender thread");
+    let dropped = COUNT.div_ceil(3);
+    wait_until("every message has reached the handler", || {
+        b.metrics().peers.get(&NodeId(1)).map(|m| m.msgs_received) == Some(COUNT)
+    })
+    .await;
+    assert_eq!(b.metrics().peers[&NodeId(1)].drops_inbound, dropped);
+    let expected: Vec<u64> = (0..COUNT).filter(|seq| seq % 3 != 0).collect();
+    assert_eq!(*kept.lock().expect("not poisoned"), expected);
     a.shutdown().await;
     b.shutdown().await;
 }
