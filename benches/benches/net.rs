@@ -11,13 +11,14 @@
 //! `cargo bench -p benches --bench net`.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use raft_core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term};
 use raft_net::codec::{encode_frame, WireBody};
-use raft_net::{ClusterId, SendError, Transport, TransportConfig};
+use raft_net::{ClusterId, Delivery, SendError, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 
 const FRAME_SIZES: [usize; 2] = [128, 4096];
 const PERCENTILE_ROUND_TRIPS: usize = 20_000;
+const PERCENTILE_BLOCKS: usize = 20;
 const FRAME_MAX: usize = 1024 * 1024;
 
 /// The runtime kvnode uses: multi-threaded, one worker per core of the 2-core machine.
@@ -77,15 +79,18 @@ struct Pair {
     b_rx: Option<mpsc::Receiver<Message>>,
 }
 
-async fn pair() -> Pair {
-    let config = |id| TransportConfig {
+fn config(id: u64) -> TransportConfig {
+    TransportConfig {
         frame_bytes_max: FRAME_MAX,
         ..TransportConfig::new(
             ClusterId(1),
             NodeId(id),
             "127.0.0.1:0".parse().expect("addr"),
         )
-    };
+    }
+}
+
+async fn pair() -> Pair {
     let (a, a_rx) = Transport::start(config(1)).await.expect("start a");
     let (b, b_rx) = Transport::start(config(2)).await.expect("start b");
     a.set_peer(NodeId(2), b.local_addr()).expect("peer");
@@ -137,6 +142,36 @@ fn spawn_echo(pair: &mut Pair) {
             send_until_queued(&b, &message).await;
         }
     });
+}
+
+/// A pair whose B answers every message from the task that reads it, through an inbound
+/// handler (as kvnode takes its peers' messages), the way the raw echo server answers from
+/// the task that reads its socket.
+async fn handler_echo_pair() -> Pair {
+    let (a, a_rx) = Transport::start(config(1)).await.expect("start a");
+    let slot: Arc<OnceLock<Transport>> = Arc::default();
+    let b = Transport::start_with_handler(config(2), {
+        let slot = Arc::clone(&slot);
+        move |mut message| {
+            std::mem::swap(&mut message.from, &mut message.to);
+            // One message is in flight, so the queue cannot be full.
+            match slot.get().map(|b| b.send(message)) {
+                Some(Ok(())) => Delivery::Accepted,
+                _ => Delivery::Dropped,
+            }
+        }
+    })
+    .await
+    .expect("start b");
+    assert!(slot.set(b.clone()).is_ok(), "set once");
+    a.set_peer(NodeId(2), b.local_addr()).expect("peer");
+    b.set_peer(NodeId(1), a.local_addr()).expect("peer");
+    Pair {
+        a,
+        a_rx,
+        b,
+        b_rx: None,
+    }
 }
 
 async fn transport_round_trip(pair: &mut Pair, message: &Message) -> Duration {
@@ -258,33 +293,111 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
+/// The four round-trip setups of one frame size, all connected at once so that their
+/// percentile passes can be interleaved.
+struct RoundTrips {
+    message: Message,
+    handler_echo: Pair,
+    channel_echo: Pair,
+    raw: TcpStream,
+    one_way: (TcpStream, TcpStream),
+    frame: Vec<u8>,
+}
+
+impl RoundTrips {
+    async fn connect(frame_bytes: usize) -> RoundTrips {
+        let mut channel_echo = pair().await;
+        spawn_echo(&mut channel_echo);
+        RoundTrips {
+            message: message_of_frame_bytes(1, 2, frame_bytes),
+            handler_echo: handler_echo_pair().await,
+            channel_echo,
+            raw: raw_pair(frame_bytes).await.0,
+            one_way: raw_one_way_pair(frame_bytes).await,
+            frame: vec![3u8; frame_bytes],
+        }
+    }
+
+    /// p50 and p99 samples of each setup, taken in `PERCENTILE_BLOCKS` rounds of
+    /// `PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS` round trips per setup: a change in the
+    /// machine's state (another process, a CPU frequency step) then shows in every setup
+    /// alike instead of in whichever happened to run at that moment.
+    async fn percentile_samples(&mut self) -> [Vec<Duration>; 4] {
+        let per_block = PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS;
+        let mut samples: [Vec<Duration>; 4] =
+            std::array::from_fn(|_| Vec::with_capacity(PERCENTILE_ROUND_TRIPS));
+        for _ in 0..PERCENTILE_BLOCKS {
+            for _ in 0..per_block {
+                samples[0].push(transport_round_trip(&mut self.handler_echo, &self.message).await);
+            }
+            for _ in 0..per_block {
+                samples[1].push(transport_round_trip(&mut self.channel_echo, &self.message).await);
+            }
+            for _ in 0..per_block {
+                samples[2].push(raw_round_trip(&mut self.raw, &mut self.frame).await);
+            }
+            let (client, back) = &mut self.one_way;
+            for _ in 0..per_block {
+                samples[3].push(raw_one_way_round_trip(client, back, &mut self.frame).await);
+            }
+        }
+        samples
+    }
+
+    async fn shutdown(self) {
+        let pairs = [self.handler_echo, self.channel_echo];
+        for pair in pairs {
+            tokio::join!(pair.a.shutdown(), pair.b.shutdown());
+        }
+    }
+}
+
 fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
     let mut group = c.benchmark_group(group_name);
     for frame_bytes in FRAME_SIZES {
-        let message = message_of_frame_bytes(1, 2, frame_bytes);
-        let mut pair = rt.block_on(pair());
-        rt.block_on(async { spawn_echo(&mut pair) });
+        let mut trips = rt.block_on(RoundTrips::connect(frame_bytes));
         group.bench_function(BenchmarkId::new("transport", frame_bytes), |bench| {
             bench.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += transport_round_trip(&mut pair, &message).await;
+                        total +=
+                            transport_round_trip(&mut trips.handler_echo, &trips.message).await;
                     }
                     total
                 })
             });
         });
-        let transport = rt.block_on(async {
-            let mut samples = Vec::with_capacity(PERCENTILE_ROUND_TRIPS);
-            for _ in 0..PERCENTILE_ROUND_TRIPS {
-                samples.push(transport_round_trip(&mut pair, &message).await);
-            }
-            samples
+        group.bench_function(
+            BenchmarkId::new("transport_channel_echo", frame_bytes),
+            |bench| {
+                bench.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            total +=
+                                transport_round_trip(&mut trips.channel_echo, &trips.message).await;
+                        }
+                        total
+                    })
+                });
+            },
+        );
+        group.bench_function(BenchmarkId::new("raw_tcp", frame_bytes), |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += raw_round_trip(&mut trips.raw, &mut trips.frame).await;
+                    }
+                    total
+                })
+            });
         });
+        let samples = rt.block_on(trips.percentile_samples());
         let (a_to_b, b_to_a) = (
-            pair.a.metrics().peers[&NodeId(2)],
-            pair.b.metrics().peers[&NodeId(1)],
+            trips.handler_echo.a.metrics().peers[&NodeId(2)],
+            trips.handler_echo.b.metrics().peers[&NodeId(1)],
         );
         println!(
             "{group_name} {frame_bytes} B: write calls made by send itself: A {} of {}, B {} of {}; \
@@ -298,36 +411,8 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
             b_to_a.connects,
             b_to_a.accepts
         );
-        rt.block_on(async { tokio::join!(pair.a.shutdown(), pair.b.shutdown()) });
-        let (mut client, _) = rt.block_on(raw_pair(frame_bytes));
-        let mut frame = vec![3u8; frame_bytes];
-        group.bench_function(BenchmarkId::new("raw_tcp", frame_bytes), |bench| {
-            bench.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += raw_round_trip(&mut client, &mut frame).await;
-                    }
-                    total
-                })
-            });
-        });
-        let raw = rt.block_on(async {
-            let mut samples = Vec::with_capacity(PERCENTILE_ROUND_TRIPS);
-            for _ in 0..PERCENTILE_ROUND_TRIPS {
-                samples.push(raw_round_trip(&mut client, &mut frame).await);
-            }
-            samples
-        });
-        let (mut client, mut back) = rt.block_on(raw_one_way_pair(frame_bytes));
-        let raw_one_way = rt.block_on(async {
-            let mut samples = Vec::with_capacity(PERCENTILE_ROUND_TRIPS);
-            for _ in 0..PERCENTILE_ROUND_TRIPS {
-                samples.push(raw_one_way_round_trip(&mut client, &mut back, &mut frame).await);
-            }
-            samples
-        });
-        report_percentiles(group_name, frame_bytes, transport, raw, raw_one_way);
+        report_percentiles(group_name, frame_bytes, samples);
+        rt.block_on(trips.shutdown());
     }
     group.finish();
 }
@@ -337,28 +422,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank]
 }
 
-fn report_percentiles(
-    group_name: &str,
-    frame_bytes: usize,
-    mut transport: Vec<Duration>,
-    mut raw: Vec<Duration>,
-    mut raw_one_way: Vec<Duration>,
-) {
-    transport.sort();
-    raw.sort();
-    raw_one_way.sort();
-    let (t50, t99) = (percentile(&transport, 0.5), percentile(&transport, 0.99));
-    let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
-    let (w50, w99) = (
-        percentile(&raw_one_way, 0.5),
-        percentile(&raw_one_way, 0.99),
-    );
+fn report_percentiles(group_name: &str, frame_bytes: usize, mut samples: [Vec<Duration>; 4]) {
+    for setup in &mut samples {
+        setup.sort();
+    }
+    let [handler, channel, raw, one_way] =
+        samples.map(|sorted| (percentile(&sorted, 0.5), percentile(&sorted, 0.99)));
+    let ratio = |(p50, _): (Duration, Duration)| p50.as_secs_f64() / raw.0.as_secs_f64();
     println!(
-        "{group_name} {frame_bytes} B over {PERCENTILE_ROUND_TRIPS} round trips: transport p50 {t50:?} p99 {t99:?}; \
-         raw tcp p50 {r50:?} p99 {r99:?}; p50 ratio {:.2}; raw tcp over two one-way connections \
-         p50 {w50:?} p99 {w99:?}, transport / that {:.2}",
-        t50.as_secs_f64() / r50.as_secs_f64(),
-        t50.as_secs_f64() / w50.as_secs_f64()
+        "{group_name} {frame_bytes} B over {PERCENTILE_ROUND_TRIPS} round trips each, interleaved: \
+         transport p50 {:?} p99 {:?}; raw tcp p50 {:?} p99 {:?}; p50 ratio {:.2}; \
+         transport with a channel and consumer task on the echo side p50 {:?} p99 {:?} (ratio {:.2}); \
+         raw tcp over two one-way connections p50 {:?} p99 {:?} (ratio {:.2})",
+        handler.0,
+        handler.1,
+        raw.0,
+        raw.1,
+        ratio(handler),
+        channel.0,
+        channel.1,
+        ratio(channel),
+        one_way.0,
+        one_way.1,
+        ratio(one_way),
     );
 }
 
