@@ -37,7 +37,8 @@ pub struct TransportConfig {
     /// Messages (other than snapshot chunks) queued per peer before `send` drops.
     pub peer_queue_msgs_max: usize,
     /// Decoded messages waiting for the caller; when full, inbound connections stop reading
-    /// (each backpressures only its own sender through TCP).
+    /// (each backpressures only its own sender through TCP). Unused with an inbound
+    /// handler, whose own queue is the bound.
     pub inbound_queue_msgs_max: usize,
     /// Accepted connections open at once; more are closed at once and counted.
     pub inbound_connections_max: usize,
