@@ -293,6 +293,27 @@ fn bench_throughput(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
+#[derive(Clone, Copy)]
+enum Setup {
+    /// raft-net, B echoing from its inbound handler.
+    HandlerEcho,
+    /// raft-net, B echoing from a task reading its inbound channel.
+    ChannelEcho,
+    /// The raw ping-pong the target is judged against.
+    Raw,
+    /// Raw TCP over two one-way connections (printed only).
+    RawOneWay,
+}
+
+impl Setup {
+    const ALL: [Setup; 4] = [
+        Setup::HandlerEcho,
+        Setup::ChannelEcho,
+        Setup::Raw,
+        Setup::RawOneWay,
+    ];
+}
+
 /// The four round-trip setups of one frame size, all connected at once so that their
 /// percentile passes can be interleaved.
 struct RoundTrips {
@@ -318,27 +339,31 @@ impl RoundTrips {
         }
     }
 
-    /// p50 and p99 samples of each setup, taken in `PERCENTILE_BLOCKS` rounds of
-    /// `PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS` round trips per setup: a change in the
-    /// machine's state (another process, a CPU frequency step) then shows in every setup
-    /// alike instead of in whichever happened to run at that moment.
+    async fn round_trip(&mut self, setup: Setup) -> Duration {
+        match setup {
+            Setup::HandlerEcho => transport_round_trip(&mut self.handler_echo, &self.message).await,
+            Setup::ChannelEcho => transport_round_trip(&mut self.channel_echo, &self.message).await,
+            Setup::Raw => raw_round_trip(&mut self.raw, &mut self.frame).await,
+            Setup::RawOneWay => {
+                let (client, back) = &mut self.one_way;
+                raw_one_way_round_trip(client, back, &mut self.frame).await
+            }
+        }
+    }
+
+    /// Samples of each setup (in `Setup::ALL` order), taken in `PERCENTILE_BLOCKS` rounds
+    /// of `PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS` round trips per setup: a change in
+    /// the machine's state (another process, a CPU frequency step) then shows in every
+    /// setup alike instead of in whichever happened to run at that moment.
     async fn percentile_samples(&mut self) -> [Vec<Duration>; 4] {
         let per_block = PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS;
         let mut samples: [Vec<Duration>; 4] =
             std::array::from_fn(|_| Vec::with_capacity(PERCENTILE_ROUND_TRIPS));
         for _ in 0..PERCENTILE_BLOCKS {
-            for _ in 0..per_block {
-                samples[0].push(transport_round_trip(&mut self.handler_echo, &self.message).await);
-            }
-            for _ in 0..per_block {
-                samples[1].push(transport_round_trip(&mut self.channel_echo, &self.message).await);
-            }
-            for _ in 0..per_block {
-                samples[2].push(raw_round_trip(&mut self.raw, &mut self.frame).await);
-            }
-            let (client, back) = &mut self.one_way;
-            for _ in 0..per_block {
-                samples[3].push(raw_one_way_round_trip(client, back, &mut self.frame).await);
+            for (setup, samples) in Setup::ALL.into_iter().zip(&mut samples) {
+                for _ in 0..per_block {
+                    samples.push(self.round_trip(setup).await);
+                }
             }
         }
         samples
@@ -356,44 +381,24 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
     let mut group = c.benchmark_group(group_name);
     for frame_bytes in FRAME_SIZES {
         let mut trips = rt.block_on(RoundTrips::connect(frame_bytes));
-        group.bench_function(BenchmarkId::new("transport", frame_bytes), |bench| {
-            bench.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total +=
-                            transport_round_trip(&mut trips.handler_echo, &trips.message).await;
-                    }
-                    total
-                })
-            });
-        });
-        group.bench_function(
-            BenchmarkId::new("transport_channel_echo", frame_bytes),
-            |bench| {
+        let measured = [
+            ("transport", Setup::HandlerEcho),
+            ("transport_channel_echo", Setup::ChannelEcho),
+            ("raw_tcp", Setup::Raw),
+        ];
+        for (name, setup) in measured {
+            group.bench_function(BenchmarkId::new(name, frame_bytes), |bench| {
                 bench.iter_custom(|iters| {
                     rt.block_on(async {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
-                            total +=
-                                transport_round_trip(&mut trips.channel_echo, &trips.message).await;
+                            total += trips.round_trip(setup).await;
                         }
                         total
                     })
                 });
-            },
-        );
-        group.bench_function(BenchmarkId::new("raw_tcp", frame_bytes), |bench| {
-            bench.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += raw_round_trip(&mut trips.raw, &mut trips.frame).await;
-                    }
-                    total
-                })
             });
-        });
+        }
         let samples = rt.block_on(trips.percentile_samples());
         let (a_to_b, b_to_a) = (
             trips.handler_echo.a.metrics().peers[&NodeId(2)],
