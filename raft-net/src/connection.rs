@@ -208,6 +208,23 @@ pub(crate) fn log_end(
     }
 }
 
+/// Ends a connection when its reader stops: cancels the writer half and forgets the
+/// connection, so the peer's task redials. A guard, so that this also happens when the
+/// caller's inbound handler panics (in a build that unwinds; kvnode's aborts).
+struct Ending<'a> {
+    cancel: &'a CancellationToken,
+    links: &'a Links,
+    peer: NodeId,
+    id: u64,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.links.ended(self.peer, self.id);
+    }
+}
+
 /// Reads messages from an established connection until it ends, then cancels `cancel`
 /// (stopping the writer half), forgets the connection and logs how it ended. The reader
 /// task of every connection, dialled or accepted, runs this.
@@ -219,9 +236,14 @@ pub(crate) async fn read_until_closed(
     shared: Arc<Shared>,
 ) {
     let counters = shared.metrics.peer(peer);
+    let ending = Ending {
+        cancel: &cancel,
+        links: &shared.links,
+        peer,
+        id,
+    };
     let outcome = side.read_messages(&cancel, &shared, &counters).await;
-    cancel.cancel();
-    shared.links.ended(peer, id);
+    drop(ending);
     log_end(
         side.remote,
         Some(peer),

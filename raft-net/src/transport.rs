@@ -81,8 +81,8 @@ impl Transport {
     /// kvnode does) saves one task hop and wake-up per message.
     ///
     /// `handler` runs on a runtime worker, concurrently for different peers, so it must not
-    /// block (nor panic: that would end the reader task of its connection). It cannot push
-    /// back; when its consumer is full it returns
+    /// block. A panic in it ends its connection (the peer redials), when the build unwinds.
+    /// It cannot push back; when its consumer is full it returns
     /// [`Delivery::Dropped`] (Raft retransmits what matters). It is not called after
     /// [`Transport::shutdown`] has returned.
     ///

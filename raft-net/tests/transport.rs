@@ -635,6 +635,53 @@ async fn handler_drops_are_counted() {
     b.shutdown().await;
 }
 
+/// A handler that panics ends only its connection: the peer redials on a new connection,
+/// and what it sends next is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_handler_ends_its_connection_and_the_peer_redials() {
+    const POISON: u64 = 1_000_000;
+    let (tx, mut delivered) = mpsc::unbounded_channel();
+    let b = Transport::start_with_handler(config(CLUSTER, 2), move |message| {
+        let seq = seq_of(&message);
+        assert_ne!(seq, POISON, "the test's handler fails on this message");
+        let _ = tx.send(seq);
+        Delivery::Accepted
+    })
+    .await
+    .expect("start b");
+    let (a, _a_rx) = start(1).await;
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    // Node 2 knows node 1 too, so its end of the connection keeps a writer half that only
+    // the reader's ending closes.
+    b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
+    // Sends numbered messages until one is delivered (lost ones are Raft's to resend).
+    let mut seq = 0;
+    let mut deliver_one = async || {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            assert!(Instant::now() < deadline, "nothing delivered");
+            let _ = a.send(heartbeat(1, 2, seq));
+            seq += 1;
+            if let Ok(Some(delivered)) =
+                tokio::time::timeout(Duration::from_millis(50), delivered.recv()).await
+            {
+                return delivered;
+            }
+        }
+    };
+    deliver_one().await;
+    let connections = |m: PeerMetrics| m.connects + m.accepts;
+    let before = connections(a.metrics().peers[&NodeId(2)]);
+    a.send(heartbeat(1, 2, POISON)).expect("queued");
+    deliver_one().await;
+    assert!(
+        connections(a.metrics().peers[&NodeId(2)]) > before,
+        "delivered after the panic over the same connection"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_listener_and_refuses_sends() {
     let (a, mut a_rx) = start(1).await;
