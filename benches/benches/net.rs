@@ -1,9 +1,12 @@
 //! raft-net over loopback: messages per second and round-trip latency for 128 B and 4 KiB
 //! frames, beside a raw tokio TCP ping-pong of the same frame sizes on the same runtime.
 //!
-//! Criterion reports throughput and mean round trip; p50/p99 come from a separate fixed
-//! run of round trips per case (criterion exposes no percentiles), printed as a table, and
-//! so does the write-call count that shows batching. A second raw baseline, printed only,
+//! In the round trips, B echoes from its inbound handler (as kvnode receives, and as the raw
+//! echo server answers from the task reading its socket); an echo through B's inbound
+//! channel and a consumer task is measured beside it. Criterion reports throughput and mean
+//! round trip; p50/p99 come from separate fixed passes of round trips (criterion exposes no
+//! percentiles), interleaved across the setups in blocks and printed as a line per case,
+//! and so does the write-call count that shows batching. A second raw baseline, printed only,
 //! echoes over two one-way connections, as raft-net protocol version 1 did (one per
 //! direction), which costs a pure TCP acknowledgement per message that the one-connection
 //! ping-pong piggybacks on its reply; version 2 shares one connection per pair, like the

@@ -92,11 +92,12 @@ impl Transport {
     where
         F: Fn(Message) -> Delivery + Send + Sync + 'static,
     {
+        config.validate()?;
         Transport::start_inner(config, Inbound::Handler(Box::new(handler))).await
     }
 
+    /// Starts a transport whose `config` has been validated.
     async fn start_inner(config: TransportConfig, inbound: Inbound) -> Result<Transport> {
-        config.validate()?;
         let addr = config.listen_addr;
         let listener = TcpListener::bind(addr)
             .await

@@ -600,6 +600,24 @@ async fn handler_sees_every_message_in_order_and_can_send_from_inside() {
     a.shutdown().await;
 }
 
+/// Both ways of starting check the configuration first.
+#[tokio::test]
+async fn invalid_config_is_refused_with_a_channel_or_a_handler() {
+    let invalid = || TransportConfig {
+        inbound_queue_msgs_max: 0,
+        peer_queue_msgs_max: 0,
+        ..config(CLUSTER, 1)
+    };
+    assert!(matches!(
+        Transport::start(invalid()).await,
+        Err(raft_net::Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        Transport::start_with_handler(invalid(), |_| Delivery::Accepted).await,
+        Err(raft_net::Error::InvalidConfig { .. })
+    ));
+}
+
 /// What the handler refuses is counted per peer and not retried by the transport.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_drops_are_counted() {
