@@ -11,8 +11,9 @@
 #   etcd    3 members of Debian's etcd-server, default settings (installed when missing)
 #   redis   1 redis-server, appendonly yes, appendfsync always, save '' (installed when missing)
 # The report folder holds results.jsonl (one JSON line per step), rss.jsonl, failover.jsonl,
-# fill.jsonl, conditions.jsonl (fdatasync latency and load before each sweep), steps/*.json,
-# plots/*.svg, logs/, machine.md and summary.md.
+# fill.jsonl, conditions.jsonl (fdatasync latency, alone and with three writers at once as a
+# local cluster's nodes sync, and load before each sweep), steps/*.json, plots/*.svg, logs/,
+# machine.md and summary.md.
 #
 # Options:
 #   --quick               short steps and a reduced sweep (a smoke test, not a measurement)
@@ -300,39 +301,48 @@ build() {
     done
 }
 
-# fdatasync_probe SIZE: fdatasync latency of the data dir's file system as one JSON object
-# (µs): fio with 4 KiB writes, each followed by fdatasync, over SIZE; dd with O_DSYNC (a mean
-# only) when fio is missing.
+# fdatasync_probe SIZE [JOBS]: fdatasync latency of the data dir's file system as one JSON
+# object (µs): fio with 4 KiB writes, each followed by fdatasync, over SIZE; dd with O_DSYNC
+# (a mean only) when fio is missing. With JOBS > 1, that many writers sync their own files at
+# once, as the nodes of a local cluster do; each sync's latency is what one node waits for.
 fdatasync_probe() {
-    local size=$1 file="$DATA_DIR/probe" json
+    local size=$1 jobs=${2:-1} dir="$DATA_DIR/probe" json
+    mkdir -p -- "$dir"
     if command -v fio >/dev/null &&
-        json="$(run_bounded 120 fio --name=fdatasync --filename="$file" --rw=write --ioengine=sync \
-            --bs=4k --size="$size" --fdatasync=1 --output-format=json 2>/dev/null)"; then
-        jq --compact-output '.jobs[0].sync.lat_ns as $l |
-            {tool: "fio", rounds: .jobs[0].write.total_ios, p50_us: ($l.percentile["50.000000"] / 1000 | floor),
+        json="$(run_bounded 120 fio --name=fdatasync --directory="$dir" --rw=write --ioengine=sync \
+            --bs=4k --size="$size" --fdatasync=1 --numjobs="$jobs" --group_reporting \
+            --output-format=json 2>/dev/null)"; then
+        jq --compact-output --argjson jobs "$jobs" '.jobs[0].sync.lat_ns as $l |
+            {tool: "fio", jobs: $jobs, rounds: .jobs[0].write.total_ios, p50_us: ($l.percentile["50.000000"] / 1000 | floor),
              p99_us: ($l.percentile["99.000000"] / 1000 | floor), mean_us: ($l.mean / 1000 | floor)}' <<<"$json" ||
             echo '{"tool":"fio","error":"output not understood"}'
+    elif ((jobs > 1)); then
+        echo '{"tool":"fio","error":"fio is needed for concurrent writers"}'
     else
+        local file="$dir/probe"
         local start end count=200
         start=$(date +%s%N)
         run_bounded 120 dd if=/dev/zero of="$file" bs=4k count="$count" oflag=dsync status=none
         end=$(date +%s%N)
         echo "{\"tool\":\"dd oflag=dsync\",\"rounds\":$count,\"mean_us\":$(((end - start) / count / 1000))}"
     fi
-    rm --force -- "$file"
+    rm --recursive --force -- "$dir"
 }
 
 probe_text() {
     jq --raw-output 'if .error then "\(.tool): \(.error)"
-        elif .p50_us then "\(.tool), \(.rounds) writes of 4 KiB each followed by fdatasync: p50 \(.p50_us) µs, p99 \(.p99_us) µs, mean \(.mean_us) µs"
+        elif .p50_us then "\(.tool), \(.rounds) writes of 4 KiB each followed by fdatasync\(if .jobs > 1 then ", \(.jobs) files at once" else "" end): p50 \(.p50_us) µs, p99 \(.p99_us) µs, mean \(.mean_us) µs"
         else "\(.tool), \(.rounds) synchronous writes of 4 KiB: mean \(.mean_us) µs" end'
 }
 
 # Conditions just before a sweep: the fdatasync latency (it moves on a shared VM) and the load.
 record_conditions() {
     local system=$1 config=$2
+    local three
+    three="$(fdatasync_probe 1m 3)"
     fdatasync_probe 1m | jq --compact-output --arg system "$system" --arg config "$config" \
-        --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '{system: $system, config: $config, load: $load, fdatasync: .}' \
+        --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson three "$three" \
+        '{system: $system, config: $config, load: $load, fdatasync: ., fdatasync_three_writers: $three}' \
         >>"$OUT/conditions.jsonl"
 }
 
@@ -346,6 +356,7 @@ write_machine() {
         echo "- kernel: $(uname -sr)"
         echo "- disk: data dirs under $TMP_PARENT on $device ($fs)"
         echo "- fdatasync: $(fdatasync_probe 8m | probe_text)"
+        echo "- fdatasync with three writers on the disk (a local 3-node cluster): $(fdatasync_probe 4m 3 | probe_text)"
         echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- versions: $("$KVNODE" --version 2>/dev/null || echo kvnode), commit $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown)$(wants etcd && echo ", $(etcd --version 2>/dev/null | head -n 1)")$(wants redis && echo ", $(redis-server --version | cut -d' ' -f1-3)")"
     } >"$OUT/machine.md"
@@ -608,9 +619,12 @@ write_summary() {
         echo
         echo "## Conditions just before each sweep"
         echo
-        echo "| system | config | load average | fdatasync on the data dir's disk |"
-        echo "|---|---|---|---|"
-        jq --raw-output '"| \(.system) | \(.config) | \(.load) | \(.fdatasync | if .error then .error elif .p50_us then "p50 \(.p50_us) µs, p99 \(.p99_us) µs, mean \(.mean_us) µs (\(.tool), \(.rounds))" else "mean \(.mean_us) µs (\(.tool), \(.rounds))" end) |"' \
+        echo "| system | config | load average | fdatasync on the data dir's disk | the same, three writers at once |"
+        echo "|---|---|---|---|---|"
+        jq --raw-output 'def probe: if . == null then "—" elif .error then .error
+                elif .p50_us then "p50 \(.p50_us) µs, p99 \(.p99_us) µs, mean \(.mean_us) µs (\(.tool), \(.rounds))"
+                else "mean \(.mean_us) µs (\(.tool), \(.rounds))" end;
+            "| \(.system) | \(.config) | \(.load) | \(.fdatasync | probe) | \(.fdatasync_three_writers | probe) |"' \
             "$OUT/conditions.jsonl" 2>/dev/null || echo "(none)"
         echo
         echo "## Sweep"

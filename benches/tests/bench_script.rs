@@ -117,6 +117,19 @@ fn quick_raftkv_run_writes_a_summary() {
     let summary = std::fs::read_to_string(out.path().join("summary.md")).expect("summary.md");
     assert!(summary.contains("| raftkv | wal3 | 64 |"), "{summary}");
     assert!(summary.contains("Median failover gap"), "{summary}");
+    // The disk probe runs alone and with three writers at once (fio) or says why not (dd).
+    assert!(
+        summary.contains("the same, three writers at once"),
+        "{summary}"
+    );
+    let conditions =
+        std::fs::read_to_string(out.path().join("conditions.jsonl")).expect("conditions.jsonl");
+    assert!(
+        conditions
+            .lines()
+            .all(|line| line.contains("\"fdatasync_three_writers\":{")),
+        "{conditions}"
+    );
     let results = std::fs::read_to_string(out.path().join("results.jsonl")).expect("results");
     // 3 configurations x 2 connection counts x 2 mixes in --quick.
     assert_eq!(results.lines().count(), 12, "{results}");
