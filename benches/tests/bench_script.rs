@@ -131,6 +131,14 @@ fn quick_raftkv_run_writes_a_summary() {
         "{conditions}"
     );
     let results = std::fs::read_to_string(out.path().join("results.jsonl")).expect("results");
-    // 3 configurations x 2 connection counts x 2 mixes in --quick.
-    assert_eq!(results.lines().count(), 12, "{results}");
+    // 3 configurations x (2 connection counts x 2 mixes + 1 reads-only step) in --quick.
+    assert_eq!(results.lines().count(), 15, "{results}");
+    assert_eq!(
+        results
+            .lines()
+            .filter(|line| line.contains("\"reads\":1.0") || line.contains("\"reads\":1,"))
+            .count(),
+        3,
+        "{results}"
+    );
 }
