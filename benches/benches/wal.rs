@@ -53,21 +53,7 @@ fn bench_root() -> tempfile::TempDir {
 /// One follower batch: append, set the hard state, sync, then compact behind the snapshot
 /// point (`retained` entries behind the tail), as a node does after each snapshot.
 fn wal_batch(wal: &mut Wal, payload: &[u8], batch: usize, retained: u64) {
-    let first = wal.last_index().next();
-    for k in 0..batch as u64 {
-        let record = Record {
-            index: first.plus(k),
-            term: Term(1),
-            kind: RecordKind(2),
-            payload,
-        };
-        wal.append(&record).expect("append");
-    }
-    // term, vote, commit: the commit index moves with every batch.
-    let mut hard_state = [0u8; 24];
-    hard_state[0..8].copy_from_slice(&1u64.to_le_bytes());
-    hard_state[16..24].copy_from_slice(&wal.last_index().0.to_le_bytes());
-    wal.set_state(&hard_state).expect("set state");
+    benches::follower_batch::append(wal, payload, batch as u64);
     wal.sync().expect("sync");
     if let Some(through) = wal.last_index().0.checked_sub(retained) {
         if through >= wal.first_index().0 {

@@ -21,8 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use raft_core::Term;
-use raft_wal::record::{Record, RecordKind};
 use raft_wal::wal::Wal;
 use raft_wal::WalConfig;
 
@@ -70,19 +68,7 @@ fn raw_file(path: &Path, rewritten: bool) -> File {
 fn batch_and_sync(writer: &mut Writer, payload: &[u8]) -> Duration {
     match writer {
         Writer::Wal(wal) => {
-            let first = wal.last_index().next();
-            for k in 0..BATCH {
-                let record = Record {
-                    index: first.plus(k),
-                    term: Term(1),
-                    kind: RecordKind(2),
-                    payload,
-                };
-                wal.append(&record).expect("append");
-            }
-            let mut hard_state = [0u8; 24];
-            hard_state[16..].copy_from_slice(&wal.last_index().0.to_le_bytes());
-            wal.set_state(&hard_state).expect("set state");
+            benches::follower_batch::append(wal, payload, BATCH);
             let began = Instant::now();
             wal.sync().expect("sync");
             began.elapsed()
