@@ -310,19 +310,27 @@ build() {
 # (a mean only) when fio is missing. With JOBS > 1, that many writers sync their own files at
 # once, as the nodes of a local cluster do; each sync's latency is what one node waits for.
 fdatasync_probe() {
-    local size=$1 jobs=${2:-1} dir="$DATA_DIR/probe" json
+    local size=$1 jobs=${2:-1} dir="$DATA_DIR/probe" json fio_status=none
     mkdir -p -- "$dir"
-    if command -v fio >/dev/null &&
+    if command -v fio >/dev/null; then
+        fio_status=0
         json="$(run_bounded 120 fio --name=fdatasync --directory="$dir" --rw=write --ioengine=sync \
             --bs=4k --size="$size" --fdatasync=1 --numjobs="$jobs" --group_reporting \
-            --output-format=json 2>/dev/null)"; then
+            --output-format=json 2>/dev/null)" || fio_status=$?
+    fi
+    if [[ $fio_status == 0 ]]; then
         jq --compact-output --argjson jobs "$jobs" '.jobs[0].sync.lat_ns as $l |
             {tool: "fio", jobs: $jobs, rounds: .jobs[0].write.total_ios, p50_us: ($l.percentile["50.000000"] / 1000 | floor),
              p99_us: ($l.percentile["99.000000"] / 1000 | floor), mean_us: ($l.mean / 1000 | floor)}' <<<"$json" ||
             echo '{"tool":"fio","error":"output not understood"}'
     elif ((jobs > 1)); then
-        echo '{"tool":"fio","error":"fio is needed for concurrent writers"}'
+        if [[ $fio_status == none ]]; then
+            echo '{"tool":"fio","error":"fio is needed for concurrent writers"}'
+        else
+            echo "{\"tool\":\"fio\",\"error\":\"fio failed (exit $fio_status)\"}"
+        fi
     else
+        # fio missing or failed: dd gives at least a mean.
         local file="$dir/probe"
         local start end count=200
         start=$(date +%s%N)

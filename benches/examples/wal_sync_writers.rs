@@ -11,8 +11,11 @@
 //! ```sh
 //! cargo run --release -p benches --example wal_sync_writers -- DIR [WRITERS] [ROUNDS]
 //! ```
-//! DIR must be on the disk under test; the example works in a temporary directory inside
-//! it and removes it.
+//! DIR must be on the disk under test, with about 600 MiB free per writer; the example
+//! works in a temporary directory inside it and removes it when it finishes. A failed
+//! write stops the run (release builds abort on a panic) and leaves that directory behind.
+//! The WAL's timed sync includes writing its state record; the raw writers' is the
+//! `fdatasync` alone.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -28,6 +31,8 @@ const BATCH: u64 = 25;
 const PAYLOAD_BYTES: usize = 128;
 /// A record's header in the WAL; the raw writers write the same bytes per entry.
 const RECORD_HEADER_BYTES: usize = 32;
+/// The hard state's record in the WAL: header, sequence number and the 24-byte state.
+const STATE_RECORD_BYTES: usize = 32 + 8 + 24;
 const RAW_FILE_BYTES: u64 = 256 << 20;
 const SLICE: Duration = Duration::from_millis(1500);
 const KINDS: [&str; 3] = ["wal", "raw-fresh", "raw-rewritten"];
@@ -74,9 +79,9 @@ fn batch_and_sync(writer: &mut Writer, payload: &[u8]) -> Duration {
             began.elapsed()
         }
         Writer::Raw { file, offset } => {
-            // The entries plus a hard-state record's worth.
-            let bytes =
-                usize::try_from(BATCH).expect("small") * (RECORD_HEADER_BYTES + PAYLOAD_BYTES) + 56;
+            let bytes = usize::try_from(BATCH).expect("small")
+                * (RECORD_HEADER_BYTES + PAYLOAD_BYTES)
+                + STATE_RECORD_BYTES;
             if *offset + bytes as u64 > RAW_FILE_BYTES {
                 *offset = 0;
             }

@@ -9,6 +9,7 @@ use raft_wal::{Record, RecordKind, Wal};
 ///
 /// # Panics
 /// If the WAL refuses a write: these are benchmarks, and a failed write ends them.
+#[inline]
 pub fn append(wal: &mut Wal, payload: &[u8], batch: u64) {
     let first = wal.last_index().next();
     for k in 0..batch {

@@ -133,12 +133,14 @@ fn quick_raftkv_run_writes_a_summary() {
     let results = std::fs::read_to_string(out.path().join("results.jsonl")).expect("results");
     // 3 configurations x (2 connection counts x 2 mixes + 1 reads-only step) in --quick.
     assert_eq!(results.lines().count(), 15, "{results}");
-    assert_eq!(
-        results
-            .lines()
-            .filter(|line| line.contains("\"reads\":1.0") || line.contains("\"reads\":1,"))
-            .count(),
-        3,
+    let reads_only = results
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .filter(|step| step["reads"].as_f64() == Some(1.0))
+        .collect::<Vec<_>>();
+    assert_eq!(reads_only.len(), 3, "{results}");
+    assert!(
+        reads_only.iter().all(|step| step.get("failed").is_none()),
         "{results}"
     );
 }

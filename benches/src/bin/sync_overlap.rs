@@ -13,11 +13,13 @@
 //! ```sh
 //! cargo run --release -p benches --bin sync_overlap -- --dir /var/lib/raftkv --rounds 400
 //! ```
-//! The directory must be on the disk under test (not tmpfs); the two files are removed.
+//! The directory must be on the disk under test (not tmpfs); the two files, preallocated
+//! like WAL segments, are removed.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -56,14 +58,23 @@ impl Drop for ProbeFiles {
     }
 }
 
-fn create(path: &Path, bytes: u64) -> Result<File> {
+/// Creates `path` (never one that exists: it is removed at the end) preallocated to
+/// `bytes`, as a WAL segment is, so a sync does not also allocate blocks. The path goes
+/// into `created` as soon as the file exists.
+fn create(path: PathBuf, bytes: u64, created: &mut ProbeFiles) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(path)
+        .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.set_len(bytes)?;
+    created.0.push(path);
+    let len = libc::off_t::try_from(bytes).context("file size")?;
+    // SAFETY: plain system call on a file descriptor we own.
+    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if code != 0 {
+        return Err(std::io::Error::from_raw_os_error(code)).context("preallocating");
+    }
     file.sync_all()?;
     Ok(file)
 }
@@ -99,14 +110,19 @@ fn main() -> Result<()> {
         options.dir.display()
     );
     let pid = std::process::id();
-    let paths = ProbeFiles(vec![
-        options.dir.join(format!("sync_overlap.{pid}.a")),
-        options.dir.join(format!("sync_overlap.{pid}.b")),
-    ]);
     // Pages used: `rounds` alone plus two pair cases on file a; two pair cases on file b.
     let bytes = (3 * options.rounds + 1) * PAGE;
-    let a = create(&paths.0[0], bytes)?;
-    let b = create(&paths.0[1], bytes)?;
+    let mut created = ProbeFiles(Vec::new());
+    let a = create(
+        options.dir.join(format!("sync_overlap.{pid}.a")),
+        bytes,
+        &mut created,
+    )?;
+    let b = create(
+        options.dir.join(format!("sync_overlap.{pid}.b")),
+        bytes,
+        &mut created,
+    )?;
 
     let start = Arc::new(Barrier::new(2));
     let delay_us = Arc::new(AtomicU64::new(0));
