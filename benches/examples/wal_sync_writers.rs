@@ -17,8 +17,7 @@
 //! The WAL's timed sync includes writing its state record; the raw writers' is the
 //! `fdatasync` alone.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -43,21 +42,7 @@ enum Writer {
 }
 
 fn raw_file(path: &Path, rewritten: bool) -> File {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .expect("create raw file");
-    let bytes = libc::off_t::try_from(RAW_FILE_BYTES).expect("fits");
-    // SAFETY: plain system call on a file descriptor we own.
-    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes) };
-    assert_eq!(
-        code,
-        0,
-        "posix_fallocate: {}",
-        std::io::Error::from_raw_os_error(code)
-    );
+    let file = benches::raw_file::preallocated(path, RAW_FILE_BYTES);
     if rewritten {
         let chunk = vec![0u8; 4 << 20];
         // Bound: RAW_FILE_BYTES / 4 MiB writes.

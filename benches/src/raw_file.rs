@@ -18,9 +18,23 @@ pub fn preallocated(path: &Path, bytes: u64) -> File {
         .truncate(true)
         .open(path)
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    let length = libc::off_t::try_from(bytes).expect("preallocation fits in off_t");
-    // SAFETY: a plain system call on a descriptor this function owns.
-    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, length) };
-    assert_eq!(code, 0, "posix_fallocate {}", path.display());
+    preallocate(&file, bytes).unwrap_or_else(|e| panic!("preallocate {}: {e}", path.display()));
     file
+}
+
+/// Preallocates the first `bytes` of `file` (`posix_fallocate`: unwritten extents, as a
+/// WAL segment has), so later writes allocate no blocks.
+///
+/// # Errors
+/// The system call's error, e.g. `ENOSPC`.
+pub fn preallocate(file: &File, bytes: u64) -> std::io::Result<()> {
+    let length = libc::off_t::try_from(bytes)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a plain system call on a descriptor the caller owns.
+    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, length) };
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(code))
+    }
 }

@@ -17,7 +17,6 @@
 //! like WAL segments, are removed.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,12 +68,7 @@ fn create(path: PathBuf, bytes: u64, created: &mut ProbeFiles) -> Result<File> {
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     created.0.push(path);
-    let len = libc::off_t::try_from(bytes).context("file size")?;
-    // SAFETY: plain system call on a file descriptor we own.
-    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-    if code != 0 {
-        return Err(std::io::Error::from_raw_os_error(code)).context("preallocating");
-    }
+    benches::raw_file::preallocate(&file, bytes).context("preallocating")?;
     file.sync_all()?;
     Ok(file)
 }
