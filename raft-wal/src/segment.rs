@@ -545,11 +545,6 @@ impl Segment {
         Some(state_payload_split(payload))
     }
 
-    /// True if the newest state record of this segment has sequence number `seq`.
-    pub fn holds_state_seq(&self, seq: u64) -> bool {
-        self.newest_state().is_some_and(|(newest, _)| newest == seq)
-    }
-
     /// Whether a state record with a `value_len`-byte value still fits after the end.
     pub fn fits_state(&self, value_len: usize) -> bool {
         self.fits(STATE_SEQ_BYTES + value_len)
