@@ -116,10 +116,10 @@ impl Segment {
         let mut map = map_file(&file, &temp)?;
         // Before the first touch: with default readahead a fault on this fresh file pulls
         // in large page-cache folios (read_ahead_kb, up to 8 MiB), and a write to any byte
-        // of a folio dirties all of it, so every msync wrote back whole folios reaching far
-        // past the last record: at 64 writers the sync took 1.65 ms instead of 0.6 ms.
-        // Random-access advice makes faults allocate single pages, so write-back matches
-        // what was written. Only a hint: a refusal costs speed, never correctness.
+        // of a folio dirties all of it, so every msync would write back whole folios
+        // reaching far past the last record. Random-access advice makes faults allocate
+        // single pages, so write-back matches what was written. Only a hint: a refusal
+        // costs speed, never correctness.
         if let Err(refused) = map.advise(Advice::Random) {
             tracing::debug!(path = %temp.display(), error = %refused, "madvise(MADV_RANDOM) refused");
         }
