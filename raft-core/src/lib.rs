@@ -19,8 +19,9 @@
 //! - [`message`]: what peers exchange.
 //! - [`storage`]: the log store traits and the in-memory store.
 //! - [`config`], [`error`], [`ready`].
-//! - `node`: the state machine itself, with `log` (stable + unstable log), `progress`
-//!   (the leader's view of each follower), `inflights` and `read_only` (ReadIndex).
+//! - `node`: the state machine itself (its parts, in `node/`, listed in `node.rs`), with
+//!   `log` (stable + unstable log), `progress` (the leader's view of each follower),
+//!   `inflights` and `read_only` (ReadIndex).
 
 pub mod config;
 pub mod error;
