@@ -195,7 +195,13 @@ impl TcpCluster {
         let node = Node::new(config, store).with_context(|| format!("create node {id}"))?;
         let (inbox, inbox_rx) = sync_channel(INBOX_MSGS_MAX);
         let forwarder = runtime.spawn(forward(inbound, inbox.clone()));
-        let driver = Driver::new(node, transport.clone(), inbox_rx, Arc::clone(&self.view));
+        let driver = Driver::new(
+            node,
+            transport.clone(),
+            inbox_rx,
+            inbox.clone(),
+            Arc::clone(&self.view),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("raft-node-{id}"))
             .spawn(move || driver.run())

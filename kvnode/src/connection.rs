@@ -21,8 +21,9 @@ use crate::cmd::{
 };
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
-use crate::raft_loop::{Outcome, RaftHandle, RaftStatus, Request};
+use crate::raft_loop::{Outcome, RaftHandle, Request};
 use crate::resp::{decode_frame, encode, Frame, Limits, Protocol, RequestDecoder};
+use crate::status::NodeStatus;
 
 /// The client name a forwarding node uses, so the leader does not forward again.
 const FORWARDER_NAME: &[u8] = b"raftkv-forwarder";
@@ -192,7 +193,7 @@ impl Connection {
                 continue;
             };
             let frame = match reply.await {
-                Ok(Outcome::Reply(frame)) => frame,
+                Ok(Outcome::Reply(reply)) => Frame::from(reply),
                 Ok(Outcome::Failed(failure)) => error_reply(&Error::Cluster(failure)),
                 Ok(Outcome::NotLeader { leader_client }) => {
                     let request = std::mem::replace(request, Frame::Null);
@@ -292,7 +293,7 @@ impl Connection {
                     self.name = Some(name);
                 }
                 let role = match self.status().await {
-                    Some(status) if status.role == "leader" => "master",
+                    Some(status) if status.is_leader() => "master",
                     _ => "replica",
                 };
                 hello_reply(self.protocol, self.id, role)
@@ -332,7 +333,7 @@ impl Connection {
         }
     }
 
-    async fn status(&self) -> Option<RaftStatus> {
+    async fn status(&self) -> Option<NodeStatus> {
         let (sender, receiver) = oneshot::channel();
         self.shared
             .raft

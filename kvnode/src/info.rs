@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::connection::Shared;
-use crate::raft_loop::{render_status, RaftStatus};
+use crate::status::NodeStatus;
 
 const SECTIONS: [&str; 4] = ["server", "clients", "raft", "stats"];
 
 /// Renders the requested sections (all of them for none, `all` or `default`).
-pub fn render(requested: &[Bytes], status: &RaftStatus, shared: &Shared) -> String {
+pub fn render(requested: &[Bytes], status: &NodeStatus, shared: &Shared) -> String {
     let wanted = |name: &str| {
         requested.is_empty()
             || requested.iter().any(|section| {
@@ -35,7 +35,7 @@ pub fn render(requested: &[Bytes], status: &RaftStatus, shared: &Shared) -> Stri
     out
 }
 
-fn body(section: &str, status: &RaftStatus, shared: &Shared) -> String {
+fn body(section: &str, status: &NodeStatus, shared: &Shared) -> String {
     let metrics = &shared.metrics;
     match section {
         "server" => format!(
@@ -43,13 +43,13 @@ fn body(section: &str, status: &RaftStatus, shared: &Shared) -> String {
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
             shared.started.elapsed().as_secs(),
-            if status.role == "leader" { "master" } else { "slave" },
+            if status.is_leader() { "master" } else { "slave" },
         ),
         "clients" => format!(
             "connected_clients:{}\r\n",
             metrics.connections_open.load(Ordering::Relaxed)
         ),
-        "raft" => render_status(status),
+        "raft" => status.render(),
         _ => format!(
             "total_connections_received:{}\r\nrejected_connections:{}\r\ntotal_commands_processed:{}\r\nforwarded_requests:{}\r\nproposals:{}\r\nsnapshots:{}\r\nleader_changes:{}\r\ndb0_keys:{}\r\n",
             metrics.connections_total.load(Ordering::Relaxed),

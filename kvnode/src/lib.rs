@@ -19,7 +19,9 @@
 //!   syncs its log on a `log-sync` thread meanwhile.
 //! - [`connection`]: one client: pipelining, auth, stale-read mode, forwarding to the leader.
 //! - [`storage`]: the `wal` / `memory` backend switch.
+//! - [`status`]: the node's typed status, rendered and parsed in one place.
 //! - [`info`], [`metrics`]: INFO and the Prometheus text.
+//! - [`reply`]: the state machine's typed replies as RESP frames.
 //! - [`resp`]: RESP2/RESP3 frames, request and reply decoders, the encoder, [`resp::Limits`].
 //! - [`cmd`]: a request frame -> a typed [`cmd::Command`], classified as write, read, local
 //!   or admin, with Redis' error wording.
@@ -37,9 +39,11 @@ pub mod error;
 pub mod info;
 pub mod metrics;
 pub mod raft_loop;
+pub mod reply;
 pub mod resp;
 pub mod server;
 pub mod state_machine;
+pub mod status;
 pub mod storage;
 
 #[cfg(test)]

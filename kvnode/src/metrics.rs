@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use raft_net::TransportMetrics;
 
-use crate::raft_loop::RaftStatus;
+use raft_net::SendError;
+
+use crate::status::{role_name, NodeStatus, ROLES};
 
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] = [
@@ -57,6 +59,43 @@ impl Histogram {
     }
 }
 
+/// Why a message to a peer was dropped before it was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    QueueFull,
+    UnknownPeer,
+    TooLarge,
+    Shutdown,
+}
+
+impl SendFailure {
+    pub const KINDS: usize = 4;
+    const ALL: [SendFailure; SendFailure::KINDS] = [
+        SendFailure::QueueFull,
+        SendFailure::UnknownPeer,
+        SendFailure::TooLarge,
+        SendFailure::Shutdown,
+    ];
+
+    pub fn of(error: &SendError) -> SendFailure {
+        match error {
+            SendError::QueueFull { .. } => SendFailure::QueueFull,
+            SendError::UnknownPeer { .. } => SendFailure::UnknownPeer,
+            SendError::TooLarge { .. } => SendFailure::TooLarge,
+            SendError::Shutdown => SendFailure::Shutdown,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            SendFailure::QueueFull => "queue_full",
+            SendFailure::UnknownPeer => "unknown_peer",
+            SendFailure::TooLarge => "too_large",
+            SendFailure::Shutdown => "shutdown",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     pub proposals_total: AtomicU64,
@@ -70,6 +109,8 @@ pub struct Metrics {
     pub connections_refused_total: AtomicU64,
     pub commands_total: AtomicU64,
     pub forwarded_total: AtomicU64,
+    /// Messages to peers dropped before they were queued, by [`SendFailure`].
+    pub peer_send_failures: [AtomicU64; SendFailure::KINDS],
 }
 
 fn counter(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
@@ -81,7 +122,7 @@ fn counter(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
 
 impl Metrics {
     /// The Prometheus text exposition of everything this node measures.
-    pub fn render(&self, status: &RaftStatus, transport: &TransportMetrics) -> String {
+    pub fn render(&self, status: &NodeStatus, transport: &TransportMetrics) -> String {
         let mut out = String::new();
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
         counter(
@@ -89,18 +130,18 @@ impl Metrics {
             "raftkv_term",
             "Current Raft term.",
             "gauge",
-            status.term,
+            status.term.0,
         );
-        let role = ["follower", "precandidate", "candidate", "leader"];
         let _ = writeln!(
             out,
             "# HELP raftkv_role 1 for this node's current role.\n# TYPE raftkv_role gauge"
         );
-        for name in role {
+        for role in ROLES {
             let _ = writeln!(
                 out,
-                "raftkv_role{{role=\"{name}\"}} {}",
-                u8::from(status.role == name)
+                "raftkv_role{{role=\"{}\"}} {}",
+                role_name(role),
+                u8::from(status.role == role)
             );
         }
         counter(
@@ -108,28 +149,28 @@ impl Metrics {
             "raftkv_leader_id",
             "Id of the leader this node follows (0: none).",
             "gauge",
-            status.leader,
+            status.leader.map_or(0, |id| id.0),
         );
         counter(
             &mut out,
             "raftkv_commit_index",
             "Highest index known committed.",
             "gauge",
-            status.commit_index,
+            status.commit_index.0,
         );
         counter(
             &mut out,
             "raftkv_applied_index",
             "Highest index applied to the state machine.",
             "gauge",
-            status.applied_index,
+            status.applied_index.0,
         );
         counter(
             &mut out,
             "raftkv_last_log_index",
             "Last index in the log.",
             "gauge",
-            status.last_index,
+            status.last_index.0,
         );
         counter(
             &mut out,
@@ -199,10 +240,20 @@ impl Metrics {
         );
         let _ = writeln!(out, "# HELP raftkv_replication_lag_entries Leader's last index minus a follower's matched index.\n# TYPE raftkv_replication_lag_entries gauge");
         for (peer, matched) in &status.matched {
-            let lag = status.last_index.saturating_sub(*matched);
+            let lag = status.last_index.0.saturating_sub(matched.0);
             let _ = writeln!(
                 out,
-                "raftkv_replication_lag_entries{{peer=\"{peer}\"}} {lag}"
+                "raftkv_replication_lag_entries{{peer=\"{}\"}} {lag}",
+                peer.0
+            );
+        }
+        let _ = writeln!(out, "# HELP raftkv_peer_send_failures_total Messages to peers dropped before they were queued, by reason (Raft resends).\n# TYPE raftkv_peer_send_failures_total counter");
+        for kind in SendFailure::ALL {
+            let _ = writeln!(
+                out,
+                "raftkv_peer_send_failures_total{{reason=\"{}\"}} {}",
+                kind.label(),
+                load(&self.peer_send_failures[kind as usize])
             );
         }
         render_transport(&mut out, transport);

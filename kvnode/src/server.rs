@@ -3,7 +3,6 @@
 //! let the raft loop finish its in-flight batch, and exit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ use crate::cmd::CommandLimits;
 use crate::config::NodeConfig;
 use crate::connection::{Connection, Shared};
 use crate::metrics::Metrics;
-use crate::raft_loop::{bootstrap, RaftHandle, RaftLoop, Request};
+use crate::raft_loop::{bootstrap, inbox, RaftHandle, RaftLoop, Request};
 use crate::resp::Limits;
 use crate::state_machine::StateMachine;
 use crate::storage::Storage;
@@ -60,9 +59,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         config.peer_listen,
     );
     transport_config.frame_bytes_max = 64 << 20;
-    let (inbox, receiver) = sync_channel(config.request_queue_max);
-    let wake = inbox.clone();
-    let raft = RaftHandle::new(inbox);
+    let (inbox, raft) = inbox(config.request_queue_max);
     // Peer messages go from the task reading their connection straight into the raft
     // loop's inbox; when it is full they are dropped (counted) and Raft resends.
     let deliver = raft.clone();
@@ -77,14 +74,14 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     .with_context(|| format!("listening for peers on {}", config.peer_listen))?;
     let metrics = Arc::new(Metrics::default());
     let raft_loop = RaftLoop::new(
-        config.clone(),
+        &config,
         node,
         machine,
         transport.clone(),
         metrics.clone(),
-        receiver,
-        wake,
-    );
+        inbox,
+        raft.clone(),
+    )?;
     let raft_thread = std::thread::Builder::new()
         .name("raft-loop".into())
         .spawn(move || raft_loop.run())

@@ -1,7 +1,8 @@
 //! The replicated key-value state machine.
 //!
 //! Role: apply committed write commands in log order and answer reads, with Redis string
-//! semantics; produce and restore snapshots; keep the member address book.
+//! semantics and typed [`Reply`]s (no protocol is spoken here); produce and restore
+//! snapshots; keep the member address book.
 //!
 //! Invariants and prohibitions:
 //! - Deterministic: the state after applying entries 1..=i depends only on those entries.
@@ -15,15 +16,17 @@
 //! - KEYS, SCAN and DBSIZE describe this node's local state; they are linearizable only
 //!   when the server serves them after a ReadIndex.
 //!
-//! Module map: [`command`] (the command types), [`encoding`] (their log-entry bytes),
-//! [`keyspace`] (the map and its order), [`glob`] (patterns), [`members`] (the address
-//! book's entry context), [`snapshot`] (the snapshot format), `wire` (shared primitives).
+//! Module map: [`command`] (the command types), [`reply`] (their answers), [`encoding`]
+//! (their log-entry bytes), [`keyspace`] (the map and its order), [`glob`] (patterns),
+//! [`members`] (the address book's entry context), [`snapshot`] (the snapshot format),
+//! `wire` (shared primitives).
 
 pub mod command;
 pub mod encoding;
 pub mod glob;
 pub mod keyspace;
 pub mod members;
+pub mod reply;
 pub mod snapshot;
 mod wire;
 
@@ -35,12 +38,11 @@ use raft_core::{LogIndex, NodeId};
 pub use command::{ReadCommand, SetCondition, WriteCommand};
 pub use encoding::DecodeError;
 pub use members::{MemberAddress, MembershipContext};
+pub use reply::Reply;
 pub use snapshot::SnapshotError;
 
 use crate::cmd::CommandError;
-use crate::error::{error_reply, Error};
 use crate::resp::number::parse_i64;
-use crate::resp::Frame;
 use keyspace::KeySpace;
 
 /// Longest value the state machine will create (Redis' default proto-max-bulk-len). A
@@ -83,7 +85,7 @@ impl StateMachine {
     ///
     /// # Panics
     /// If `index` is not `applied_index() + 1`.
-    pub fn apply(&mut self, index: LogIndex, command: &WriteCommand) -> Frame {
+    pub fn apply(&mut self, index: LogIndex, command: &WriteCommand) -> Reply {
         self.advance(index);
         match command {
             WriteCommand::Set {
@@ -95,13 +97,13 @@ impl StateMachine {
             WriteCommand::GetSet { key, value } => self
                 .keys
                 .insert(key, value)
-                .map_or(Frame::Null, |old| Frame::Bulk(old.into_value())),
+                .map_or(Reply::Nil, |old| Reply::Bulk(old.into_value())),
             WriteCommand::Del { keys } => {
                 let removed = keys
                     .iter()
                     .filter(|key| self.keys.remove(key).is_some())
                     .count();
-                Frame::Integer(i64::try_from(removed).expect("a command has fewer than 2^63 keys"))
+                Reply::count(removed)
             }
             WriteCommand::IncrBy { key, delta } => self.apply_incr_by(key, *delta),
             WriteCommand::Append { key, value } => self.apply_append(key, value),
@@ -109,7 +111,7 @@ impl StateMachine {
                 for (key, value) in pairs {
                     self.keys.insert(key, value);
                 }
-                Frame::ok()
+                Reply::Ok
             }
         }
     }
@@ -146,19 +148,13 @@ impl StateMachine {
         &self.members
     }
 
-    /// Records a member's address outside the log: for a node bootstrapping a cluster from
-    /// its configuration file (every founding node does the same, so replicas agree).
-    pub fn set_member_address(&mut self, id: NodeId, address: MemberAddress) {
-        self.members.insert(id, address);
-    }
-
     /// Answers a read from the current state.
-    pub fn read(&self, command: &ReadCommand) -> Frame {
-        let count = |n: usize| Frame::Integer(i64::try_from(n).expect("counts fit in i64"));
+    pub fn read(&self, command: &ReadCommand) -> Reply {
+        let count = Reply::count;
         match command {
-            ReadCommand::Get { key } => self.get_frame(key),
+            ReadCommand::Get { key } => self.get_reply(key),
             ReadCommand::MGet { keys } => {
-                Frame::Array(keys.iter().map(|key| self.get_frame(key)).collect())
+                Reply::Array(keys.iter().map(|key| self.get_reply(key)).collect())
             }
             ReadCommand::Exists { keys } => count(
                 keys.iter()
@@ -169,11 +165,11 @@ impl StateMachine {
                 count(self.keys.get(key).map_or(0, |item| item.value().len()))
             }
             ReadCommand::DbSize => count(self.keys.len()),
-            ReadCommand::Keys { pattern } => Frame::Array(
+            ReadCommand::Keys { pattern } => Reply::Array(
                 self.keys
                     .keys_matching(pattern)
                     .into_iter()
-                    .map(Frame::Bulk)
+                    .map(Reply::Bulk)
                     .collect(),
             ),
             ReadCommand::Scan {
@@ -183,11 +179,11 @@ impl StateMachine {
                 type_excludes_strings,
             } => {
                 if *type_excludes_strings {
-                    return Frame::Array(vec![Frame::bulk("0"), Frame::Array(Vec::new())]);
+                    return Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]);
                 }
                 let (next, keys) = self.keys.scan(*cursor, *count, pattern.as_deref());
-                let keys = keys.into_iter().map(Frame::Bulk).collect();
-                Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(keys)])
+                let keys = keys.into_iter().map(Reply::Bulk).collect();
+                Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(keys)])
             }
         }
     }
@@ -241,10 +237,10 @@ impl StateMachine {
         self.applied = index;
     }
 
-    fn get_frame(&self, key: &[u8]) -> Frame {
+    fn get_reply(&self, key: &[u8]) -> Reply {
         self.keys
             .get(key)
-            .map_or(Frame::Null, |item| Frame::Bulk(item.clone().into_value()))
+            .map_or(Reply::Nil, |item| Reply::Bulk(item.clone().into_value()))
     }
 
     fn apply_set(
@@ -253,7 +249,7 @@ impl StateMachine {
         value: &Bytes,
         condition: SetCondition,
         get: bool,
-    ) -> Frame {
+    ) -> Reply {
         // A plain SET (the common case) looks the key up once, in the insert.
         let (old, write) = match condition {
             SetCondition::Always => (self.keys.insert(key, value), true),
@@ -270,43 +266,39 @@ impl StateMachine {
             }
         };
         match (get, write) {
-            (true, _) => old.map_or(Frame::Null, |item| Frame::Bulk(item.into_value())),
-            (false, true) => Frame::ok(),
-            (false, false) => Frame::Null,
+            (true, _) => old.map_or(Reply::Nil, |item| Reply::Bulk(item.into_value())),
+            (false, true) => Reply::Ok,
+            (false, false) => Reply::Nil,
         }
     }
 
-    fn apply_incr_by(&mut self, key: &Bytes, delta: i64) -> Frame {
+    fn apply_incr_by(&mut self, key: &Bytes, delta: i64) -> Reply {
         let current = match self.keys.get(key) {
             None => 0,
             Some(item) => match parse_i64(item.value()) {
                 Some(current) => current,
-                None => return command_error(CommandError::NotInteger),
+                None => return Reply::Error(CommandError::NotInteger),
             },
         };
         let Some(next) = current.checked_add(delta) else {
-            return command_error(CommandError::IncrementOverflow);
+            return Reply::Error(CommandError::IncrementOverflow);
         };
         self.keys.insert(key, next.to_string().as_bytes());
-        Frame::Integer(next)
+        Reply::Integer(next)
     }
 
-    fn apply_append(&mut self, key: &Bytes, suffix: &Bytes) -> Frame {
+    fn apply_append(&mut self, key: &Bytes, suffix: &Bytes) -> Reply {
         let old = self.keys.get(key).map_or(&[][..], |item| item.value());
         let len = old.len().saturating_add(suffix.len());
         if len > VALUE_BYTES_MAX {
-            return command_error(CommandError::StringTooLong);
+            return Reply::Error(CommandError::StringTooLong);
         }
         let mut joined = Vec::with_capacity(len);
         joined.extend_from_slice(old);
         joined.extend_from_slice(suffix);
         self.keys.insert(key, &joined);
-        Frame::Integer(i64::try_from(len).expect("capped at 512 MiB"))
+        Reply::count(len)
     }
-}
-
-fn command_error(error: CommandError) -> Frame {
-    error_reply(&Error::Command(error))
 }
 
 #[cfg(test)]

@@ -16,32 +16,6 @@ pub enum Storage {
     Memory(Box<MemStore>),
 }
 
-/// A sync begun on the raft loop, to be finished on the log-sync thread.
-pub enum Flush {
-    Wal(raft_wal::Flush),
-    /// Nothing left to wait for (the memory backend syncs at once).
-    Done,
-}
-
-impl Flush {
-    pub fn is_done(&self) -> bool {
-        matches!(self, Flush::Done)
-    }
-
-    /// Makes durable everything the store wrote before the flush began.
-    ///
-    /// # Errors
-    /// `Backend` if the flush fails; the node must stop (fail-stop, never retried).
-    pub fn run(&self) -> Result<(), StorageError> {
-        match self {
-            Flush::Wal(flush) => flush
-                .run()
-                .map_err(|error| StorageError::Backend(Box::new(error))),
-            Flush::Done => Ok(()),
-        }
-    }
-}
-
 impl Storage {
     /// Opens the backend the config names (creating the WAL directory if needed).
     ///
@@ -70,16 +44,16 @@ impl Storage {
     }
 
     /// Begins a sync of everything written so far, to be run off the raft loop (raft-core's
-    /// `Ready`, "Asynchronous sync").
+    /// `Ready`, "Asynchronous sync"); `None` when it is already done (the memory backend).
     ///
     /// # Errors
     /// `Backend` if the WAL cannot write its state record; the node must stop.
-    pub fn begin_sync(&mut self) -> Result<Flush, StorageError> {
+    pub fn begin_sync(&mut self) -> Result<Option<raft_wal::Flush>, StorageError> {
         match self {
-            Storage::Wal(store) => store.begin_sync().map(Flush::Wal),
+            Storage::Wal(store) => store.begin_sync().map(Some),
             Storage::Memory(store) => {
                 store.sync()?;
-                Ok(Flush::Done)
+                Ok(None)
             }
         }
     }

@@ -19,18 +19,20 @@
 //! - [`message`]: what peers exchange.
 //! - [`storage`]: the log store traits and the in-memory store.
 //! - [`config`], [`error`], [`ready`].
+//! - [`pipeline`]: the one component every driver carries out its Readys through (which
+//!   messages wait for which sync, when to apply, when a Ready is synced inline).
 //! - `node`: the state machine itself (its parts, in `node/`, listed in `node.rs`), with
 //!   `log` (stable + unstable log), `progress` (the leader's view of each follower),
 //!   `inflights` and `read_only` (ReadIndex).
 
 pub mod config;
 pub mod error;
-mod held;
 mod inflights;
 mod log;
 pub mod membership;
 pub mod message;
 mod node;
+pub mod pipeline;
 mod progress;
 mod read_only;
 pub mod ready;
@@ -41,10 +43,10 @@ pub mod types;
 
 pub use config::Config;
 pub use error::{Error, Result, StorageError};
-pub use held::HeldMessages;
 pub use membership::{ConfChange, Membership, VoteResult};
 pub use message::{AppendResponse, InstallSnapshotResponse, Message, MessageBody};
 pub use node::Node;
+pub use pipeline::{Pipeline, ReadyIo, SyncMode, SyncStart};
 pub use ready::{ReadState, Ready, Role, SoftState};
 pub use storage::{InitialState, LogStore, LogStoreMut, MemStore, SyncPoint};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};

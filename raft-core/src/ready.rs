@@ -1,7 +1,9 @@
 //! The output batch a node hands to its driver.
 //!
-//! The driver's duties for one [`Ready`], in this order (compare etcd-io/raft's README,
-//! "Usage"):
+//! Drivers do not carry these duties out by hand: [`crate::pipeline::Pipeline`] does, in
+//! the orders below, calling the driver's I/O. What follows is the contract it keeps.
+//!
+//! The duties for one [`Ready`], in this order (compare etcd-io/raft's README, "Usage"):
 //! 1. Send `messages` right away. These are a leader's appends and heartbeats, and
 //!    answers that promise nothing durable; they may leave before step 2 finishes.
 //! 2. Persist: `snapshot` (if any) via `apply_snapshot`, then `entries` via `append`,
@@ -100,14 +102,4 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Released ReadIndex requests.
     pub read_states: Vec<ReadState>,
-}
-
-impl Ready {
-    /// Peers this batch sends to, for drivers that fan out by peer.
-    pub fn destinations(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.messages
-            .iter()
-            .chain(&self.persisted_messages)
-            .map(|message| message.to)
-    }
 }

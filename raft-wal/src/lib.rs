@@ -5,7 +5,7 @@
 //! `LogStoreMut`). The on-disk format and the crash-safety argument are in `FORMAT.md`.
 //!
 //! **Never**: run async code (the caller gives the WAL a dedicated thread, and may run
-//! a [`Flush`] on a second one), panic on disk content (it is untrusted: damage is an
+//! a [`Flush`] on a second one, such as a [`SyncThread`]), panic on disk content (it is untrusted: damage is an
 //! [`Error`]), retry a failed sync (fail-stop), or lose a record that a returned `sync`,
 //! or a completed [`Flush`], covered.
 //!
@@ -20,6 +20,8 @@
 //! - [`recovery`]: opening a directory, validating segments, cutting the torn tail.
 //! - [`meta`]: the two-slot state file and atomically replaced blob files.
 //! - [`store`]: the raft-core adapter (entries, hard state, snapshot).
+//! - [`sync_thread`]: a thread that runs flushes one at a time, for a caller that keeps
+//!   appending meanwhile.
 //! - [`config`], [`error`].
 //!
 //! ```no_run
@@ -38,6 +40,7 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 pub mod store;
+pub mod sync_thread;
 pub mod wal;
 
 pub use config::{SyncPolicy, WalConfig};
@@ -45,4 +48,5 @@ pub use error::{Error, Result};
 pub use flush::Flush;
 pub use record::{Record, RecordKind};
 pub use store::{StagedSnapshot, WalStore};
+pub use sync_thread::{SyncThread, SyncThreadGone, Synced};
 pub use wal::Wal;

@@ -1,9 +1,8 @@
-//! One node's driver: an OS thread that alone owns a `Node<WalStore>` and carries out each
-//! Ready in the order raft-core documents (send the leader's messages, persist with one
-//! sync per Ready, send the messages that wait on persistence, apply, advance), like
-//! kvnode's raft loop without a state machine. Proposals and peer messages share one
-//! bounded inbox, so proposals that arrive during a sync all go into the next Ready
-//! (group commit).
+//! One node's driver: an OS thread that alone owns a `Node<WalStore>` and carries out its
+//! Readys through raft-core's `Pipeline` with background syncs on a `raft_wal::SyncThread`,
+//! the order kvnode's raft loop runs, without a state machine. Proposals and peer messages
+//! share one bounded inbox; what arrives while a sync runs goes into the next one (group
+//! commit).
 //!
 //! It also times what the bench reports: each proposal from submission to the leader
 //! applying it, each WAL sync, and the broadcast time — from the leader handing a one-entry
@@ -21,20 +20,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
-    AppendResponse, Entry, LogIndex, LogStoreMut, Message, MessageBody, Node, NodeId, Ready, Role,
-    Snapshot, Term,
+    AppendResponse, Entry, LogIndex, LogStoreMut, Message, MessageBody, Node, NodeId, Pipeline,
+    ReadState, Ready, ReadyIo, Role, Snapshot, SyncMode, SyncStart, Term,
 };
 use raft_net::Transport;
-use raft_wal::WalStore;
+use raft_wal::{SyncThread, WalStore};
 
 use super::{Commit, ProposeError, TICK};
 
 /// Inputs handled per loop iteration before the Ready is processed; bounds how long a
 /// burst can delay ticks.
 const INBOX_DRAIN_MAX: usize = 4096;
-/// Ready rounds per loop iteration; a node that still has output after this many rounds
-/// finishes it on the next iteration.
-const READY_ROUNDS_MAX: usize = 1024;
 /// Proposals awaiting their commit on the leader; more are refused as overload.
 const PENDING_PROPOSALS_MAX: usize = 65_536;
 /// One-entry appends whose acknowledgement is being awaited, for the broadcast time.
@@ -62,6 +58,8 @@ pub(super) enum Input {
     TakeStats {
         reply: SyncSender<NodeStats>,
     },
+    /// The sync thread has a result (taken from it, not from here).
+    Synced,
     Shutdown,
 }
 
@@ -92,9 +90,17 @@ struct Pending {
 
 pub(super) struct Driver {
     node: Node<WalStore>,
-    transport: Transport,
+    pipeline: Pipeline,
+    io: DriverIo,
     inbox: Receiver<Input>,
+}
+
+/// Everything of the driver but the node and its pipeline: the I/O the pipeline calls.
+struct DriverIo {
+    id: NodeId,
+    transport: Transport,
     view: std::sync::Arc<ClusterView>,
+    syncs: SyncThread,
     pending: BTreeMap<LogIndex, Pending>,
     /// (follower, entry index) of one-entry appends sent and not yet acknowledged.
     appends_in_flight: BTreeMap<(NodeId, LogIndex), Instant>,
@@ -113,17 +119,29 @@ impl Driver {
         node: Node<WalStore>,
         transport: Transport,
         inbox: Receiver<Input>,
+        wake: SyncSender<Input>,
         view: std::sync::Arc<ClusterView>,
     ) -> Driver {
+        let id = node.id();
+        // A full inbox drops the wake-up; the loop also looks for a result every pass.
+        let syncs = SyncThread::start(&format!("bench-sync-{id}"), move || {
+            let _ = wake.try_send(Input::Synced);
+        })
+        .expect("spawning a log-sync thread");
         Driver {
             node,
-            transport,
+            pipeline: Pipeline::new(SyncMode::Background),
+            io: DriverIo {
+                id,
+                transport,
+                view,
+                syncs,
+                pending: BTreeMap::new(),
+                appends_in_flight: BTreeMap::new(),
+                stats: NodeStats::default(),
+                is_leader: false,
+            },
             inbox,
-            view,
-            pending: BTreeMap::new(),
-            appends_in_flight: BTreeMap::new(),
-            stats: NodeStats::default(),
-            is_leader: false,
         }
     }
 
@@ -143,6 +161,7 @@ impl Driver {
                     Err(_) => break,
                 }
             }
+            self.finish_sync_if_done();
             let now = Instant::now();
             if now >= next_tick {
                 self.node.tick();
@@ -153,12 +172,32 @@ impl Driver {
                     next_tick + TICK
                 };
             }
-            self.handle_ready();
+            self.run_pipeline();
             if stop {
                 break;
             }
         }
-        self.fail_pending(ProposeError::ShuttingDown);
+        let Driver {
+            node, pipeline, io, ..
+        } = &mut self;
+        let Ok(()) = pipeline.finish(node, io);
+        self.io.fail_pending(ProposeError::ShuttingDown);
+    }
+
+    fn run_pipeline(&mut self) {
+        let Ok(()) = self.pipeline.run(&mut self.node, &mut self.io);
+    }
+
+    fn finish_sync_if_done(&mut self) {
+        let finished = self
+            .io
+            .syncs
+            .try_finished()
+            .unwrap_or_else(|gone| panic!("node {}: {gone}", self.io.id));
+        if let Some(synced) = finished {
+            self.io.observe_sync(synced);
+            let Ok(()) = self.pipeline.synced(&mut self.node, &mut self.io);
+        }
     }
 
     /// Returns true on shutdown.
@@ -171,7 +210,8 @@ impl Driver {
                 if let MessageBody::AppendResponse(AppendResponse::Accepted { match_index }) =
                     message.body
                 {
-                    self.note_append_acknowledged(message.from, match_index, arrived_at);
+                    self.io
+                        .note_append_acknowledged(message.from, match_index, arrived_at);
                 }
                 self.node.step(message);
             }
@@ -182,8 +222,9 @@ impl Driver {
             } => self.propose(data, submitted_at, reply),
             Input::TakeStats { reply } => {
                 // The caller waits on a channel with room for this one answer.
-                let _ = reply.try_send(std::mem::take(&mut self.stats));
+                let _ = reply.try_send(std::mem::take(&mut self.io.stats));
             }
+            Input::Synced => self.finish_sync_if_done(),
             Input::Shutdown => return true,
         }
         false
@@ -197,7 +238,7 @@ impl Driver {
     ) {
         let refusal = if self.node.role() != Role::Leader {
             Some(ProposeError::NotLeader)
-        } else if self.pending.len() >= PENDING_PROPOSALS_MAX {
+        } else if self.io.pending.len() >= PENDING_PROPOSALS_MAX {
             Some(ProposeError::Overloaded)
         } else {
             match self.node.propose(data) {
@@ -208,7 +249,7 @@ impl Driver {
                         submitted_at,
                         reply,
                     };
-                    self.pending.insert(index, pending);
+                    self.io.pending.insert(index, pending);
                     return;
                 }
                 Err(refused) => Some(ProposeError::Refused(refused)),
@@ -219,7 +260,9 @@ impl Driver {
             let _ = reply.try_send(Err(refusal));
         }
     }
+}
 
+impl DriverIo {
     fn note_append_acknowledged(
         &mut self,
         from: NodeId,
@@ -238,34 +281,8 @@ impl Driver {
         }
     }
 
-    fn handle_ready(&mut self) {
-        for _ in 0..READY_ROUNDS_MAX {
-            if !self.node.has_ready() {
-                return;
-            }
-            let mut ready = self.node.ready();
-            if let Some(soft) = ready.soft_state {
-                self.note_role(soft.role);
-            }
-            self.send_all(std::mem::take(&mut ready.messages));
-            // As kvnode does: committed entries are durable on a quorum already, so they
-            // are answered before this node syncs the Ready's newer entries.
-            let apply_first = ready.snapshot.is_none();
-            if apply_first {
-                self.apply(&ready.committed_entries);
-            }
-            self.persist(&ready);
-            self.send_all(std::mem::take(&mut ready.persisted_messages));
-            if !apply_first {
-                self.apply(&ready.committed_entries);
-            }
-            self.node.advance();
-            self.maybe_compact();
-        }
-    }
-
     fn note_role(&mut self, role: Role) {
-        let id = self.node.id().0;
+        let id = self.id.0;
         let is_leader = role == Role::Leader;
         if is_leader && !self.is_leader {
             self.view.leader.store(id, Ordering::SeqCst);
@@ -284,7 +301,33 @@ impl Driver {
         self.is_leader = is_leader;
     }
 
-    fn send_all(&mut self, messages: Vec<Message>) {
+    /// Fail-stop: a node that cannot persist must not acknowledge, so this panics.
+    fn observe_sync(&mut self, synced: raft_wal::Synced) {
+        if let Err(failure) = synced.outcome {
+            panic!("node {}: WAL sync failed: {failure:?}", self.id);
+        }
+        push_sample(&mut self.stats.sync, synced.took);
+    }
+
+    fn fail_pending(&mut self, reason: ProposeError) {
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            // A proposer that gave up has dropped its receiver; nobody is left to tell.
+            let _ = pending.reply.try_send(Err(reason.clone()));
+        }
+    }
+}
+
+impl ReadyIo<WalStore> for DriverIo {
+    /// The bench never stops part-way: a storage failure panics (fail-stop).
+    type Stop = std::convert::Infallible;
+
+    fn observe(&mut self, _node: &Node<WalStore>, ready: &Ready) {
+        if let Some(soft) = ready.soft_state {
+            self.note_role(soft.role);
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
             if let MessageBody::Append { entries, .. } = &message.body {
                 if let [only] = entries.as_slice() {
@@ -300,25 +343,9 @@ impl Driver {
         }
     }
 
-    /// Fail-stop: a node that cannot persist must not acknowledge, so this panics.
-    fn persist(&mut self, ready: &Ready) {
-        let id = self.node.id();
-        let store = self.node.store_mut();
-        store
-            .write_ready(ready)
-            .unwrap_or_else(|failure| panic!("node {id}: WAL write failed: {failure:?}"));
-        if ready.must_sync {
-            let started = Instant::now();
-            store
-                .sync()
-                .unwrap_or_else(|failure| panic!("node {id}: WAL sync failed: {failure:?}"));
-            push_sample(&mut self.stats.sync, started.elapsed());
-        }
-    }
-
-    fn apply(&mut self, committed: &[Entry]) {
+    fn apply(&mut self, entries: &[Entry], _read_states: &[ReadState]) -> Result<(), Self::Stop> {
         let applied_at = Instant::now();
-        for entry in committed {
+        for entry in entries {
             let Some(pending) = self.pending.remove(&entry.index) else {
                 continue;
             };
@@ -333,29 +360,65 @@ impl Driver {
             // A proposer that gave up has dropped its receiver; nobody is left to tell.
             let _ = pending.reply.try_send(outcome);
         }
+        Ok(())
     }
 
-    fn maybe_compact(&mut self) {
-        let applied = self.node.applied_index();
-        if applied.0 < self.node.first_index().0 + COMPACT_EVERY_ENTRIES {
-            return;
-        }
-        let id = self.node.id();
-        let meta = self.node.snapshot_meta_at_applied();
-        let store = self.node.store_mut();
+    /// The bench's snapshots carry no data: there is no state machine to restore.
+    fn restore(&mut self, _snapshot: &Snapshot) -> Result<(), Self::Stop> {
+        Ok(())
+    }
+
+    fn write(&mut self, store: &mut WalStore, ready: &Ready) -> Result<(), Self::Stop> {
         store
+            .write_ready(ready)
+            .unwrap_or_else(|failure| panic!("node {}: WAL write failed: {failure:?}", self.id));
+        Ok(())
+    }
+
+    fn sync(&mut self, store: &mut WalStore) -> Result<(), Self::Stop> {
+        let started = Instant::now();
+        store
+            .sync()
+            .unwrap_or_else(|failure| panic!("node {}: WAL sync failed: {failure:?}", self.id));
+        push_sample(&mut self.stats.sync, started.elapsed());
+        Ok(())
+    }
+
+    fn begin_sync(&mut self, store: &mut WalStore) -> Result<SyncStart, Self::Stop> {
+        let flush = store
+            .begin_sync()
+            .unwrap_or_else(|failure| panic!("node {}: WAL sync failed: {failure:?}", self.id));
+        self.syncs
+            .submit(flush)
+            .unwrap_or_else(|gone| panic!("node {}: {gone}", self.id));
+        Ok(SyncStart::Running)
+    }
+
+    fn wait_for_sync(&mut self) -> Result<(), Self::Stop> {
+        let synced = self
+            .syncs
+            .wait()
+            .unwrap_or_else(|gone| panic!("node {}: {gone}", self.id));
+        self.observe_sync(synced);
+        Ok(())
+    }
+
+    /// Compacts the log behind the applied index now and then, bounding WAL size and
+    /// memory in long runs; the compaction is made durable with the next sync.
+    fn after_ready(&mut self, node: &mut Node<WalStore>) -> Result<bool, Self::Stop> {
+        let applied = node.applied_index();
+        if applied.0 < node.first_index().0 + COMPACT_EVERY_ENTRIES {
+            return Ok(false);
+        }
+        let meta = node.snapshot_meta_at_applied();
+        node.store_mut()
             .apply_snapshot(Snapshot {
                 meta,
                 data: Bytes::new(),
             })
-            .and_then(|()| store.sync())
-            .unwrap_or_else(|failure| panic!("node {id}: WAL compaction failed: {failure:?}"));
-    }
-
-    fn fail_pending(&mut self, reason: ProposeError) {
-        for (_, pending) in std::mem::take(&mut self.pending) {
-            // A proposer that gave up has dropped its receiver; nobody is left to tell.
-            let _ = pending.reply.try_send(Err(reason.clone()));
-        }
+            .unwrap_or_else(|failure| {
+                panic!("node {}: WAL compaction failed: {failure:?}", self.id)
+            });
+        Ok(true)
     }
 }

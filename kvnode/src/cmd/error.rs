@@ -76,6 +76,9 @@ pub enum CommandError {
     InvalidNodeId { text: Bytes },
     #[error("ERR invalid address '{}': expected host:port", quote_name(text))]
     InvalidAddress { text: Bytes },
+    /// A committed entry this build cannot decode (a bug or a version mismatch).
+    #[error("ERR internal: {reason}")]
+    Internal { reason: String },
 }
 
 /// Redis prints at most 128 bytes of a name (`%.128s`).

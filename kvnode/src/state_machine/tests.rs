@@ -6,6 +6,7 @@ use bytes::Bytes;
 use raft_core::{LogIndex, NodeId};
 
 use super::*;
+use crate::resp::Frame;
 
 fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
@@ -26,13 +27,13 @@ fn apply_all(machine: &mut StateMachine, commands: &[WriteCommand]) -> Vec<Frame
         .iter()
         .map(|command| {
             let index = machine.applied_index().next();
-            machine.apply(index, command)
+            Frame::from(machine.apply(index, command))
         })
         .collect()
 }
 
 fn get(machine: &StateMachine, key: &str) -> Frame {
-    machine.read(&ReadCommand::Get { key: b(key) })
+    Frame::from(machine.read(&ReadCommand::Get { key: b(key) }))
 }
 
 #[test]
@@ -179,7 +180,7 @@ fn writes_follow_redis_semantics() {
         apply_all(&mut machine, &setup);
         let index = machine.applied_index().next();
         assert_eq!(
-            machine.apply(index, &command),
+            Frame::from(machine.apply(index, &command)),
             reply,
             "{setup:?} then {command:?}"
         );
@@ -253,7 +254,7 @@ fn reads_answer_from_current_state() {
         ),
     ];
     for (command, expected) in cases {
-        assert_eq!(machine.read(&command), expected, "{command:?}");
+        assert_eq!(Frame::from(machine.read(&command)), expected, "{command:?}");
     }
 }
 
@@ -271,7 +272,7 @@ fn scan_pages_through_every_key() {
             count: 7,
             type_excludes_strings: false,
         };
-        let Frame::Array(reply) = machine.read(&command) else {
+        let Frame::Array(reply) = Frame::from(machine.read(&command)) else {
             panic!("SCAN replies with an array")
         };
         let [Frame::Bulk(next), Frame::Array(keys)] = &reply[..] else {

@@ -111,15 +111,20 @@ impl Checker {
         Ok(())
     }
 
-    /// Log Matching, for entries a node is about to persist.
-    pub fn persisted_entries<S: LogStore>(&mut self, node: &Node<S>, entries: &[Entry]) -> Verdict {
+    /// Log Matching, for entries a node has just written to `store`.
+    pub fn persisted_entries<S: LogStore>(
+        &mut self,
+        node: NodeId,
+        store: &S,
+        entries: &[Entry],
+    ) -> Verdict {
         for entry in entries {
             let prev_term = if entry.index.0 == 1 {
                 Term::ZERO
             } else {
-                match node.log_term(entry.index.prev()) {
-                    Some(term) => term,
-                    None => continue,
+                match store.term(entry.index.prev()) {
+                    Ok(term) => term,
+                    Err(_) => continue,
                 }
             };
             let fingerprint = (entry_digest(entry), prev_term);
@@ -127,7 +132,7 @@ impl Checker {
                 if known != fingerprint {
                     return Err(format!(
                         "Log Matching: {:?} holds {:?} with (digest, prev term) {fingerprint:?}, elsewhere {known:?}",
-                        node.id(),
+                        node,
                         entry
                     ));
                 }

@@ -6,13 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, Config, HeldMessages, LogIndex, LogStore, LogStoreMut, MemStore, Membership,
-    Message, MessageBody, Node, NodeId, Ready, Role, Snapshot, SyncPoint, Term,
+    ConfChange, Config, LogIndex, LogStore, MemStore, Membership, Message, MessageBody, Node,
+    NodeId, Pipeline, Role, SyncMode, SyncPoint, Term,
 };
 
 use crate::app::AppState;
 use crate::checker::{Checker, Verdict};
 use crate::rng::SimRng;
+
+mod driver;
+
+use driver::{SimIo, Stop};
 
 pub const TICK_UNITS: u64 = 10;
 /// Longest a sync runs in a profile with asynchronous syncs, in units.
@@ -60,19 +64,11 @@ impl Profile {
     }
 }
 
-/// A node's syncs in a profile with asynchronous syncs.
-#[derive(Default)]
-struct AsyncSyncs {
-    /// The same bookkeeping kvnode's loop uses.
-    held: HeldMessages,
-    running: Option<RunningSync>,
-}
-
-struct RunningSync {
-    covers: u64,
+/// A background sync the simulated disk is running: it makes durable what was written
+/// before it began, at `done_at`.
+struct SimSync {
     done_at: u64,
     point: SyncPoint,
-    last: (LogIndex, Term),
 }
 
 struct InFlight {
@@ -87,7 +83,9 @@ struct SimNode {
     app: AppState,
     restart_at: u64,
     tick_phase: u64,
-    syncs: AsyncSyncs,
+    /// The same pipeline kvnode's raft loop carries out its Readys through.
+    pipeline: Pipeline,
+    sync: Option<SimSync>,
 }
 
 pub struct Stats {
@@ -143,6 +141,14 @@ impl Sim {
         sim
     }
 
+    fn sync_mode(&self) -> SyncMode {
+        if self.profile.async_syncs {
+            SyncMode::Background
+        } else {
+            SyncMode::Inline
+        }
+    }
+
     fn log(&self, line: String) {
         if self.trace {
             println!("[{:>6}] {line}", self.time);
@@ -175,7 +181,8 @@ impl Sim {
                 app: AppState::default(),
                 restart_at: 0,
                 tick_phase,
-                syncs: AsyncSyncs::default(),
+                pipeline: Pipeline::new(self.sync_mode()),
+                sync: None,
             },
         );
     }
@@ -224,10 +231,9 @@ impl Sim {
         }
         for id in self.live_ids() {
             let due = self.nodes[&id]
-                .syncs
-                .running
+                .sync
                 .as_ref()
-                .is_some_and(|running| running.done_at <= self.time);
+                .is_some_and(|sync| sync.done_at <= self.time);
             if due {
                 self.finish_sync(id)?;
             }
@@ -291,192 +297,55 @@ impl Sim {
         }
     }
 
-    /// Carries out a node's Ready duties in order, possibly crashing part-way.
+    /// Carries out the node's Readys through its pipeline, possibly crashing part-way.
     fn handle_ready(&mut self, id: NodeId) -> Verdict {
-        loop {
-            let Some(node) = self.node_mut(id) else {
-                return Ok(());
-            };
-            if !node.has_ready() {
-                return Ok(());
-            }
-            let ready = node.ready();
-            self.checker
-                .persisted_entries(self.nodes[&id].node.as_ref().expect("live"), &ready.entries)?;
-            if let Some(soft) = ready.soft_state {
-                self.log(format!(
-                    "{id:?} is {:?} in {:?} (leader {:?})",
-                    soft.role, soft.term, soft.leader
-                ));
-            }
-            for message in &ready.messages {
-                self.send(message.clone());
-            }
-            if self.faults_on && self.profile.crashes && self.rng.chance(2) {
-                self.log(format!("{id:?} crashes before persisting its Ready"));
-                return self.crash(id);
-            }
-            self.persist(id, &ready);
-            if self.faults_on && self.profile.crashes && ready.must_sync && self.rng.chance(2) {
-                self.log(format!("{id:?} crashes after writing, before syncing"));
-                return self.crash(id);
-            }
-            if self.profile.async_syncs && ready.snapshot.is_none() && !ready.term_or_vote_changed {
-                self.hold_until_synced(id, ready.must_sync, &ready.persisted_messages);
-                self.apply(id, &ready)?;
-                self.node_mut(id).expect("live").advance_unsynced();
-            } else {
-                self.node_mut(id)
-                    .expect("live")
-                    .store_mut()
-                    .sync()
-                    .expect("memory");
-                self.synced_everything(id);
-                for message in &ready.persisted_messages {
-                    self.send(message.clone());
-                }
-                self.apply(id, &ready)?;
-                self.node_mut(id).expect("live").advance();
-            }
-            let node = self.nodes[&id].node.as_ref().expect("live");
-            self.checker.after_step(node)?;
-            self.maybe_compact(id);
-            self.maybe_begin_sync(id);
-        }
+        self.drive(id, |pipeline, node, io| pipeline.run(node, io))
     }
 
-    /// Asynchronous syncs: a Ready's messages leave once a sync begun after its writes has
-    /// finished, and never ahead of an earlier Ready's.
-    fn hold_until_synced(&mut self, id: NodeId, must_sync: bool, messages: &[Message]) {
-        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
-        for message in syncs.held.written(must_sync, messages.to_vec()) {
-            self.send(message);
-        }
-    }
-
-    /// Starts a sync of everything written so far, if there is something to sync and no
-    /// sync is running (one at a time, as a driver with one sync thread does).
-    fn maybe_begin_sync(&mut self, id: NodeId) {
-        if !self.profile.async_syncs {
-            return;
-        }
-        let done_at = self.time + 1 + self.rng.below(FLUSH_UNITS_MAX);
-        let sim_node = self.nodes.get_mut(&id).expect("exists");
-        let Some(node) = sim_node.node.as_ref() else {
-            return;
-        };
-        let syncs = &mut sim_node.syncs;
-        if syncs.running.is_some() || !syncs.held.needs_sync() {
-            return;
-        }
-        let store = node.store();
-        let last_index = store.last_index();
-        let last_term = store.term(last_index).expect("the last index has a term");
-        syncs.running = Some(RunningSync {
-            covers: syncs.held.sync_covers(),
-            done_at,
-            point: store.sync_point(),
-            last: (last_index, last_term),
-        });
-    }
-
-    /// A running sync finishes: what was written before it began becomes durable, the node
-    /// learns so, and the messages waiting for it leave.
+    /// A running sync finishes: what was written before it began becomes durable, and the
+    /// pipeline tells the node and lets the messages waiting for it go.
     fn finish_sync(&mut self, id: NodeId) -> Verdict {
         let sim_node = self.nodes.get_mut(&id).expect("exists");
-        let running = sim_node.syncs.running.take().expect("a sync is running");
+        let sync = sim_node.sync.take().expect("a sync is running");
         let node = sim_node.node.as_mut().expect("live");
-        node.store_mut().sync_through(running.point);
-        node.persisted(running.last.0, running.last.1);
-        let leaving = sim_node.syncs.held.synced(running.covers);
-        self.log(format!(
-            "{id:?} synced through {:?} (write {})",
-            running.last.0, running.covers
-        ));
-        for message in leaving {
-            self.send(message);
-        }
-        self.handle_ready(id)?;
-        self.maybe_begin_sync(id);
-        Ok(())
+        node.store_mut().sync_through(sync.point);
+        self.log(format!("{id:?} sync finished"));
+        self.drive(id, |pipeline, node, io| pipeline.synced(node, io))
     }
 
-    /// After a plain `sync` (which covers every write): the running sync, if any, is
-    /// superseded and every held message may leave.
-    fn synced_everything(&mut self, id: NodeId) {
-        let syncs = &mut self.nodes.get_mut(&id).expect("exists").syncs;
-        syncs.running = None;
-        for message in syncs.held.synced_everything() {
-            self.send(message);
-        }
-    }
-
-    fn persist(&mut self, id: NodeId, ready: &Ready) {
-        let store = self.node_mut(id).expect("live").store_mut();
-        store.write_ready(ready).expect("memory");
-    }
-
-    fn apply(&mut self, id: NodeId, ready: &Ready) -> Verdict {
-        if let Some(snapshot) = &ready.snapshot {
-            let app = AppState::from_snapshot_data(&snapshot.data);
-            if app.applied != snapshot.meta.index {
-                return Err(format!(
-                    "{id:?} got a snapshot whose data does not match its index"
-                ));
-            }
-            self.checker.restored(id, app.applied, app.digest)?;
-            self.nodes.get_mut(&id).expect("exists").app = app;
-            self.log(format!("{id:?} restores snapshot at {:?}", app.applied));
-        }
-        for entry in &ready.committed_entries {
-            let sim_node = self.nodes.get_mut(&id).expect("exists");
-            sim_node.app.apply(entry);
-            let digest = sim_node.app.digest;
-            self.checker.applied(id, entry, digest)?;
-        }
-        for read in &ready.read_states {
-            self.checker
-                .read_released(id, read.request_id, read.index)?;
-        }
-        Ok(())
-    }
-
-    fn maybe_compact(&mut self, id: NodeId) {
-        if !self.profile.snapshots {
-            return;
-        }
+    /// Runs one pipeline call for a live node, with the rest of the simulation as its I/O.
+    fn drive(
+        &mut self,
+        id: NodeId,
+        call: impl FnOnce(&mut Pipeline, &mut Node<MemStore>, &mut SimIo<'_>) -> Result<(), Stop>,
+    ) -> Verdict {
+        let Some(sim_node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(mut node) = sim_node.node.take() else {
+            return Ok(());
+        };
+        let placeholder = Pipeline::new(SyncMode::Inline);
+        let mut pipeline = std::mem::replace(&mut sim_node.pipeline, placeholder);
+        let outcome = call(&mut pipeline, &mut node, &mut SimIo { sim: self, id });
         let sim_node = self.nodes.get_mut(&id).expect("exists");
-        let app = sim_node.app;
-        let node = sim_node.node.as_mut().expect("live");
-        if app.applied.0 < node.first_index().0 + SNAPSHOT_EVERY_ENTRIES {
-            return;
-        }
-        let meta = node.snapshot_meta_at_applied();
-        assert_eq!(
-            meta.index, app.applied,
-            "node and application disagree on applied index"
-        );
-        let store = node.store_mut();
-        store
-            .apply_snapshot(Snapshot {
-                meta,
-                data: app.to_snapshot_data(),
-            })
-            .expect("memory");
-        if self.profile.async_syncs {
-            // Durable with the next sync, like any other write.
-            sim_node.syncs.held.written(true, Vec::new());
-        } else {
-            store.sync().expect("memory");
+        sim_node.pipeline = pipeline;
+        sim_node.node = Some(node);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Stop::Crash) => self.crash(id),
+            Err(Stop::Violation(violation)) => Err(violation),
         }
     }
 
     fn crash(&mut self, id: NodeId) -> Verdict {
+        let mode = self.sync_mode();
         let restart_in = (5 + self.rng.below(60)) * TICK_UNITS;
         let sim_node = self.nodes.get_mut(&id).expect("exists");
         let mut store = sim_node.node.take().expect("live").into_store();
         store.crash();
-        sim_node.syncs = AsyncSyncs::default();
+        sim_node.pipeline = Pipeline::new(mode);
+        sim_node.sync = None;
         sim_node.crashed_store = Some(store);
         sim_node.restart_at = self.time + restart_in;
         Ok(())

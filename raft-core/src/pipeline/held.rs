@@ -1,7 +1,6 @@
-//! The driver's side of asynchronous sync ([`crate::Ready`], "Asynchronous sync"): which
-//! of a Ready's `persisted_messages` may leave now, and which wait for a sync that covers
-//! their Ready's writes. Kept here so that every driver (kvnode, the simulator) runs the
-//! same rules, and the simulator checks the ones kvnode uses.
+//! Which of a Ready's `persisted_messages` may leave now, and which wait for a sync that
+//! covers their Ready's writes ([`crate::Ready`], "Asynchronous sync"); the pipeline's
+//! bookkeeping.
 
 use std::collections::VecDeque;
 

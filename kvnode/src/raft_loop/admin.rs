@@ -1,0 +1,86 @@
+//! Cluster administration on the loop: membership changes proposed as configuration
+//! entries (the new member's addresses in the entry's context), leadership transfer, and
+//! the node's [`NodeStatus`].
+
+use bytes::Bytes;
+use raft_core::{ConfChange, NodeId, Role};
+
+use super::request::{answer, Outcome, ReplyTo};
+use super::RaftLoop;
+use crate::cmd::AdminCommand;
+use crate::error::ClusterError;
+use crate::state_machine::{MembershipContext, Reply};
+use crate::status::NodeStatus;
+
+impl RaftLoop {
+    pub(super) fn admin(&mut self, command: AdminCommand, reply: ReplyTo) {
+        if let AdminCommand::Status = command {
+            let text = Bytes::from(self.status().render());
+            answer(reply, Outcome::Reply(Reply::Bulk(text)));
+            return;
+        }
+        if self.node.role() != Role::Leader {
+            answer(reply, self.not_leader());
+            return;
+        }
+        let (changes, context) = match command {
+            AdminCommand::Status => unreachable!("handled above"),
+            AdminCommand::Transfer { id } => {
+                let outcome = match self.node.transfer_leader(id) {
+                    Ok(()) => Outcome::Reply(Reply::Ok),
+                    Err(refusal) => Outcome::Failed(ClusterError::Refused(refusal)),
+                };
+                answer(reply, outcome);
+                return;
+            }
+            AdminCommand::AddLearner { id, address } => {
+                let context = MembershipContext {
+                    members: vec![(id, address)],
+                };
+                (vec![ConfChange::AddLearner(id)], context.encode())
+            }
+            AdminCommand::Promote { id } => {
+                // Only a learner that is receiving the log may become a voter; promoting an
+                // unknown id would add a voter nobody can reach.
+                if !self.node.membership().is_learner(id) {
+                    let reason =
+                        format!("node {id} is not a learner; add it with RAFT.ADDLEARNER first");
+                    let refusal = raft_core::Error::InvalidConfChange { reason };
+                    answer(reply, Outcome::Failed(ClusterError::Refused(refusal)));
+                    return;
+                }
+                (vec![ConfChange::AddVoter(id)], Bytes::new())
+            }
+            AdminCommand::Remove { id } => (vec![ConfChange::Remove(id)], Bytes::new()),
+        };
+        match self.node.propose_conf_change(&changes, context) {
+            Ok(index) => self.io.track_write(index, self.node.term(), reply),
+            Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
+        }
+    }
+
+    pub(super) fn status(&self) -> NodeStatus {
+        let membership = self.node.membership();
+        let ids = |set: &std::collections::BTreeSet<NodeId>| set.iter().copied().collect();
+        let leader = self.node.leader();
+        NodeStatus {
+            node_id: self.node.id(),
+            role: self.node.role(),
+            term: self.node.term(),
+            leader,
+            leader_client: leader
+                .and_then(|id| self.io.peers.address_of(id, &self.io.machine))
+                .map(|address| address.client),
+            commit_index: self.node.commit_index(),
+            applied_index: self.io.machine.applied_index(),
+            first_index: self.node.first_index(),
+            last_index: self.node.last_index(),
+            voters: ids(&membership.voters),
+            voters_outgoing: ids(&membership.voters_outgoing),
+            learners: ids(&membership.learners),
+            keys: self.io.machine.len() as u64,
+            matched: self.node.replication_status(),
+            storage: self.node.store().describe(&self.data_dir),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What the async side asks of the loop ([`Request`]), what it gets back ([`Outcome`]),
+//! and how the loop starts each request: a write is proposed, a read asks for a read
+//! point, anything that needs the leader is turned away with the leader's address.
+
+use raft_core::Role;
+use tokio::sync::oneshot;
+
+use super::RaftLoop;
+use crate::cmd::AdminCommand;
+use crate::error::ClusterError;
+use crate::state_machine::{ReadCommand, Reply, WriteCommand};
+use crate::status::NodeStatus;
+
+/// What a request's sender gets back.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply(Reply),
+    Failed(ClusterError),
+    /// This node is not the leader; forward to the leader's client address if known.
+    NotLeader {
+        leader_client: Option<String>,
+    },
+}
+
+pub type ReplyTo = oneshot::Sender<Outcome>;
+
+pub enum Request {
+    Write {
+        command: WriteCommand,
+        reply: ReplyTo,
+    },
+    Read {
+        command: ReadCommand,
+        linearizable: bool,
+        reply: ReplyTo,
+    },
+    Admin {
+        command: AdminCommand,
+        reply: ReplyTo,
+    },
+    Status {
+        reply: oneshot::Sender<NodeStatus>,
+    },
+}
+
+impl Request {
+    /// Answers the request with `failure` without running it.
+    pub fn refuse(self, failure: impl FnOnce() -> ClusterError) {
+        // A requester that gave up has dropped its receiver; nobody is left to tell.
+        match self {
+            Request::Write { reply, .. }
+            | Request::Read { reply, .. }
+            | Request::Admin { reply, .. } => {
+                let _ = reply.send(Outcome::Failed(failure()));
+            }
+            Request::Status { .. } => {}
+        }
+    }
+}
+
+/// Sends an outcome to a requester that may have given up (then nobody is left to tell).
+pub(super) fn answer(reply: ReplyTo, outcome: Outcome) {
+    let _ = reply.send(outcome);
+}
+
+impl RaftLoop {
+    pub(super) fn handle_request(&mut self, request: Request) {
+        match request {
+            Request::Write { command, reply } => self.propose_write(command, reply),
+            Request::Read {
+                command,
+                linearizable,
+                reply,
+            } => self.read(command, linearizable, reply),
+            Request::Admin { command, reply } => self.admin(command, reply),
+            Request::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    /// The answer for a request only the leader can serve.
+    pub(super) fn not_leader(&self) -> Outcome {
+        let leader_client = self
+            .node
+            .leader()
+            .and_then(|leader| self.io.peers.address_of(leader, &self.io.machine))
+            .map(|address| address.client);
+        match leader_client {
+            Some(_) => Outcome::NotLeader { leader_client },
+            None => Outcome::Failed(ClusterError::NoLeader),
+        }
+    }
+
+    fn propose_write(&mut self, command: WriteCommand, reply: ReplyTo) {
+        if self.node.role() != Role::Leader {
+            answer(reply, self.not_leader());
+            return;
+        }
+        match self.node.propose(command.encode()) {
+            Ok(index) => self.io.track_write(index, self.node.term(), reply),
+            Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
+        }
+    }
+
+    fn read(&mut self, command: ReadCommand, linearizable: bool, reply: ReplyTo) {
+        if !linearizable {
+            answer(reply, Outcome::Reply(self.io.machine.read(&command)));
+            return;
+        }
+        let request_id = self.io.pending.next_read_id();
+        match self.node.read_index(request_id) {
+            Ok(()) => self.io.pending.read_requested(request_id, command, reply),
+            Err(raft_core::Error::NotLeader { .. }) => {
+                answer(reply, Outcome::Failed(ClusterError::NoLeader));
+            }
+            Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
+        }
+    }
+}
