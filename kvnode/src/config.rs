@@ -12,6 +12,7 @@ use clap::Parser;
 use raft_core::NodeId;
 use serde::Deserialize;
 
+use crate::limits::{LimitSettings, SizeLimits};
 use crate::state_machine::MemberAddress;
 
 /// Where the Raft log lives.
@@ -94,6 +95,11 @@ pub struct Settings {
     /// Largest value in bytes [default: 8388608].
     #[arg(long)]
     pub value_bytes_max: Option<usize>,
+    /// Largest log entry in bytes: one write, transaction or configuration change, and so
+    /// the largest request; at least one SET of the largest key and value [default: room
+    /// for two such SETs].
+    #[arg(long)]
+    pub entry_bytes_max: Option<usize>,
     /// Client connections open at once; more are refused [default: 10000].
     #[arg(long)]
     pub connections_max: Option<usize>,
@@ -132,8 +138,8 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     pub election_ticks: u32,
     pub snapshot_entries: u64,
-    pub key_bytes_max: usize,
-    pub value_bytes_max: usize,
+    /// Sizes of keys, values, entries and frames, checked against each other.
+    pub limits: SizeLimits,
     pub connections_max: usize,
     pub request_queue_max: usize,
     pub wal_segment_bytes: u64,
@@ -181,6 +187,7 @@ impl Settings {
             snapshot_entries,
             key_bytes_max,
             value_bytes_max,
+            entry_bytes_max,
             connections_max,
             request_queue_max,
             wal_segment_bytes,
@@ -227,6 +234,14 @@ impl Settings {
                 "invalid config: election_ms: must be at least twice heartbeat_ms ({heartbeat_ms})"
             );
         }
+        let storage = match self.storage.as_deref().unwrap_or("wal") {
+            "wal" => StorageKind::Wal,
+            "memory" => StorageKind::Memory,
+            other => bail!("invalid config: storage: {other:?} is not \"wal\" or \"memory\""),
+        };
+        let wal_segment_bytes = self
+            .wal_segment_bytes
+            .unwrap_or(raft_wal::config::SEGMENT_BYTES_DEFAULT);
         let positive = |key: &str, value: Option<usize>, default: usize| -> Result<usize> {
             match value.unwrap_or(default) {
                 0 => bail!("invalid config: {key}: must be at least 1"),
@@ -248,11 +263,7 @@ impl Settings {
             data_dir: self
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(format!("data/node-{}", node_id.0))),
-            storage: match self.storage.as_deref().unwrap_or("wal") {
-                "wal" => StorageKind::Wal,
-                "memory" => StorageKind::Memory,
-                other => bail!("invalid config: storage: {other:?} is not \"wal\" or \"memory\""),
-            },
+            storage,
             sync: match self.sync.as_deref().unwrap_or("always") {
                 "always" => raft_wal::SyncPolicy::Always,
                 "never" => raft_wal::SyncPolicy::Never,
@@ -265,11 +276,15 @@ impl Settings {
                 0 => bail!("invalid config: snapshot_entries: must be at least 1"),
                 n => n,
             },
-            key_bytes_max: positive("key_bytes_max", self.key_bytes_max, 64 << 10)?,
-            value_bytes_max: positive("value_bytes_max", self.value_bytes_max, 8 << 20)?,
+            limits: SizeLimits::derive(&LimitSettings {
+                key_bytes_max: positive("key_bytes_max", self.key_bytes_max, 64 << 10)?,
+                value_bytes_max: positive("value_bytes_max", self.value_bytes_max, 8 << 20)?,
+                entry_bytes_max: self.entry_bytes_max,
+                wal_segment_bytes: (storage == StorageKind::Wal).then_some(wal_segment_bytes),
+            })?,
             connections_max: positive("connections_max", self.connections_max, 10_000)?,
             request_queue_max: positive("request_queue_max", self.request_queue_max, 8192)?,
-            wal_segment_bytes: self.wal_segment_bytes.unwrap_or(64 << 20),
+            wal_segment_bytes,
             wal_spare_segments: self
                 .wal_spare_segments
                 .unwrap_or(raft_wal::config::SPARE_SEGMENTS_DEFAULT),
@@ -386,6 +401,13 @@ mod tests {
                     ..base()
                 },
                 "key_bytes_max",
+            ),
+            (
+                Settings {
+                    wal_segment_bytes: Some(1 << 20),
+                    ..base()
+                },
+                "wal_segment_bytes",
             ),
         ];
         for (settings, key) in cases {

@@ -1,5 +1,6 @@
 //! One client connection: read what the client sent, decode every complete request
-//! (pipelining), execute them in order, write all replies with one write.
+//! (pipelining), execute them in order, write all replies with one write. At shutdown
+//! ([`Stop`]) it reads nothing more, finishes and answers what it has read, and closes.
 //!
 //! Writes in a pipeline are submitted together so they share a log batch; a read waits
 //! for the writes before it on the same connection, so a client always sees its own
@@ -14,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::cmd::{
@@ -43,6 +45,15 @@ pub struct Shared {
     pub node_id: u64,
 }
 
+/// The server's shutdown signals, shared by every connection.
+#[derive(Clone, Default)]
+pub struct Stop {
+    /// Read no more requests: answer those already read, then close.
+    pub drain: CancellationToken,
+    /// The raft loop has stopped: give up on forwarded requests too.
+    pub now: CancellationToken,
+}
+
 enum Pending {
     Done(Frame),
     Waiting {
@@ -60,10 +71,11 @@ pub struct Connection {
     stale_reads: bool,
     closing: bool,
     forwarder: Option<Forwarder>,
+    stop: Stop,
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, id: u64) -> Connection {
+    pub fn new(shared: Arc<Shared>, id: u64, stop: Stop) -> Connection {
         let authenticated = shared.password.is_none();
         Connection {
             shared,
@@ -74,17 +86,27 @@ impl Connection {
             stale_reads: false,
             closing: false,
             forwarder: None,
+            stop,
         }
     }
 
-    /// Serves the client until it disconnects, sends QUIT, or sends bytes that are not RESP.
+    /// Serves the client until it disconnects, sends QUIT, sends bytes that are not RESP,
+    /// or the server shuts down.
     pub async fn serve(mut self, mut stream: TcpStream) {
         let mut decoder = RequestDecoder::new(self.shared.limits.clone());
         let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut output = BytesMut::new();
         loop {
             input.reserve(READ_CHUNK_BYTES);
-            match stream.read_buf(&mut input).await {
+            let read = tokio::select! {
+                biased;
+                () = self.stop.drain.cancelled() => {
+                    debug!(connection = self.id, "closing client connection: shutting down");
+                    return;
+                }
+                read = stream.read_buf(&mut input) => read,
+            };
+            match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -242,8 +264,12 @@ impl Connection {
             }
         }
         let forwarder = self.forwarder.as_mut().expect("connected above");
-        let attempt = forwarder.call(&request, &limits);
-        match tokio::time::timeout(FORWARD_TIMEOUT, attempt).await {
+        let attempt = tokio::time::timeout(FORWARD_TIMEOUT, forwarder.call(&request, &limits));
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            () = self.stop.now.cancelled() => Ok(Err("this node is shutting down".to_owned())),
+        };
+        match outcome {
             Ok(Ok(reply)) => reply,
             Ok(Err(reason)) => {
                 self.forwarder = None;

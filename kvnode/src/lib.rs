@@ -13,7 +13,8 @@
 //! A failed write or sync of the log ends the process (fail-stop).
 //!
 //! Module map:
-//! - [`config`]: settings, defaults, validation naming the bad key.
+//! - [`config`]: settings, defaults, validation naming the bad key; [`limits`]: the
+//!   chain of size limits from a request to a WAL record and a peer frame.
 //! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
 //! - [`raft_loop`]: the driver thread: ticks, proposals, reads, Ready handling; a leader
 //!   syncs its log on a `log-sync` thread meanwhile.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod info;
+pub mod limits;
 pub mod metrics;
 pub mod raft_loop;
 pub mod reply;

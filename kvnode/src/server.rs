@@ -1,10 +1,21 @@
 //! Start-up and shutdown: open storage, bootstrap or restart, start the transport, the
-//! raft loop thread, the client and metrics listeners; on SIGTERM/SIGINT stop accepting,
-//! let the raft loop finish its in-flight batch, and exit.
+//! raft loop thread, the client and metrics listeners.
+//!
+//! Shutdown, on SIGTERM or SIGINT, in this order so that every request in flight is
+//! answered and nothing acknowledged is lost:
+//! 1. stop accepting connections;
+//! 2. tell every connection to stop: each finishes the requests it has read (the loop
+//!    still answers them), writes the replies and closes; wait for them, at most
+//!    [`DRAIN_TIMEOUT`];
+//! 3. stop the raft loop: it syncs what it wrote and fails what it can no longer answer
+//!    (`-UNKNOWN ... shutting down` for writes whose fate is unknown); connections still
+//!    open write those replies (forwarded requests give up at once) and close, within
+//!    [`CLOSE_TIMEOUT`];
+//! 4. stop the peer transport, and exit 0.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use raft_core::{LogStore, Node};
@@ -12,21 +23,25 @@ use raft_net::{ClusterId, Delivery, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::cmd::CommandLimits;
 use crate::config::NodeConfig;
-use crate::connection::{Connection, Shared};
+use crate::connection::{Connection, Shared, Stop};
 use crate::metrics::Metrics;
 use crate::raft_loop::{bootstrap, inbox, RaftHandle, RaftLoop, Request};
-use crate::resp::Limits;
 use crate::state_machine::StateMachine;
 use crate::storage::Storage;
 
 /// Bytes a metrics request may send before we answer.
 const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
 /// How long a metrics client may take to send its request.
-const METRICS_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const METRICS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connections get to finish their requests while the loop still serves them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connections get to write the loop's last answers once it has stopped.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn run(config: NodeConfig) -> Result<()> {
     let mut storage = Storage::open(&config)?;
@@ -58,7 +73,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         config.node_id,
         config.peer_listen,
     );
-    transport_config.frame_bytes_max = 64 << 20;
+    transport_config.frame_bytes_max = config.limits.peer_frame_bytes_max;
     let (inbox, raft) = inbox(config.request_queue_max);
     // Peer messages go from the task reading their connection straight into the raft
     // loop's inbox; when it is full they are dropped (counted) and Raft resends.
@@ -93,13 +108,10 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     let shared = Arc::new(Shared {
         raft: raft.clone(),
         metrics: metrics.clone(),
-        limits: Limits {
-            bulk_bytes_max: config.value_bytes_max.max(config.key_bytes_max),
-            ..Limits::default()
-        },
+        limits: config.limits.resp(),
         command_limits: CommandLimits {
-            key_bytes_max: config.key_bytes_max,
-            value_bytes_max: config.value_bytes_max,
+            key_bytes_max: config.limits.key_bytes_max,
+            value_bytes_max: config.limits.value_bytes_max,
         },
         password: config.password.clone(),
         started: Instant::now(),
@@ -118,17 +130,43 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     }
     info!(node = config.node_id.0, clients = %config.client_listen, peers = %config.peer_listen, "serving");
 
+    let stop = Stop::default();
+    let connections = TaskTracker::new();
     tokio::select! {
-        () = accept_clients(clients, shared, config.connections_max) => {}
-        () = shutdown_signal() => info!(node = config.node_id.0, "shutting down"),
+        () = accept_clients(clients, shared, config.connections_max, &stop, &connections) => {}
+        () = shutdown_signal() => {}
     }
+    let node_id = config.node_id.0;
+    info!(
+        node = node_id,
+        connections = connections.len(),
+        "shutting down: draining client connections"
+    );
+    stop.drain.cancel();
+    connections.close();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_ok();
     raft.shutdown();
     tokio::task::spawn_blocking(move || raft_thread.join())
         .await
         .context("joining the raft loop")?
         .map_err(|_| anyhow::anyhow!("the raft loop panicked"))?;
+    if !drained {
+        stop.now.cancel();
+        if tokio::time::timeout(CLOSE_TIMEOUT, connections.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                node = node_id,
+                connections = connections.len(),
+                "connections still open at exit are closed without their replies"
+            );
+        }
+    }
     transport.shutdown().await;
-    info!(node = config.node_id.0, "stopped");
+    info!(node = node_id, "stopped");
     Ok(())
 }
 
@@ -137,8 +175,7 @@ fn raft_config(config: &NodeConfig, applied: raft_core::LogIndex) -> raft_core::
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = 1;
     raft.applied = applied;
-    raft.entry_bytes_max =
-        (config.value_bytes_max as u64 + config.key_bytes_max as u64) * 2 + (1 << 20);
+    raft.entry_bytes_max = config.limits.raft_entry_bytes_max();
     raft.uncommitted_bytes_max = raft.uncommitted_bytes_max.max(raft.entry_bytes_max * 2);
     // Election timeouts need to differ between nodes and runs; nothing else depends on it.
     let now = std::time::SystemTime::now()
@@ -149,7 +186,14 @@ fn raft_config(config: &NodeConfig, applied: raft_core::LogIndex) -> raft_core::
     raft
 }
 
-async fn accept_clients(listener: TcpListener, shared: Arc<Shared>, connections_max: usize) {
+/// Accepts clients until the future is dropped (at shutdown, which closes the listener).
+async fn accept_clients(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connections_max: usize,
+    stop: &Stop,
+    connections: &TaskTracker,
+) {
     let slots = Arc::new(Semaphore::new(connections_max));
     let next_id = AtomicU64::new(1);
     loop {
@@ -158,7 +202,7 @@ async fn accept_clients(listener: TcpListener, shared: Arc<Shared>, connections_
             Err(failure) => {
                 // Out of file descriptors and the like: back off briefly rather than spin.
                 warn!(error = %failure, "accepting a client failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -179,9 +223,13 @@ async fn accept_clients(listener: TcpListener, shared: Arc<Shared>, connections_
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection::new(shared.clone(), next_id.fetch_add(1, Ordering::Relaxed));
+        let connection = Connection::new(
+            shared.clone(),
+            next_id.fetch_add(1, Ordering::Relaxed),
+            stop.clone(),
+        );
         let metrics = shared.metrics.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);
             connection.serve(stream).await;
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);

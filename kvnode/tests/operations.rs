@@ -44,6 +44,44 @@ fn sigterm_stops_a_node_gracefully_with_exit_0_and_it_restarts_from_its_wal() {
     assert_eq!(got, Reply::Bulk(Some(b"1".to_vec())));
 }
 
+/// SIGTERM to the leader under write load: it answers what it has read, exits 0 within the
+/// drain and close bounds, and no write it acknowledged is lost.
+#[test]
+fn sigterm_under_load_answers_in_flight_requests_and_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let others: Vec<_> = [1, 2, 3]
+        .into_iter()
+        .filter(|id| *id != leader)
+        .map(|id| cluster.addr(id))
+        .collect();
+    let mut targets = vec![cluster.addr(leader)];
+    targets.extend(others);
+    let stream = support::WriteStream::start("term", targets, 16);
+    stream.wait_acked(500, TIMEOUT);
+    let signalled = std::time::Instant::now();
+    cluster.signal(leader, "TERM");
+    let status = cluster
+        .wait_exit(leader, TIMEOUT)
+        .expect("exits after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "SIGTERM must end in exit 0: {status:?}");
+    // Drain (3 s) and close (1 s) bounds, plus the last sync and the transport's stop.
+    assert!(took < Duration::from_secs(8), "took {took:?} to exit");
+    let acked_at_exit = stream.acked();
+    stream.wait_acked(acked_at_exit + 200, TIMEOUT);
+    let records = stream.stop();
+    cluster.start_node(leader);
+    cluster.wait_serving(leader, TIMEOUT);
+    support::check_everywhere(&cluster, &[1, 2, 3], &records);
+    let log = cluster.log(leader);
+    assert!(log.contains("draining client connections"), "{log}");
+    eprintln!(
+        "{} (the leader exited {took:?} after SIGTERM)",
+        support::summarize(&records)
+    );
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to metrics");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
@@ -120,7 +158,7 @@ fn metrics_endpoint_serves_prometheus_text() {
 fn invalid_settings_are_refused_at_start_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let member = "--member=1=127.0.0.1:1,127.0.0.1:2";
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--node-id=1", member, "--storage=disk"],
             "invalid config: storage",
@@ -133,6 +171,16 @@ fn invalid_settings_are_refused_at_start_naming_the_key() {
         (
             &["--node-id=1", "--member=1=nonsense"],
             "invalid config: member",
+        ),
+        // A segment that cannot hold the largest entry: refused, not stopped on the first
+        // large SET.
+        (
+            &["--node-id=1", member, "--wal-segment-bytes=1048576"],
+            "invalid config: wal_segment_bytes",
+        ),
+        (
+            &["--node-id=1", member, "--entry-bytes-max=65536"],
+            "invalid config: entry_bytes_max",
         ),
     ];
     for (args, expected) in cases {
