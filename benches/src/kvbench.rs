@@ -19,9 +19,10 @@
 //! - [`options`]: the command line ([`options::Options`]) and its validated form
 //!   ([`options::Settings`]).
 //! - [`workload`]: keys, values and the read/write choice, from a seeded PRNG.
-//! - [`client`]: one RESP connection with timeouts, and RAFT.STATUS parsing.
+//! - [`client`]: one RESP connection with timeouts.
 //! - `etcd` (feature `etcd`): one etcd client per connection; Put, Range and Status.
-//! - [`leader`]: finding the leader and watching for leader changes once a second.
+//! - [`leader`]: finding the leader and watching for leader changes once a second, from
+//!   RAFT.STATUS as `kvnode::status::NodeStatus` parses it (or etcd's Status).
 //! - [`stats`]: what workers count while running (shared atomics, per-worker histograms).
 //! - [`gaps`]: the longest gaps between successful writes (failover mode).
 //! - [`report`]: the final numbers, as text and as one JSON line.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kvnode::resp::{decode_request, encode, Frame, Limits, Protocol};
+use kvnode::status::NodeStatus;
+use raft_core::{NodeId, Role, Term};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,9 +95,18 @@ fn answer(args: &[Frame], address: &str, served: &Served) -> Frame {
             served.gets.fetch_add(1, Ordering::Relaxed);
             Frame::bulk("value")
         }
-        b"RAFT.STATUS" => Frame::bulk(format!(
-            "node_id:1\r\nrole:leader\r\nterm:3\r\nleader_id:1\r\nleader_client_addr:{address}\r\n"
-        )),
+        b"RAFT.STATUS" => Frame::bulk(
+            NodeStatus {
+                node_id: NodeId(1),
+                role: Role::Leader,
+                term: Term(3),
+                leader: Some(NodeId(1)),
+                leader_client: Some(address.to_owned()),
+                voters: vec![NodeId(1)],
+                ..NodeStatus::default()
+            }
+            .render(),
+        ),
         _ => Frame::error("ERR unknown command"),
     }
 }
@@ -193,6 +204,10 @@ fn load_run_counts_ops_prints_json_and_draws_the_plot() {
     assert!(json["reads_ok"].as_u64().unwrap() > 0 && json["writes_ok"].as_u64().unwrap() > 0);
     assert_eq!(json["errors"]["total"], 0);
     assert_eq!(json["leader_changes"], 0);
+    // The fake's RAFT.STATUS parsed: its leader was seen, and no poll failed.
+    assert_eq!(json["leader_events"][0]["leader_id"], 1, "{json}");
+    assert_eq!(json["leader_events"][0]["term"], 3, "{json}");
+    assert_eq!(json["status_polls_failed"], 0, "{json}");
     assert_eq!(json["targets"][0].as_str(), Some(server.address.as_str()));
     assert_eq!(json["connections"], 4);
     assert_eq!(json["pipeline"], 2);

@@ -63,6 +63,30 @@ fn parse_role(text: &str) -> Option<Role> {
     ROLES.into_iter().find(|role| role_name(*role) == text)
 }
 
+/// A follower at term 0 that knows no leader, with an empty log and no members: the state
+/// a node starts from, and the base tests and fake servers fill in with `..Default::default()`.
+impl Default for NodeStatus {
+    fn default() -> NodeStatus {
+        NodeStatus {
+            node_id: NodeId::NONE,
+            role: Role::Follower,
+            term: Term::ZERO,
+            leader: None,
+            leader_client: None,
+            commit_index: LogIndex::ZERO,
+            applied_index: LogIndex::ZERO,
+            first_index: LogIndex::ZERO,
+            last_index: LogIndex::ZERO,
+            voters: Vec::new(),
+            voters_outgoing: Vec::new(),
+            learners: Vec::new(),
+            keys: 0,
+            matched: Vec::new(),
+            storage: String::new(),
+        }
+    }
+}
+
 impl NodeStatus {
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
@@ -203,7 +227,7 @@ mod tests {
         follower.leader = None;
         follower.leader_client = None;
         follower.matched.clear();
-        for status in [leader(), follower] {
+        for status in [leader(), follower, NodeStatus::default()] {
             assert_eq!(NodeStatus::parse(&status.render()), Ok(status.clone()));
         }
         assert_eq!(leader().lag(NodeId(3)), Some(4));

@@ -8,9 +8,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use raft_core::NodeId;
 use support::{
-    check_everywhere, status_ids, status_u64, summarize, Cluster, Options, Reply, WriteStream,
-    POLL_INTERVAL,
+    check_everywhere, sorted_ids, summarize, Cluster, Options, Reply, WriteStream, POLL_INTERVAL,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -43,7 +43,7 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     );
     assert!(reply.is_ok(), "RAFT.ADDLEARNER 4: {reply:?}");
     let status = cluster.status(old_leader).expect("leader status");
-    assert_eq!(status_ids(&status, "learners"), vec![4], "{status:?}");
+    assert_eq!(status.learners, [NodeId(4)], "{status:?}");
 
     // It catches up while writes continue.
     let acked = stream.acked();
@@ -52,12 +52,9 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     loop {
         let leader_commit = cluster
             .status(old_leader)
-            .map(|s| status_u64(&s, "commit_index"))
+            .map(|s| s.commit_index.0)
             .unwrap_or(u64::MAX);
-        let learner_applied = cluster
-            .status(4)
-            .map(|s| status_u64(&s, "applied_index"))
-            .unwrap_or(0);
+        let learner_applied = cluster.status(4).map(|s| s.applied_index.0).unwrap_or(0);
         if learner_applied + 50 >= leader_commit {
             break;
         }
@@ -71,9 +68,8 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     let reply = cluster.admin(&[1, 2, 3], &["RAFT.PROMOTE", "4"], TIMEOUT);
     assert!(reply.is_ok(), "RAFT.PROMOTE 4: {reply:?}");
     let leader = cluster.wait_for_leader_among(&[1, 2, 3, 4], TIMEOUT);
-    let mut voters = status_ids(&cluster.status(leader).expect("status"), "voters");
-    voters.sort_unstable();
-    assert_eq!(voters, vec![1, 2, 3, 4]);
+    let status = cluster.status(leader).expect("status");
+    assert_eq!(sorted_ids(&status.voters), [1, 2, 3, 4]);
     stream.set_targets([1, 2, 3, 4].iter().map(|id| cluster.addr(*id)).collect());
     let acked = stream.acked();
     stream.wait_acked(acked + 300, TIMEOUT);
@@ -98,9 +94,7 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let status = cluster.status(new_leader).expect("status");
-        let mut voters = status_ids(&status, "voters");
-        voters.sort_unstable();
-        if voters == remaining && status_ids(&status, "voters_outgoing").is_empty() {
+        if sorted_ids(&status.voters) == remaining && status.voters_outgoing.is_empty() {
             break;
         }
         assert!(
@@ -135,5 +129,5 @@ fn promoting_an_id_that_is_not_a_learner_is_refused() {
     }
     let leader = cluster.wait_for_leader(TIMEOUT);
     let status = cluster.status(leader).expect("leader answers RAFT.STATUS");
-    assert_eq!(status.get("voters").map(String::as_str), Some("1,2,3"));
+    assert_eq!(status.voters, [NodeId(1), NodeId(2), NodeId(3)]);
 }

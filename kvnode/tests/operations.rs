@@ -279,17 +279,14 @@ fn password_protected_cluster_requires_auth_and_still_forwards_writes() {
     let mut probe = authed(1);
     let deadline = std::time::Instant::now() + TIMEOUT;
     let leader = loop {
-        let status = probe.cmd(&["RAFT.STATUS"]).expect("RAFT.STATUS");
-        let text = status.bulk_string().unwrap_or_default();
-        let leader = text
-            .lines()
-            .find_map(|line| line.strip_prefix("leader_id:"))
-            .and_then(|id| id.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        if leader != 0 {
-            break leader;
+        let status = probe.status().expect("RAFT.STATUS");
+        if let Some(leader) = status.leader {
+            break leader.0;
         }
-        assert!(std::time::Instant::now() < deadline, "no leader: {text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader: {status:?}"
+        );
         std::thread::sleep(support::POLL_INTERVAL);
     };
     let follower = [1, 2, 3]

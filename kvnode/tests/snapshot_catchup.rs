@@ -9,8 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    check_everywhere, set_pipelined, status_u64, Cluster, Options, Outcome, WriteRecord,
-    POLL_INTERVAL,
+    check_everywhere, set_pipelined, Cluster, Options, Outcome, WriteRecord, POLL_INTERVAL,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,7 +39,7 @@ fn paused_follower_catches_up_through_a_snapshot_after_sigcont() {
         .find(|id| *id != leader)
         .expect("a follower");
     let before = cluster.status(follower).expect("follower status");
-    let follower_last = status_u64(&before, "last_log_index");
+    let follower_last = before.last_index.0;
     cluster.pause(follower);
 
     // Write through the leader until its log starts past the follower's last entry, so
@@ -59,20 +58,20 @@ fn paused_follower_catches_up_through_a_snapshot_after_sigcont() {
         records.extend(batch);
     }
     let leader_status = cluster.status(leader).expect("leader status");
-    let leader_first = status_u64(&leader_status, "first_index");
+    let leader_first = leader_status.first_index.0;
     assert!(
         leader_first > follower_last + 1,
         "the leader compacted past the paused follower's log (first_index {leader_first}, \
          follower's last index {follower_last}): {leader_status:?}"
     );
-    let leader_commit = status_u64(&leader_status, "commit_index");
+    let leader_commit = leader_status.commit_index.0;
 
     cluster.resume(follower);
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let applied = cluster
             .status(follower)
-            .map(|s| status_u64(&s, "applied_index"))
+            .map(|s| s.applied_index.0)
             .unwrap_or(0);
         if applied >= leader_commit {
             break;
@@ -90,7 +89,7 @@ fn paused_follower_catches_up_through_a_snapshot_after_sigcont() {
     );
     let status = cluster.status(follower).expect("follower status");
     assert!(
-        status_u64(&status, "first_index") > follower_last + 1,
+        status.first_index.0 > follower_last + 1,
         "follower's log starts after the snapshot: {status:?}"
     );
     check_everywhere(&cluster, &[1, 2, 3], &records);

@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use raft_core::{NodeId, Term};
 use tokio::time::{timeout_at, Instant};
 
 use super::client::ClientError;
-use super::leader::RaftStatus;
+use super::leader::LeaderView;
 use super::stats::ErrorKind;
 use super::workload::Op;
 
@@ -102,27 +103,23 @@ pub fn classify_error(error: &etcd_client::Error) -> EtcdFailure {
     }
 }
 
-/// Asks `endpoint` for its Status before `deadline`, as a [`RaftStatus`]: the member id, its
-/// role (leader when it names itself), the Raft term and the leader's member id. `None` on any
-/// failure. etcd's Status does not carry the leader's client address.
-pub async fn query_status(endpoint: &str, deadline: Instant) -> Option<RaftStatus> {
+/// Asks `endpoint` for its Status before `deadline`, as a [`LeaderView`]: whether the member
+/// leads (it names itself as leader), the Raft term and the leader's member id (0 in etcd
+/// means none). `None` on any failure. etcd's Status does not carry the leader's client
+/// address.
+pub async fn query_status(endpoint: &str, deadline: Instant) -> Option<LeaderView> {
     let mut session = EtcdSession::connect(endpoint, deadline).await.ok()?;
     let status = timeout_at(deadline, session.client.status())
         .await
         .ok()?
         .ok()?;
-    let node_id = status.header()?.member_id();
-    Some(RaftStatus {
-        node_id,
-        role: if status.leader() == node_id {
-            "leader"
-        } else {
-            "follower"
-        }
-        .to_owned(),
-        term: status.raft_term(),
-        leader_id: status.leader(),
-        leader_client_addr: None,
+    let member = NodeId(status.header()?.member_id());
+    let leader = Some(NodeId(status.leader())).filter(|id| !id.is_none());
+    Some(LeaderView {
+        leads: leader == Some(member),
+        term: Term(status.raft_term()),
+        leader,
+        leader_client: None,
     })
 }
 

@@ -183,7 +183,7 @@ impl Report {
             .leader
             .events
             .iter()
-            .map(|e| format!("node {} term {} at {:.1} s", e.leader_id, e.term, e.at_secs))
+            .map(|e| format!("node {} term {} at {:.1} s", e.leader, e.term, e.at_secs))
             .collect();
         let _ = writeln!(
             out,
@@ -222,7 +222,7 @@ impl Report {
             .leader
             .events
             .iter()
-            .map(|e| json!({"at_s": e.at_secs, "term": e.term, "leader_id": e.leader_id}))
+            .map(|e| json!({"at_s": e.at_secs, "term": e.term.0, "leader_id": e.leader.0}))
             .collect();
         let gaps = self.gaps.as_ref().map(|gaps| {
             gaps.iter()

@@ -9,7 +9,6 @@
 //! retry loop a count), or exit 0 after a failure. Exit codes: 0 success, 1 the cluster
 //! answered with an error or could not be reached, 2 bad usage (clap's own code).
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
@@ -19,6 +18,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use clap::{Parser, Subcommand};
 use kvnode::resp::{decode_frame, encode, Frame, Limits, Protocol};
+use kvnode::status::{role_name, NodeStatus};
+use raft_core::NodeId;
 
 /// Largest reply kvctl accepts, in bytes (a value is at most 8 MiB by default; a status
 /// bulk is a few hundred bytes).
@@ -146,7 +147,7 @@ fn run_transfer(client: &Client, id: u64, wait_secs: u64) -> Result<()> {
         return Ok(());
     }
     let (leader, address) = client
-        .wait_for_leader(Duration::from_secs(wait_secs), Some(id))
+        .wait_for_leader(Duration::from_secs(wait_secs), Some(NodeId(id)))
         .with_context(|| format!("node {id} did not become leader within {wait_secs} s"))?;
     println!("leader is now {leader} ({address})");
     Ok(())
@@ -184,17 +185,17 @@ fn render(frame: &Frame) -> String {
 
 // ----- status -----
 
-/// One endpoint's `RAFT.STATUS`, as key/value pairs, or why it could not be had.
+/// One endpoint's `RAFT.STATUS`, or why it could not be had.
 struct EndpointStatus {
     endpoint: String,
-    fields: Result<BTreeMap<String, String>>,
+    status: Result<NodeStatus>,
 }
 
 fn run_status(client: &Client) -> Result<()> {
     let statuses = client.status_all();
-    if statuses.iter().all(|s| s.fields.is_err()) {
+    if statuses.iter().all(|s| s.status.is_err()) {
         for status in &statuses {
-            if let Err(failure) = &status.fields {
+            if let Err(failure) = &status.status {
                 eprintln!("{}: {failure:#}", status.endpoint);
             }
         }
@@ -213,18 +214,18 @@ const COLUMNS: [&str; 10] = [
 fn status_table(statuses: &[EndpointStatus]) -> String {
     let leader = statuses
         .iter()
-        .filter_map(|s| s.fields.as_ref().ok())
-        .find(|f| field(f, "role") == "leader");
+        .filter_map(|s| s.status.as_ref().ok())
+        .find(|status| status.is_leader());
     let mut rows: Vec<Vec<String>> = vec![COLUMNS.iter().map(|c| (*c).to_owned()).collect()];
     let mut seen = Vec::new();
-    for status in statuses {
-        rows.push(match &status.fields {
-            Ok(fields) => {
-                seen.push(field(fields, "node_id").to_owned());
-                status_row(&status.endpoint, fields, leader)
+    for endpoint in statuses {
+        rows.push(match &endpoint.status {
+            Ok(status) => {
+                seen.push(status.node_id);
+                status_row(&endpoint.endpoint, status, leader)
             }
             Err(failure) => {
-                let mut row = vec![status.endpoint.clone(), "-".into()];
+                let mut row = vec![endpoint.endpoint.clone(), "-".into()];
                 row.push(format!("unreachable ({})", short_reason(failure)));
                 row
             }
@@ -233,9 +234,11 @@ fn status_table(statuses: &[EndpointStatus]) -> String {
     if let Some(leader) = leader {
         for id in member_ids(leader) {
             if !seen.contains(&id) {
-                let member = membership_of(leader, &id);
-                let lag = field(leader, &format!("lag_{id}")).to_owned();
-                let mut row = vec!["(not queried)".into(), id, "?".into(), member.into()];
+                let lag = leader
+                    .lag(id)
+                    .map_or_else(String::new, |lag| lag.to_string());
+                let mut row = vec!["(not queried)".into(), id.to_string(), "?".into()];
+                row.push(membership_of(leader, id).into());
                 row.extend(["", "", "", "", ""].map(String::from));
                 row.push(lag);
                 rows.push(row);
@@ -245,75 +248,49 @@ fn status_table(statuses: &[EndpointStatus]) -> String {
     format_table(&rows)
 }
 
-fn status_row(
-    endpoint: &str,
-    fields: &BTreeMap<String, String>,
-    leader: Option<&BTreeMap<String, String>>,
-) -> Vec<String> {
-    let id = field(fields, "node_id");
+fn status_row(endpoint: &str, status: &NodeStatus, leader: Option<&NodeStatus>) -> Vec<String> {
+    let id = status.node_id;
     let (member, lag) = match leader {
-        Some(leader) => (
-            membership_of(leader, id),
-            if field(leader, "node_id") == id {
-                "0"
-            } else {
-                field(leader, &format!("lag_{id}"))
-            },
-        ),
-        None => (membership_of(fields, id), ""),
+        Some(leader) if leader.node_id == id => (membership_of(leader, id), Some(0)),
+        Some(leader) => (membership_of(leader, id), leader.lag(id)),
+        None => (membership_of(status, id), None),
     };
-    let leader_id = match field(fields, "leader_id") {
-        "0" | "" => "none",
-        other => other,
-    };
-    [
-        endpoint,
-        id,
-        field(fields, "role"),
-        member,
-        field(fields, "term"),
-        leader_id,
-        field(fields, "commit_index"),
-        field(fields, "applied_index"),
-        field(fields, "last_log_index"),
-        if lag.is_empty() { "?" } else { lag },
+    vec![
+        endpoint.to_owned(),
+        id.to_string(),
+        role_name(status.role).to_owned(),
+        member.to_owned(),
+        status.term.to_string(),
+        status
+            .leader
+            .map_or_else(|| "none".to_owned(), |id| id.to_string()),
+        status.commit_index.to_string(),
+        status.applied_index.to_string(),
+        status.last_index.to_string(),
+        lag.map_or_else(|| "?".to_owned(), |lag| lag.to_string()),
     ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn field<'a>(fields: &'a BTreeMap<String, String>, key: &str) -> &'a str {
-    fields.get(key).map(String::as_str).unwrap_or("")
-}
-
-fn list_field(fields: &BTreeMap<String, String>, key: &str) -> Vec<String> {
-    field(fields, key)
-        .split(',')
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Voters (current and outgoing) and learners, in that order, without repeats.
-fn member_ids(fields: &BTreeMap<String, String>) -> Vec<String> {
+fn member_ids(status: &NodeStatus) -> Vec<NodeId> {
     let mut ids = Vec::new();
-    for key in ["voters", "voters_outgoing", "learners"] {
-        for id in list_field(fields, key) {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
+    for id in [&status.voters, &status.voters_outgoing, &status.learners]
+        .into_iter()
+        .flatten()
+    {
+        if !ids.contains(id) {
+            ids.push(*id);
         }
     }
     ids
 }
 
-fn membership_of(fields: &BTreeMap<String, String>, id: &str) -> &'static str {
-    let has = |key| list_field(fields, key).iter().any(|m| m == id);
-    if has("voters") {
+fn membership_of(status: &NodeStatus, id: NodeId) -> &'static str {
+    if status.voters.contains(&id) {
         "voter"
-    } else if has("voters_outgoing") {
+    } else if status.voters_outgoing.contains(&id) {
         "leaving"
-    } else if has("learners") {
+    } else if status.learners.contains(&id) {
         "learner"
     } else {
         "none"
@@ -347,14 +324,6 @@ fn format_table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Parses `key:value\r\n` lines.
-fn parse_status(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.trim_end().split_once(':'))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
 }
 
 // ----- the client -----
@@ -399,7 +368,7 @@ impl Client {
                 .map(|endpoint| {
                     scope.spawn(move || EndpointStatus {
                         endpoint: endpoint.clone(),
-                        fields: status_of(endpoint, self.timeout),
+                        status: status_of(endpoint, self.timeout),
                     })
                 })
                 .collect();
@@ -414,7 +383,7 @@ impl Client {
     /// address. A node that says it is the leader counts, and so does a node naming the
     /// leader (with its client address), since the endpoints may not include the leader.
     /// Bounded by `wait` (at least one poll is made).
-    fn wait_for_leader(&self, wait: Duration, want: Option<u64>) -> Result<(u64, String)> {
+    fn wait_for_leader(&self, wait: Duration, want: Option<NodeId>) -> Result<(NodeId, String)> {
         let deadline = Instant::now() + wait;
         loop {
             let statuses = self.status_all();
@@ -426,7 +395,7 @@ impl Client {
                 return Ok(found);
             }
             if Instant::now() >= deadline {
-                let reachable = statuses.iter().filter(|s| s.fields.is_ok()).count();
+                let reachable = statuses.iter().filter(|s| s.status.is_ok()).count();
                 bail!(
                     "no leader found ({reachable} of {} endpoints reachable)",
                     statuses.len()
@@ -438,22 +407,18 @@ impl Client {
 }
 
 /// The leader an endpoint reports: itself, or the leader it follows (if it knows where).
-fn reported_leader(status: &EndpointStatus) -> Option<(u64, String)> {
-    let fields = status.fields.as_ref().ok()?;
-    if field(fields, "role") == "leader" {
-        return Some((
-            field(fields, "node_id").parse().ok()?,
-            status.endpoint.clone(),
-        ));
+fn reported_leader(endpoint: &EndpointStatus) -> Option<(NodeId, String)> {
+    let status = endpoint.status.as_ref().ok()?;
+    if status.is_leader() {
+        return Some((status.node_id, endpoint.endpoint.clone()));
     }
-    let leader: u64 = field(fields, "leader_id").parse().ok()?;
-    let address = field(fields, "leader_client_addr");
-    (leader != 0 && !address.is_empty()).then(|| (leader, address.to_owned()))
+    Some((status.leader?, status.leader_client.clone()?))
 }
 
-fn status_of(endpoint: &str, timeout: Duration) -> Result<BTreeMap<String, String>> {
+fn status_of(endpoint: &str, timeout: Duration) -> Result<NodeStatus> {
     match call_once(endpoint, &["RAFT.STATUS"], timeout)? {
-        Frame::Bulk(text) => Ok(parse_status(&String::from_utf8_lossy(&text))),
+        Frame::Bulk(text) => NodeStatus::parse(&String::from_utf8_lossy(&text))
+            .with_context(|| format!("{endpoint} sent a RAFT.STATUS that does not parse")),
         Frame::Error(message) => bail!("{endpoint} replied: {message}"),
         other => bail!("{endpoint} sent an unexpected RAFT.STATUS reply: {other:?}"),
     }
@@ -518,52 +483,104 @@ fn resolve(endpoint: &str) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft_core::{LogIndex, Role, Term};
 
-    fn fields(text: &str) -> BTreeMap<String, String> {
-        parse_status(text)
+    fn ids(ids: &[u64]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
+    }
+
+    fn answered(endpoint: &str, status: &NodeStatus) -> EndpointStatus {
+        EndpointStatus {
+            endpoint: endpoint.into(),
+            status: NodeStatus::parse(&status.render()).map_err(anyhow::Error::from),
+        }
+    }
+
+    /// Node `id` of voters 1,2,3 in term 2 under leader 1 (at a:1), everything up to `index`
+    /// committed and applied.
+    fn member(id: u64, role: Role, index: u64) -> NodeStatus {
+        NodeStatus {
+            node_id: NodeId(id),
+            role,
+            term: Term(2),
+            leader: Some(NodeId(1)),
+            leader_client: Some("a:1".into()),
+            commit_index: LogIndex(index),
+            applied_index: LogIndex(index),
+            last_index: LogIndex(index),
+            voters: ids(&[1, 2, 3]),
+            ..NodeStatus::default()
+        }
+    }
+
+    /// Node 1 leads a joint configuration (voters 1,2,3; outgoing 1,2,5) with learner 4;
+    /// node 2 follows, 3 is unreachable, and 4 and 5 were not asked.
+    #[test]
+    fn status_table_shows_lag_from_the_leader_and_unreachable_endpoints() {
+        let leader = NodeStatus {
+            voters_outgoing: ids(&[1, 2, 5]),
+            learners: ids(&[4]),
+            matched: vec![
+                (NodeId(2), LogIndex(7)),
+                (NodeId(3), LogIndex(9)),
+                (NodeId(4), LogIndex(4)),
+            ],
+            ..member(1, Role::Leader, 9)
+        };
+        let follower = member(2, Role::Follower, 7);
+        let statuses = vec![
+            answered("a:1", &leader),
+            answered("b:2", &follower),
+            EndpointStatus {
+                endpoint: "c:3".into(),
+                status: Err(anyhow!("connection refused")),
+            },
+        ];
+        let expected = "\
+ENDPOINT       ID  ROLE      MEMBER   TERM  LEADER  COMMIT  APPLIED  LAST  LAG
+a:1            1   leader    voter    2     1       9       9        9     0
+b:2            2   follower  voter    2     1       7       7        7     2
+c:3            -   unreachable (connection refused)
+(not queried)  3   ?         voter                                         0
+(not queried)  5   ?         leaving
+(not queried)  4   ?         learner                                       5
+";
+        assert_eq!(status_table(&statuses), expected);
+        assert_eq!(
+            reported_leader(&statuses[1]),
+            Some((NodeId(1), "a:1".to_owned()))
+        );
     }
 
     #[test]
-    fn status_table_shows_lag_from_the_leader_and_unreachable_endpoints() {
-        let leader = "node_id:1\r\nrole:leader\r\nterm:2\r\nleader_id:1\r\ncommit_index:9\r\napplied_index:9\r\nlast_log_index:9\r\nvoters:1,2,3\r\nvoters_outgoing:\r\nlearners:4\r\nmatched_2:7\r\nlag_2:2\r\nlag_3:0\r\nlag_4:5\r\n";
-        let follower = "node_id:2\r\nrole:follower\r\nterm:2\r\nleader_id:1\r\ncommit_index:7\r\napplied_index:7\r\nlast_log_index:7\r\nvoters:1,2,3\r\n";
+    fn without_a_leader_each_row_shows_its_own_membership_and_no_lag() {
+        let candidate = NodeStatus {
+            node_id: NodeId(3),
+            role: Role::Candidate,
+            term: Term(3),
+            commit_index: LogIndex(9),
+            applied_index: LogIndex(8),
+            last_index: LogIndex(10),
+            voters: ids(&[1, 2, 3]),
+            learners: ids(&[4]),
+            ..NodeStatus::default()
+        };
+        let learner = NodeStatus {
+            node_id: NodeId(4),
+            role: Role::Follower,
+            term: Term(2),
+            ..candidate.clone()
+        };
         let statuses = vec![
-            EndpointStatus {
-                endpoint: "a:1".into(),
-                fields: Ok(fields(leader)),
-            },
-            EndpointStatus {
-                endpoint: "b:2".into(),
-                fields: Ok(fields(follower)),
-            },
-            EndpointStatus {
-                endpoint: "c:3".into(),
-                fields: Err(anyhow!("connection refused")),
-            },
+            answered("host-three:6381", &candidate),
+            answered("d:4", &learner),
         ];
-        let table = status_table(&statuses);
-        let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("ENDPOINT"), "{table}");
-        assert!(
-            lines[1].contains("leader") && lines[1].ends_with(" 0"),
-            "{table}"
-        );
-        assert!(
-            lines[2].contains("follower") && lines[2].ends_with(" 2"),
-            "{table}"
-        );
-        assert!(
-            lines[3].contains("unreachable (connection refused)"),
-            "{table}"
-        );
-        // Members the leader knows but nobody asked: 3 and the learner 4.
-        assert!(
-            lines[4].starts_with("(not queried)") && lines[4].contains(" 3 "),
-            "{table}"
-        );
-        assert!(
-            lines[5].contains("learner") && lines[5].ends_with(" 5"),
-            "{table}"
-        );
+        let expected = "\
+ENDPOINT         ID  ROLE       MEMBER   TERM  LEADER  COMMIT  APPLIED  LAST  LAG
+host-three:6381  3   candidate  voter    3     none    9       8        10    ?
+d:4              4   follower   learner  2     none    9       8        10    ?
+";
+        assert_eq!(status_table(&statuses), expected);
+        assert_eq!(reported_leader(&statuses[0]), None);
     }
 }

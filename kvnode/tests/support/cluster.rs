@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kvnode::status::NodeStatus;
+use raft_core::{LogIndex, NodeId, Term};
+
 /// How long a client waits for one reply before treating the outcome as unknown.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest line a reply header may have (our own server answers; this only bounds a bug).
@@ -179,14 +182,11 @@ impl Client {
         }
     }
 
-    /// `RAFT.STATUS` parsed into its `key:value` lines.
-    pub fn status(&mut self) -> io::Result<BTreeMap<String, String>> {
+    /// `RAFT.STATUS`, parsed by [`NodeStatus::parse`].
+    pub fn status(&mut self) -> io::Result<NodeStatus> {
         match self.cmd(&["RAFT.STATUS"])? {
-            Reply::Bulk(Some(text)) => Ok(String::from_utf8_lossy(&text)
-                .lines()
-                .filter_map(|line| line.split_once(':'))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect()),
+            Reply::Bulk(Some(text)) => NodeStatus::parse(&String::from_utf8_lossy(&text))
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error)),
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("RAFT.STATUS replied {other:?}"),
@@ -195,17 +195,11 @@ impl Client {
     }
 }
 
-/// A status field as a number (0 when absent).
-pub fn status_u64(status: &BTreeMap<String, String>, key: &str) -> u64 {
-    status.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// A status field holding a comma-separated id list.
-pub fn status_ids(status: &BTreeMap<String, String>, key: &str) -> Vec<u64> {
-    status
-        .get(key)
-        .map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect())
-        .unwrap_or_default()
+/// Node ids as the plain numbers this harness names nodes by, sorted.
+pub fn sorted_ids(ids: &[NodeId]) -> Vec<u64> {
+    let mut ids: Vec<u64> = ids.iter().map(|id| id.0).collect();
+    ids.sort_unstable();
+    ids
 }
 
 // ----- processes -----
@@ -477,7 +471,7 @@ impl Cluster {
     }
 
     /// RAFT.STATUS of node `id`, or None if it does not answer within a second.
-    pub fn status(&self, id: u64) -> Option<BTreeMap<String, String>> {
+    pub fn status(&self, id: u64) -> Option<NodeStatus> {
         Client::connect_with(self.addr(id), Duration::from_secs(1))
             .and_then(|mut c| c.status())
             .ok()
@@ -490,17 +484,16 @@ impl Cluster {
         let mut last = Vec::new();
         while Instant::now() < deadline {
             last = ids.iter().map(|id| (*id, self.status(*id))).collect();
-            let leaders: Vec<(u64, u64)> = last
+            let leaders: Vec<(u64, Term)> = last
                 .iter()
                 .filter_map(|(id, s)| s.as_ref().map(|s| (*id, s)))
-                .filter(|(_, s)| s.get("role").map(String::as_str) == Some("leader"))
-                .map(|(id, s)| (id, status_u64(s, "term")))
+                .filter(|(_, s)| s.is_leader())
+                .map(|(id, s)| (id, s.term))
                 .collect();
             if let [(leader, term)] = leaders[..] {
                 let agreed = last.iter().all(|(_, s)| {
-                    s.as_ref().is_some_and(|s| {
-                        status_u64(s, "leader_id") == leader && status_u64(s, "term") == term
-                    })
+                    s.as_ref()
+                        .is_some_and(|s| s.leader == Some(NodeId(leader)) && s.term == term)
                 });
                 if agreed {
                     return leader;
@@ -522,21 +515,15 @@ impl Cluster {
         let mut last = Vec::new();
         while Instant::now() < deadline {
             last = ids.iter().map(|id| (*id, self.status(*id))).collect();
-            let indexes: Option<Vec<(u64, u64)>> = last
+            let indexes: Option<Vec<(LogIndex, LogIndex)>> = last
                 .iter()
-                .map(|(_, s)| {
-                    s.as_ref().map(|s| {
-                        (
-                            status_u64(s, "applied_index"),
-                            status_u64(s, "commit_index"),
-                        )
-                    })
-                })
+                .map(|(_, s)| s.as_ref().map(|s| (s.applied_index, s.commit_index)))
                 .collect();
             if let Some(indexes) = indexes {
                 let first = indexes[0].0;
-                if first > 0 && indexes.iter().all(|&(a, c)| a == first && c == first) {
-                    return first;
+                if first > LogIndex::ZERO && indexes.iter().all(|&(a, c)| a == first && c == first)
+                {
+                    return first.0;
                 }
             }
             std::thread::sleep(POLL_INTERVAL);
