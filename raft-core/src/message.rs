@@ -71,10 +71,12 @@ pub enum MessageBody {
     ReadIndex {
         request_id: u64,
     },
-    /// The leader's answer; `index` is `None` if it could not serve the read.
+    /// The leader's answer; `index` is `None` if it could not serve the read. `clock` is
+    /// the leader's clock when it confirmed the read point (see [`crate::ReadState`]).
     ReadIndexResponse {
         request_id: u64,
         index: Option<LogIndex>,
+        clock: u64,
     },
 }
 

@@ -85,7 +85,12 @@ pub struct Node<S: LogStore> {
     /// Follower: a snapshot arriving in chunks.
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Follower: read requests forwarded to the leader, awaiting its answer.
-    pub(crate) forwarded_reads: BTreeMap<u64, NodeId>,
+    pub(crate) forwarded_reads: BTreeMap<u64, forwarded_reads::ForwardedRead>,
+    /// Ticks since the node started: the age of forwarded reads.
+    pub(crate) ticks: u64,
+    /// The driver's clock, opaque to the core (kvnode: wall-clock milliseconds), as of the
+    /// last [`Node::set_clock`]; a leader stamps the reads it confirms with it.
+    pub(crate) clock: u64,
 
     pub(crate) messages: Vec<Message>,
     pub(crate) persisted_messages: Vec<Message>,
@@ -226,10 +231,7 @@ impl<S: LogStore> Node<S> {
             self.vote = NodeId::NONE;
         }
         self.role = Role::Follower;
-        if leader != self.leader {
-            self.abort_forwarded_reads();
-        }
-        self.leader = leader;
+        self.set_leader(leader);
         self.votes.clear();
         self.incoming_snapshot = None;
         self.reset_timers();

@@ -76,6 +76,10 @@ pub struct ReadState {
     /// Serve the read once the applied index reaches this; `None` if the read could not
     /// be confirmed (leadership lost or unknown) and must be retried.
     pub index: Option<LogIndex>,
+    /// The confirming leader's clock ([`crate::Node::set_clock`]) when it confirmed the
+    /// read point: a driver that keeps time in its state machine (expiry) judges the read
+    /// at this time, so every node judges reads by the leader's clock.
+    pub clock: u64,
 }
 
 #[derive(Default, Debug)]

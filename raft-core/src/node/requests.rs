@@ -17,10 +17,19 @@ impl<S: LogStore> Node<S> {
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.assert_not_awaiting_advance();
+        self.ticks += 1;
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
         }
+        self.expire_forwarded_reads();
+    }
+
+    /// Tells the node the driver's clock (opaque here; kvnode passes wall-clock
+    /// milliseconds). Nothing in the algorithm depends on it: a leader only stamps the
+    /// reads it confirms with it ([`crate::ReadState::clock`]).
+    pub fn set_clock(&mut self, clock: u64) {
+        self.clock = clock;
     }
 
     /// Proposes an application command; returns the index it will occupy if committed.

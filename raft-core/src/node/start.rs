@@ -66,6 +66,8 @@ impl<S: LogStore> Node<S> {
             read_only: ReadOnly::default(),
             incoming_snapshot: None,
             forwarded_reads: BTreeMap::new(),
+            ticks: 0,
+            clock: 0,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
             read_states: Vec::new(),

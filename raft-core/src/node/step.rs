@@ -123,9 +123,11 @@ impl<S: LogStore> Node<S> {
             B::InstallSnapshotResponse(response) => self.handle_snapshot_response(from, response),
             B::TimeoutNow => self.handle_timeout_now(),
             B::ReadIndex { request_id } => self.handle_forwarded_read(from, request_id),
-            B::ReadIndexResponse { request_id, index } => {
-                self.handle_read_index_response(request_id, index)
-            }
+            B::ReadIndexResponse {
+                request_id,
+                index,
+                clock,
+            } => self.handle_read_index_response(from, request_id, index, clock),
         }
     }
 }

@@ -27,7 +27,7 @@ impl<S: LogStore> Node<S> {
         if pre {
             self.role = Role::PreCandidate;
             // A pre-candidate keeps its term and vote; it only asks.
-            self.leader = NodeId::NONE;
+            self.set_leader(NodeId::NONE);
             self.votes.clear();
         } else {
             let next = self.term.next();

@@ -26,7 +26,6 @@ impl<S: LogStore> Node<S> {
             "only a candidate can win"
         );
         self.role = Role::Leader;
-        self.leader = self.id;
         self.votes.clear();
         self.reset_timers();
         self.transfer_target = None;
@@ -38,6 +37,8 @@ impl<S: LogStore> Node<S> {
         // earlier entry it holds and lets it serve reads.
         self.append_own_entry(EntryPayload::Blank);
         self.leader_maybe_leave_joint();
+        // Last, once it can take reads: those it forwarded as a follower become its own.
+        self.set_leader(self.id);
     }
 
     /// Adds progress for new members and drops it for removed ones.
@@ -564,6 +565,7 @@ impl<S: LogStore> Node<S> {
                 MessageBody::ReadIndexResponse {
                     request_id,
                     index: None,
+                    clock: self.clock,
                 },
             );
         }
@@ -596,12 +598,21 @@ impl<S: LogStore> Node<S> {
     }
 
     fn answer_read(&mut self, requester: NodeId, request_id: u64, index: Option<LogIndex>) {
+        let clock = self.clock;
         if requester == self.id {
-            self.read_states.push(ReadState { request_id, index });
+            self.read_states.push(ReadState {
+                request_id,
+                index,
+                clock,
+            });
         } else {
             self.send(
                 requester,
-                MessageBody::ReadIndexResponse { request_id, index },
+                MessageBody::ReadIndexResponse {
+                    request_id,
+                    index,
+                    clock,
+                },
             );
         }
     }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use raft_core::{
     Config, Entry, EntryPayload, HardState, LogIndex, LogStore, LogStoreMut, MemStore, Membership,
-    Message, MessageBody, Node, NodeId, Role, Term,
+    Message, MessageBody, Node, NodeId, Pipeline, ReadState, Ready, ReadyIo, Role, Snapshot,
+    SyncMode, SyncStart, Term,
 };
 
 /// Messages one `deliver_all` may move before the test is declared stuck.
@@ -21,7 +22,64 @@ pub struct Cluster {
     queue: VecDeque<Message>,
     blocked: BTreeSet<(NodeId, NodeId)>,
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// Reads each node released, in order.
+    pub read_states: BTreeMap<NodeId, Vec<ReadState>>,
     pub trace: Vec<String>,
+}
+
+/// The harness as a node's I/O: messages go to the FIFO queue, applied entries and
+/// released reads are recorded, role changes traced.
+struct HarnessIo<'a> {
+    id: NodeId,
+    queue: &'a mut VecDeque<Message>,
+    applied: &'a mut Vec<Entry>,
+    read_states: &'a mut Vec<ReadState>,
+    trace: &'a mut Vec<String>,
+}
+
+impl ReadyIo<MemStore> for HarnessIo<'_> {
+    type Stop = std::convert::Infallible;
+
+    fn observe(&mut self, _node: &Node<MemStore>, ready: &Ready) {
+        if let Some(soft) = ready.soft_state {
+            self.trace.push(format!(
+                "n{} becomes {:?} in term {}",
+                self.id.0, soft.role, soft.term.0
+            ));
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        self.queue.extend(messages);
+    }
+
+    fn apply(&mut self, entries: &[Entry], read_states: &[ReadState]) -> Result<(), Self::Stop> {
+        self.applied.extend_from_slice(entries);
+        self.read_states.extend_from_slice(read_states);
+        Ok(())
+    }
+
+    fn restore(&mut self, _snapshot: &Snapshot) -> Result<(), Self::Stop> {
+        Ok(())
+    }
+
+    fn write(&mut self, store: &mut MemStore, ready: &Ready) -> Result<(), Self::Stop> {
+        store.write_ready(ready).expect("memory");
+        Ok(())
+    }
+
+    fn sync(&mut self, store: &mut MemStore) -> Result<(), Self::Stop> {
+        store.sync().expect("memory");
+        Ok(())
+    }
+
+    fn begin_sync(&mut self, _store: &mut MemStore) -> Result<SyncStart, Self::Stop> {
+        unreachable!("inline syncs only")
+    }
+
+    fn wait_for_sync(&mut self) -> Result<(), Self::Stop> {
+        unreachable!("inline syncs only")
+    }
 }
 
 pub fn id(n: u64) -> NodeId {
@@ -84,6 +142,7 @@ impl Cluster {
             queue: VecDeque::new(),
             blocked: BTreeSet::new(),
             applied: BTreeMap::new(),
+            read_states: BTreeMap::new(),
             trace: Vec::new(),
         }
     }
@@ -102,6 +161,28 @@ impl Cluster {
             self.blocked.insert((id(n), other));
             self.blocked.insert((other, id(n)));
         }
+    }
+
+    /// Cuts the one-way link from `from` to `to`.
+    pub fn cut(&mut self, from: u64, to: u64) {
+        self.blocked.insert((id(from), id(to)));
+    }
+
+    /// Runs `request` on node `n` (a client request: a read, a transfer) and carries out
+    /// what it produced.
+    pub fn request<T>(&mut self, n: u64, request: impl FnOnce(&mut Node<MemStore>) -> T) -> T {
+        let outcome = request(self.nodes.get_mut(&id(n)).expect("live"));
+        self.process(id(n));
+        outcome
+    }
+
+    /// Reads node `n` has released, by request id.
+    pub fn released(&self, n: u64, request_id: u64) -> Option<ReadState> {
+        self.read_states
+            .get(&id(n))?
+            .iter()
+            .find(|read| read.request_id == request_id)
+            .copied()
     }
 
     /// Cuts every link from `n` (it still hears the others).
@@ -188,28 +269,18 @@ impl Cluster {
         }
     }
 
-    /// Carries out a node's Ready duties: persist, sync, send, apply, advance.
+    /// Carries out a node's Readys through raft-core's pipeline, in the plain synchronous
+    /// order (every Ready written and synced before the node goes on).
     pub fn process(&mut self, node_id: NodeId) {
         let node = self.nodes.get_mut(&node_id).expect("live");
-        while node.has_ready() {
-            let ready = node.ready();
-            if let Some(soft) = ready.soft_state {
-                self.trace.push(format!(
-                    "n{} becomes {:?} in term {}",
-                    node_id.0, soft.role, soft.term.0
-                ));
-            }
-            let store = node.store_mut();
-            store.write_ready(&ready).unwrap();
-            store.sync().unwrap();
-            self.queue.extend(ready.messages);
-            self.queue.extend(ready.persisted_messages);
-            self.applied
-                .entry(node_id)
-                .or_default()
-                .extend(ready.committed_entries);
-            node.advance();
-        }
+        let mut io = HarnessIo {
+            id: node_id,
+            queue: &mut self.queue,
+            applied: self.applied.entry(node_id).or_default(),
+            read_states: self.read_states.entry(node_id).or_default(),
+            trace: &mut self.trace,
+        };
+        let Ok(()) = Pipeline::new(SyncMode::Inline).run(node, &mut io);
     }
 
     /// The (index, term) of every entry in a node's log.

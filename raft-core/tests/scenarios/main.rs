@@ -5,4 +5,5 @@ mod harness;
 
 mod election;
 mod membership;
+mod reads;
 mod replication;
