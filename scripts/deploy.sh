@@ -293,7 +293,7 @@ ssh_hostname() {
     # `ssh -G` only prints the configuration; a dry run still runs no ssh at all.
     [[ $DRY_RUN -eq 0 ]] || return 0
     if [[ -n "$SSH_CONFIG" ]]; then config=(-F "$SSH_CONFIG"); fi
-    ssh "${config[@]}" -G "$target" 2>/dev/null | awk '$1 == "hostname" { print $2; exit }'
+    { ssh "${config[@]}" -G "$target" 2>/dev/null || true; } | awk '$1 == "hostname" { print $2; exit }'
 }
 
 read_hosts() {
@@ -349,6 +349,8 @@ check_hosts_resolve() {
                 die "hosts file: '${HOSTS[other]}' and '${HOSTS[index]}' both resolve to $address"
         done
         seen[index]="$address"
+    done
+    for index in "${!HOSTS[@]}"; do
         ssh_host="$(ssh_hostname "${TARGETS[index]}")"
         ssh_host="${ssh_host:-${TARGETS[index]#*@}}"
         [[ -n "$(resolve "$ssh_host")" ]] || die "hosts file: ssh target '${TARGETS[index]}' ($ssh_host) does not resolve"
