@@ -10,6 +10,7 @@
 #   apply DIR STAGE CLUSTER_ID SUPERVISOR
 #                           stop the node if it runs, install the staged files, start it
 #   start DIR | stop DIR | restart DIR | status DIR | logs DIR LINES
+#   installed-sha DIR       the SHA-256 of the installed kvnode, or "none"
 #   discard STAGE           remove a staging directory (only one named raftkv-stage.*)
 #   supervise DIR           the shell supervisor (run by `start`, not by hand)
 #
@@ -205,12 +206,20 @@ start_shell() {
         launch=(runuser -u "$user" -- "${launch[@]}")
     fi
     "${launch[@]}" </dev/null >>"$dir/kvnode.log" 2>&1
+    # Until the supervisor runs and has started kvnode once: it runs, or it already exited
+    # (a restart is counted). Whether it serves is for deploy.sh to find out.
     deadline=$((SECONDS + START_WAIT_SECS))
-    while [[ -z "$(supervisor_pid "$dir")" || -z "$(node_pid "$dir")" ]]; do
+    while [[ -z "$(supervisor_pid "$dir")" ]] ||
+        [[ -z "$(node_pid "$dir")" && "$(cat "$dir/run/restarts" 2>/dev/null || echo 0)" == 0 ]]; do
         ((SECONDS < deadline)) || die "the supervisor did not start kvnode within ${START_WAIT_SECS} s (see $dir/kvnode.log)"
         sleep 0.1
     done
-    echo "started (supervisor pid $(supervisor_pid "$dir"), kvnode pid $(node_pid "$dir"))"
+    pid="$(node_pid "$dir")"
+    if [[ -n "$pid" ]]; then
+        echo "started (supervisor pid $(supervisor_pid "$dir"), kvnode pid $pid)"
+    else
+        echo "started, but kvnode exited at once; its supervisor keeps restarting it (see $dir/kvnode.log)"
+    fi
 }
 
 # Stops the supervisor and its node; a pid that fails its identity check is never
@@ -487,6 +496,16 @@ cmd_apply() {
     cmd_start "$dir"
 }
 
+cmd_installed_sha() {
+    local dir=$1
+    require_dir "$dir"
+    if [[ -f "$dir/bin/kvnode" ]]; then
+        sha256sum -- "$dir/bin/kvnode" | cut -d ' ' -f 1
+    else
+        echo none
+    fi
+}
+
 cmd_discard() {
     local stage=$1
     [[ "$stage" =~ /raftkv-stage\.[A-Za-z0-9]+$ ]] || die "refusing to remove '$stage'"
@@ -505,6 +524,7 @@ main() {
         restart) (($# == 1)) || die "restart DIR"; cmd_stop "$1" >/dev/null; cmd_start "$1" ;;
         status) (($# == 1)) || die "status DIR"; cmd_status "$1" ;;
         logs) (($# == 2)) || die "logs DIR LINES"; cmd_logs "$@" ;;
+        installed-sha) (($# == 1)) || die "installed-sha DIR"; cmd_installed_sha "$1" ;;
         discard) (($# == 1)) || die "discard STAGE"; cmd_discard "$1" ;;
         supervise) (($# == 1)) || die "supervise DIR"; cmd_supervise "$1" ;;
         *) die "unknown command '$command' (see the top of this file)" ;;

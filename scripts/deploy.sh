@@ -705,15 +705,25 @@ preflight() {
     }
 }
 
-# Copies node $1's files to a new staging directory on its host (tar over ssh), then has
-# the host check them; records the directory for removal and what would change.
+# Copies node $1's files to a new staging directory on its host (tar over ssh; the binary
+# only when the host's installed one differs, else the host copies its own), then has the
+# host check them; records the directory for removal and what would change.
 stage() {
-    local index=$1 dir ssh_argv=() output
+    local index=$1 dir ssh_argv=() output files=(kvnode) reuse="" installed
     dir="$OUT_DIR/node-$((index + 1))"
-    # shellcheck disable=SC2016 # expanded on the host
+    if [[ $DRY_RUN -eq 0 ]]; then
+        installed="$(host_run "$index" installed-sha "$REMOTE_DIR")" ||
+            die "$(node_name "$index"): could not read its installed binary's checksum"
+        if [[ "$installed" == "$(cut --delimiter=' ' --fields=1 "$dir/SHA256SUMS" | head --lines=1)" ]]; then
+            files=()
+            reuse=" && cp -- $REMOTE_DIR/bin/kvnode \"\$d/kvnode\""
+        fi
+    fi
+    files+=(deploy-host.sh kvnode.toml "$SERVICE_NAME.service" SHA256SUMS)
+    # The directory's name comes first, so it is known (and removed) even if the copy fails.
     mapfile -d '' ssh_argv < <(ssh_command "$STAGE_TIMEOUT_SECS" "${TARGETS[index]}" \
-        'd=$(mktemp -d "${TMPDIR:-/tmp}/raftkv-stage.XXXXXXXX") || exit 1; echo "$d"; tar -x -f - -C "$d" || exit 1')
-    show "tar --create --dereference --file=- --directory=$dir kvnode deploy-host.sh kvnode.toml $SERVICE_NAME.service SHA256SUMS | $(quote_words "${ssh_argv[@]}")"
+        "d=\$(mktemp -d \"\${TMPDIR:-/tmp}/raftkv-stage.XXXXXXXX\") || exit 1; echo \"\$d\"; tar -x -f - -C \"\$d\"$reuse")
+    show "tar --create --dereference --file=- --directory=$dir ${files[*]} | $(quote_words "${ssh_argv[@]}")"
     if [[ $DRY_RUN -eq 1 ]]; then
         STAGES[index]=""
         RUNNING[index]=no
@@ -721,9 +731,7 @@ stage() {
         host_run "$index" check-stage "$REMOTE_DIR" /tmp/raftkv-stage.DRYRUN
         return 0
     fi
-    # The directory's name comes first, so it is known (and removed) even if the copy fails.
-    output="$(tar --create --dereference --file=- --directory="$dir" kvnode deploy-host.sh kvnode.toml \
-        "$SERVICE_NAME.service" SHA256SUMS | "${ssh_argv[@]}")" || {
+    output="$(tar --create --dereference --file=- --directory="$dir" "${files[@]}" | "${ssh_argv[@]}")" || {
         STAGES[index]="$(head --lines=1 <<<"$output")"
         die "copying the files to $(node_name "$index") failed"
     }
@@ -733,7 +741,7 @@ stage() {
         die "$(node_name "$index"): the staged files failed their check"
     RUNNING[index]="$(sed --quiet 's/.*running=\([a-z]*\).*/\1/p' <<<"$output")"
     CHANGED[index]="$(sed --quiet 's/.*changed=\([a-z]*\).*/\1/p' <<<"$output")"
-    echo "  $(node_name "$index"): staged; $output"
+    echo "  $(node_name "$index"): staged${reuse:+ (its binary is already this one)}; $output"
 }
 
 discard_stages() {
@@ -924,17 +932,23 @@ rolling() {
 # ----- commands -----
 
 # Stages the files on every host, then brings every node to them: all at once when no node
-# runs, else the stopped ones first and the running ones that change one at a time.
+# serves, else the down ones first (stopped, or running without serving, e.g. a bad config
+# crash-looping: restarting them costs no availability) and the serving ones that change one
+# at a time.
 converge() {
     local index fresh=1 stopped=() changing=()
     CURRENT_STEP="staging the files"
     for index in "${!HOSTS[@]}"; do stage "$index"; done
+    [[ $DRY_RUN -eq 1 ]] || query_cluster
     for index in "${!HOSTS[@]}"; do
-        if [[ "${RUNNING[index]}" == yes ]]; then
+        if [[ "${RUNNING[index]}" == yes && ($DRY_RUN -eq 1 || ${ST_OK[index]} -eq 1) ]]; then
             fresh=0
             [[ "${CHANGED[index]}" != yes ]] || changing+=("$index")
         else
             stopped+=("$index")
+            if [[ "${RUNNING[index]}" == yes ]]; then
+                echo "  $(node_name "$index"): runs but does not serve (${ST_ERROR[index]}); restarting it now"
+            fi
         fi
     done
     for index in "${stopped[@]}"; do
@@ -993,8 +1007,9 @@ cmd_upgrade() {
     preflight
     CURRENT_STEP="checking every node before the upgrade"
     wait_healthy "$NODE_WAIT_SECS" || report_problems_and_die "not every node is healthy; fix that first (a rolling upgrade needs every node)"
-    write_state
     converge
+    # Records the binary now installed.
+    write_state
 }
 
 cmd_rolling_restart() {

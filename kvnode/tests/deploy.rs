@@ -406,6 +406,11 @@ impl Drop for Lab {
 impl Lab {
     /// Runs `deploy.sh ARGS` in the operator's namespace, printing its output.
     fn deploy_sh(&self, args: &[&str]) -> Output {
+        self.deploy_sh_with(args, &[])
+    }
+
+    /// `deploy_sh` with DEPLOY_* settings in the environment.
+    fn deploy_sh_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let script = repo_dir().join("scripts/deploy.sh");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_kvnode"))
             .parent()
@@ -425,6 +430,7 @@ impl Lab {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let started = Instant::now();
         let output = command.output().expect("run deploy.sh");
         eprintln!(
@@ -563,13 +569,18 @@ fn deploy_sh_deploys_supervises_upgrades_and_stops_real_hosts() {
     std::fs::write(lab.dir.path().join("hosts"), "h1 root@h1\nh2\nh3 root@h3\n").expect("hosts");
     deploys_and_reports_status(&lab);
     kill_minus_nine_comes_back(&lab);
+    a_bad_config_stops_at_one_node_and_a_good_one_applies(&lab);
+    a_binary_that_does_not_run_changes_nothing(&lab);
     let gaps = upgrades_and_restarts_under_load(&lab);
     host_down_is_named_and_stop_goes_on(&mut lab);
+    stale_pid_files_are_not_trusted(&lab);
     eprintln!(
-        "deploy test: longest write gap during the rolling upgrade {} ms, during the rolling \
-         restart {} ms; total {:.1} s",
-        gaps["upgrade"],
-        gaps["rolling-restart"],
+        "deploy test: longest write gap during the rolling upgrade {} ms (leader-aware client; \
+         {} ms through one node), during the rolling restart {} ms ({} ms); total {:.1} s",
+        gaps["Leader upgrade"],
+        gaps["Sticky upgrade"],
+        gaps["Leader rolling-restart"],
+        gaps["Sticky rolling-restart"],
         started.elapsed().as_secs_f64()
     );
 }
@@ -671,6 +682,118 @@ fn kill_minus_nine_comes_back(lab: &Lab) {
     eprintln!("node {leader} (leader) killed with -9 (pid {pid}); its supervisor restarted it as pid {new_pid}");
     let stdout = lab.wait_status_ok();
     assert!(stdout.contains("restarts=1"), "{stdout}");
+}
+
+fn node_pids(lab: &Lab) -> Vec<Option<u32>> {
+    (1..=HOSTS).map(|host| lab.node_pid(host)).collect()
+}
+
+/// A redeploy with a config kvnode refuses stops after the first node (which does not come
+/// back; the others keep serving), and a redeploy with a good config applies it everywhere,
+/// the failed node first.
+fn a_bad_config_stops_at_one_node_and_a_good_one_applies(lab: &Lab) {
+    let before = node_pids(lab);
+    std::fs::write(lab.dir.path().join("bad.toml"), "heartbeat_ms = 0\n").expect("config");
+    let output = lab.deploy_sh_with(
+        &["--extra-config", "bad.toml", "deploy", "hosts"],
+        &[("DEPLOY_NODE_WAIT_SECS", "5")],
+    );
+    assert!(
+        !output.status.success(),
+        "a refused config was reported deployed"
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("did not come back within 5 s"), "{stderr}");
+    assert!(stderr.contains("invalid config: heartbeat_ms"), "{stderr}");
+    assert!(
+        lab.leftover_stages().is_empty(),
+        "{:?}",
+        lab.leftover_stages()
+    );
+    let output = lab.deploy_sh(&["status", "hosts"]);
+    assert!(!output.status.success(), "status exited 0 with a node down");
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.matches(": not serving").count(), 1, "{stderr}");
+    let unchanged = node_pids(lab)
+        .iter()
+        .zip(&before)
+        .filter(|(now, then)| now == then)
+        .count();
+    assert_eq!(
+        unchanged,
+        HOSTS - 1,
+        "only one node may have been restarted"
+    );
+
+    std::fs::write(
+        lab.dir.path().join("good.toml"),
+        "snapshot_entries = 20000\n",
+    )
+    .expect("config");
+    let stdout = assert_ok(
+        &lab.deploy_sh(&["--extra-config", "good.toml", "deploy", "hosts"]),
+        "deploy with a good config",
+    );
+    assert!(stdout.contains("runs but does not serve"), "{stdout}");
+    for (host, (now, then)) in node_pids(lab).iter().zip(&before).enumerate() {
+        assert_ne!(now, then, "node {} kept its old config", host + 1);
+        let config = std::fs::read_to_string(lab.host_dir(host + 1).join("opt/kvnode.toml"))
+            .expect("config");
+        assert!(config.contains("snapshot_entries = 20000"), "{config}");
+    }
+}
+
+/// An upgrade to a binary that does not run on the hosts stops before any node is touched,
+/// and leaves no staging directory behind.
+fn a_binary_that_does_not_run_changes_nothing(lab: &Lab) {
+    let before = node_pids(lab);
+    let broken = lab.dir.path().join("kvnode-broken");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'cannot execute binary file' >&2\nexit 126\n",
+    )
+    .expect("binary");
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let output = lab.deploy_sh(&["upgrade", "hosts", "kvnode-broken"]);
+    assert!(!output.status.success(), "a broken binary was installed");
+    assert!(text(&output.stderr).contains("does not run on this host"));
+    assert!(
+        lab.leftover_stages().is_empty(),
+        "{:?}",
+        lab.leftover_stages()
+    );
+    assert_eq!(node_pids(lab), before, "a node was restarted");
+}
+
+/// Pid files naming a live process that is not the node (another command line, or another
+/// start time) are neither trusted nor signalled.
+fn stale_pid_files_are_not_trusted(lab: &Lab) {
+    let sshd = lab.sshd[0].as_ref().expect("h1's sshd").id();
+    let stat = std::fs::read_to_string(format!("/proc/{sshd}/stat")).expect("sshd stat");
+    let started = stat
+        .rsplit_once(") ")
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .nth(19)
+        .expect("start");
+    let run = lab.host_dir(1).join("opt/run");
+    std::fs::write(run.join("kvnode.pid"), format!("{sshd} {started}\n")).expect("pid file");
+    std::fs::write(run.join("supervisor.pid"), format!("{sshd} 1\n")).expect("pid file");
+    let output = lab.deploy_sh(&["status", "hosts"]);
+    assert!(text(&output.stdout).contains("node 1 (h1) ssh root@h1: state=stopped"));
+    std::fs::write(run.join("kvnode.pid"), format!("{sshd} {started}\n")).expect("pid file");
+    let output = lab.deploy_sh(&["stop", "hosts"]);
+    assert!(text(&output.stdout).contains("node 1 (h1): not running"));
+    assert!(
+        Path::new(&format!("/proc/{sshd}")).exists(),
+        "stop signalled h1's sshd"
+    );
+    assert!(
+        !run.join("kvnode.pid").exists(),
+        "a stale pid file was kept"
+    );
 }
 
 /// The rolling upgrade and a rolling restart under a light write load; returns the longest
@@ -793,10 +916,17 @@ impl LoadWriter {
         }
     }
 
+    /// Writes acknowledged so far, the fewer of the two writers'.
     fn acked(&self) -> u64 {
-        std::fs::read_to_string(self.dir.join("progress"))
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
+        ["Leader", "Sticky"]
+            .iter()
+            .map(|writer| {
+                std::fs::read_to_string(self.dir.join(format!("progress-{writer}")))
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                    .unwrap_or(0)
+            })
+            .min()
             .unwrap_or(0)
     }
 
@@ -814,7 +944,7 @@ impl LoadWriter {
     }
 
     /// Stops the writes, lets the writer check every one on every node, and returns the
-    /// longest gap between acknowledged writes in each window.
+    /// longest gap between acknowledged writes in each window, by "WRITER WINDOW".
     fn finish(mut self, windows: &str) -> BTreeMap<String, u64> {
         std::fs::write(self.dir.join("windows"), windows).expect("windows");
         std::fs::write(self.dir.join("stop"), "").expect("stop file");
@@ -834,7 +964,7 @@ impl LoadWriter {
         results
             .lines()
             .filter_map(|line| line.strip_prefix("gap_ms "))
-            .filter_map(|rest| rest.split_once(' '))
+            .filter_map(|rest| rest.rsplit_once(' '))
             .map(|(name, gap)| (name.to_owned(), gap.parse().expect("gap")))
             .collect()
     }
@@ -858,7 +988,7 @@ enum Outcome {
     NotApplied,
     /// The connection failed with the request sent: either outcome is possible.
     ConnectionLost(String),
-    /// Any other error reply: the test fails.
+    /// Any other error reply (-UNKNOWN included: either outcome is possible).
     Error(String),
 }
 
@@ -870,7 +1000,26 @@ struct Write {
     done_ms: u128,
 }
 
-/// The load writer. Does nothing unless the deploy test started it (with its environment).
+/// How a writer picks the node it writes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Routing {
+    /// Like a leader-aware client: writes go to the leader, found again (RAFT.STATUS) every
+    /// LEADER_CHECK_INTERVAL and after a failure. A rolling restart must not fail one of
+    /// them: deploy.sh moves leadership off a node before stopping it.
+    Leader,
+    /// Like a plain Redis client: stays on one node (followers forward) until a failure,
+    /// then moves to the next.
+    Sticky,
+}
+
+/// How often the leader-aware writer asks who leads.
+const LEADER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// The error a node gives requests that arrive once it is shutting down (see the report in
+/// `load_writer_in_operator_namespace`).
+const SHUTTING_DOWN: &str = "UNKNOWN the node is shutting down";
+
+/// The load writer: a leader-aware and a sticky writer side by side. Does nothing unless the
+/// deploy test started it (with its environment).
 #[test]
 #[ignore = "run by the deploy test inside the operator's network namespace"]
 fn load_writer_in_operator_namespace() {
@@ -884,114 +1033,196 @@ fn load_writer_in_operator_namespace() {
         .split(',')
         .map(|endpoint| endpoint.parse().expect("endpoint"))
         .collect();
-    let writes = write_until_stopped(&dir, &endpoints);
-    let count = |f: fn(&Outcome) -> bool| writes.iter().filter(|w| f(&w.outcome)).count();
-    let acked = count(|o| *o == Outcome::Acked);
-    let not_applied = count(|o| *o == Outcome::NotApplied);
-    let lost = count(|o| matches!(o, Outcome::ConnectionLost(_)));
-    let errors: Vec<&Write> = writes
-        .iter()
-        .filter(|w| matches!(w.outcome, Outcome::Error(_)))
-        .collect();
-    eprintln!("{} writes: {acked} acknowledged, {not_applied} -TRYAGAIN, {lost} with the connection lost in flight, {} other errors", writes.len(), errors.len());
-    for write in writes
-        .iter()
-        .filter(|w| matches!(w.outcome, Outcome::ConnectionLost(_)))
-    {
-        eprintln!("  connection lost: {} {:?}", write.key, write.outcome);
-    }
+    let writers: Vec<(Routing, Vec<Write>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [Routing::Leader, Routing::Sticky]
+            .into_iter()
+            .map(|routing| {
+                let (dir, endpoints) = (&dir, &endpoints);
+                scope.spawn(move || (routing, write_until_stopped(dir, endpoints, routing)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let all: Vec<&Write> = writers.iter().flat_map(|(_, writes)| writes).collect();
     for endpoint in &endpoints {
-        check_writes(*endpoint, &writes);
+        check_writes(*endpoint, &all);
     }
     eprintln!(
         "every acknowledged write read back from {} nodes",
         endpoints.len()
     );
     let windows = std::fs::read_to_string(dir.join("windows")).expect("windows");
+    let restarts = windows.lines().count() * HOSTS;
     let mut results = String::new();
+    for (routing, writes) in &writers {
+        results.push_str(&report_writer(*routing, writes, &windows, restarts));
+    }
+    std::fs::write(dir.join("results"), results).expect("results");
+}
+
+/// Prints one writer's counts and gaps, checks its errors; returns its `gap_ms` lines.
+fn report_writer(routing: Routing, writes: &[Write], windows: &str, restarts: usize) -> String {
+    let count = |f: &dyn Fn(&Outcome) -> bool| writes.iter().filter(|w| f(&w.outcome)).count();
+    let acked = count(&|o| *o == Outcome::Acked);
+    let not_applied = count(&|o| *o == Outcome::NotApplied);
+    let lost = count(&|o| matches!(o, Outcome::ConnectionLost(_)));
+    let shutting_down = count(&|o| matches!(o, Outcome::Error(e) if e.starts_with(SHUTTING_DOWN)));
+    let errors: Vec<(&str, &Outcome)> = writes
+        .iter()
+        .filter(|w| matches!(w.outcome, Outcome::Error(_) | Outcome::ConnectionLost(_)))
+        .map(|w| (w.key.as_str(), &w.outcome))
+        .collect();
+    eprintln!(
+        "{routing:?} writer: {} writes: {acked} acknowledged, {not_applied} -TRYAGAIN, {lost} \
+         without a reply (connection closed in flight), {} error replies ({shutting_down} of \
+         them '{SHUTTING_DOWN}'): {errors:?}",
+        writes.len(),
+        errors.len() - lost
+    );
+    let mut lines = String::new();
     for line in windows.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let [name, start, end] = words[..] else {
             panic!("bad window {line:?}")
         };
-        let gap = longest_gap(
-            &writes,
-            start.parse().expect("ms"),
-            end.parse().expect("ms"),
+        let gap = longest_gap(writes, start.parse().expect("ms"), end.parse().expect("ms"));
+        eprintln!(
+            "{routing:?} writer: longest gap between acknowledged writes during {name}: {gap} ms"
         );
-        eprintln!("longest gap between acknowledged writes during {name}: {gap} ms");
-        results.push_str(&format!("gap_ms {name} {gap}\n"));
+        lines.push_str(&format!("gap_ms {routing:?} {name} {gap}\n"));
     }
-    results.push_str(&format!("lost {lost}\n"));
-    std::fs::write(dir.join("results"), results).expect("results");
-    // A write in flight to a node being restarted may get no reply (the node ends on
-    // SIGTERM without answering it): at most one per restart, since the writer moves on to
-    // another node at once.
-    let restarts = windows.lines().count() * HOSTS;
+    // A write in flight to a node being stopped may get no reply: at most one per restart,
+    // as the writer moves on at once.
     assert!(
         lost <= restarts,
-        "{lost} writes lost their connection in flight, for {restarts} node restarts"
+        "{routing:?}: {lost} writes without a reply for {restarts} restarts"
     );
-    assert!(
-        errors.is_empty(),
-        "error replies other than -TRYAGAIN: {:?}",
-        errors
-            .iter()
-            .map(|w| (&w.key, &w.outcome))
-            .collect::<Vec<_>>()
-    );
+    match routing {
+        // deploy.sh hands leadership off before stopping a node: a leader-aware client
+        // sees nothing but -TRYAGAIN.
+        Routing::Leader => assert_eq!(errors.len(), lost, "{routing:?}: error replies {errors:?}"),
+        // A client on a node being stopped gets SHUTTING_DOWN (a kvnode limitation, see
+        // docs/deploy.md); anything else is a failure.
+        Routing::Sticky => {
+            assert_eq!(
+                errors.len() - lost,
+                shutting_down,
+                "{routing:?}: error replies {errors:?}"
+            );
+            assert!(
+                shutting_down <= restarts,
+                "{routing:?}: {shutting_down} for {restarts} restarts"
+            );
+        }
+    }
+    lines
 }
 
-/// SETs fresh keys one at a time, staying on one node while it answers and moving to the
-/// next on a failed connection, until the stop file appears.
-fn write_until_stopped(dir: &Path, endpoints: &[SocketAddr]) -> Vec<Write> {
+/// SETs fresh keys one at a time, routed as `routing` says, until the stop file appears.
+fn write_until_stopped(dir: &Path, endpoints: &[SocketAddr], routing: Routing) -> Vec<Write> {
     let started = Instant::now();
     let mut writes = Vec::new();
-    let mut target = 0;
+    let mut target = endpoints[0];
     let mut client: Option<Client> = None;
-    let mut acked = 0u64;
+    let mut leader_checked = started;
     while !dir.join("stop").exists() && started.elapsed() < LOAD_LIFETIME_MAX {
         let Some(connection) = client.as_mut() else {
-            match Client::connect_with(endpoints[target], Duration::from_secs(5)) {
+            match Client::connect_with(target, Duration::from_secs(5)) {
                 Ok(connected) => client = Some(connected),
                 Err(_) => {
-                    target = (target + 1) % endpoints.len();
+                    target = next_endpoint(endpoints, target);
                     std::thread::sleep(POLL_INTERVAL);
                 }
             }
+            leader_checked = started;
             continue;
         };
-        let key = format!("deploy-test:{}", writes.len());
-        let value = format!("value-{}", writes.len());
-        let outcome = match connection.cmd(&["SET", &key, &value]) {
-            Ok(reply) if reply.is_ok() => Outcome::Acked,
-            Ok(Reply::Error(error)) if error.starts_with("TRYAGAIN") => Outcome::NotApplied,
-            Ok(other) => Outcome::Error(format!("{other:?}")),
-            Err(error) => Outcome::ConnectionLost(format!("{}: {error}", endpoints[target])),
-        };
-        if outcome == Outcome::Acked {
-            acked += 1;
-            if acked % 20 == 0 {
-                std::fs::write(dir.join("progress"), acked.to_string()).expect("progress");
+        if routing == Routing::Leader && leader_checked.elapsed() >= LEADER_CHECK_INTERVAL {
+            leader_checked = Instant::now();
+            match leader_address(connection) {
+                Ok(Some(leader)) if leader != target => {
+                    target = leader;
+                    client = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    target = next_endpoint(endpoints, target);
+                    client = None;
+                    continue;
+                }
             }
-        } else if matches!(outcome, Outcome::ConnectionLost(_)) {
-            client = None;
-            target = (target + 1) % endpoints.len();
         }
-        writes.push(Write {
-            key,
-            value,
-            outcome,
-            done_ms: now_ms(),
-        });
+        let write = set_once(connection, routing, writes.len(), target);
+        if matches!(
+            write.outcome,
+            Outcome::ConnectionLost(_) | Outcome::Error(_)
+        ) {
+            client = None;
+            target = next_endpoint(endpoints, target);
+        }
+        writes.push(write);
+        if writes.len() % 20 == 0 {
+            let acked = writes
+                .iter()
+                .filter(|w| w.outcome == Outcome::Acked)
+                .count();
+            let progress = dir.join(format!("progress-{routing:?}"));
+            std::fs::write(progress, acked.to_string()).expect("progress");
+        }
         std::thread::sleep(LOAD_PAUSE);
     }
     writes
 }
 
+fn next_endpoint(endpoints: &[SocketAddr], current: SocketAddr) -> SocketAddr {
+    let index = endpoints
+        .iter()
+        .position(|e| *e == current)
+        .map_or(0, |i| i + 1);
+    endpoints[index % endpoints.len()]
+}
+
+/// The leader's client address as the connected node reports it (None: this node leads,
+/// or it knows no leader).
+fn leader_address(client: &mut Client) -> std::io::Result<Option<SocketAddr>> {
+    let status = client.status()?;
+    if status.get("role").map(String::as_str) == Some("leader") {
+        return Ok(None);
+    }
+    let address = status
+        .get("leader_client_addr")
+        .map(String::as_str)
+        .unwrap_or("");
+    Ok(std::net::ToSocketAddrs::to_socket_addrs(address)
+        .ok()
+        .and_then(|mut found| found.next()))
+}
+
+fn set_once(client: &mut Client, routing: Routing, seq: usize, target: SocketAddr) -> Write {
+    let key = format!("deploy-test:{routing:?}:{seq}");
+    let value = format!("value-{routing:?}-{seq}");
+    let outcome = match client.cmd(&["SET", &key, &value]) {
+        Ok(reply) if reply.is_ok() => Outcome::Acked,
+        Ok(Reply::Error(error)) if error.starts_with("TRYAGAIN") => Outcome::NotApplied,
+        Ok(Reply::Error(error)) => Outcome::Error(error),
+        Ok(other) => Outcome::Error(format!("{other:?}")),
+        Err(error) => Outcome::ConnectionLost(format!("{target}: {error}")),
+    };
+    Write {
+        key,
+        value,
+        outcome,
+        done_ms: now_ms(),
+    }
+}
+
 /// Reads every write back through `endpoint` (linearizable MGETs): an acknowledged one
-/// must be there, a -TRYAGAIN one must not; a lost one may be either.
-fn check_writes(endpoint: SocketAddr, writes: &[Write]) {
+/// must be there, a -TRYAGAIN one must not; any other may be either.
+fn check_writes(endpoint: SocketAddr, writes: &[&Write]) {
     let mut client = Client::connect(endpoint).expect("connect for the check");
     for chunk in writes.chunks(500) {
         let mut args: Vec<&[u8]> = vec![b"MGET"];
