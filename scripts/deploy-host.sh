@@ -267,12 +267,26 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local dir=$1
+    local dir=$1 by_systemd="" by_shell
     require_dir "$dir"
-    if systemd_running && systemctl cat "$UNIT_NAME" >/dev/null 2>&1; then
+    if systemd_unit_active; then
         systemctl stop "$UNIT_NAME"
+        by_systemd="stopped ($UNIT_NAME.service)"
     fi
-    stop_shell "$dir"
+    # Also when systemd ran it: a node the shell supervisor ran before a switch.
+    by_shell="$(stop_shell "$dir")"
+    echo "${by_systemd:-$by_shell}"
+}
+
+systemd_unit_active() {
+    systemd_running && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null
+}
+
+# Whether this deployment's node (or its supervisor) runs here, by either supervisor.
+node_running() {
+    local dir=$1
+    [[ -d "$dir" ]] || return 1
+    [[ -n "$(node_pid "$dir")" || -n "$(supervisor_pid "$dir")" ]] || systemd_unit_active
 }
 
 # ----- status -----
@@ -347,7 +361,7 @@ free_mb() {
 
 cmd_preflight() {
     local dir=$1 peer=$2 client=$3 metrics=$4 listen=$5 disk_mb=$6 stage_mb=$7 cluster_id=$8 wanted=$9
-    local failures=0 user tool port free tmp running="" existing
+    local failures=0 user tool port free tmp existing
     require_dir "$dir"
     fail() {
         echo "FAIL: $*"
@@ -375,12 +389,8 @@ cmd_preflight() {
     elif [[ -d "$dir/data" && -n "$(ls -A -- "$dir/data" 2>/dev/null)" ]]; then
         fail "deployment: $dir/data holds data but no cluster.id (not made by this deploy.sh); move it away first"
     fi
-    if [[ -d "$dir" ]]; then
-        running="$(node_pid "$dir")"
-        [[ -n "$running" ]] || running="$(supervisor_pid "$dir")"
-    fi
-    if [[ -n "$running" ]]; then
-        echo "ok: ports: held by this deployment's running node (pid $running)"
+    if node_running "$dir"; then
+        echo "ok: ports: held by this deployment's running node"
     else
         for port in "$peer" "$client" "$metrics"; do
             if port_listening "$port"; then fail "ports: $port is in use by another program"; fi
@@ -434,10 +444,7 @@ cmd_check_stage() {
     require_stage "$stage"
     (cd -- "$stage" && sha256sum --check --quiet SHA256SUMS) || die "staged files in $stage are damaged"
     version="$("$stage/kvnode" --version 2>&1)" || die "the new kvnode does not run on this host: $version"
-    [[ -z "$(node_pid "$dir")" && -z "$(supervisor_pid "$dir")" ]] || running=yes
-    if [[ "$(installed_supervisor "$dir")" == systemd ]] && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null; then
-        running=yes
-    fi
+    if node_running "$dir"; then running=yes; fi
     same_file "$stage/kvnode" "$dir/bin/kvnode" || reasons+=(binary)
     same_file "$stage/kvnode.toml" "$dir/kvnode.toml" || reasons+=(config)
     if [[ "$running" == yes && "$(cmd_status "$dir")" == *binary=replaced* ]]; then

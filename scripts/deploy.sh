@@ -61,9 +61,11 @@ What deploy does, in order: validate the hosts file; build kvnode and kvctl (car
 --release -p kvnode) unless --skip-build or --bin-dir; preflight every host (ssh login,
 privilege, free ports, disk space, tools, no other deployment in the install directory) and
 stop if any fails; write the state file; stage the files on every host (a directory
-raftkv-stage.* in the host's TMPDIR, checksummed, and the new kvnode run once there with
---version); then install and start the nodes (all at once when none runs, otherwise one at a
-time); remove the staging directories (also when it fails); verify the cluster.
+raftkv-stage.* in the host's TMPDIR; the binary is copied only where it differs; checksummed,
+and the new kvnode run once there with --version); install and start the nodes (all at once
+when none serves; otherwise the down ones first, including one that runs without serving,
+then the changed serving ones one at a time); remove the staging directories (also when it
+fails); verify the cluster, naming each node that fails with the end of its log.
 
 Privilege is chosen per host without options: a root login runs as root; otherwise `sudo -n`
 is used when it works; otherwise the login user must own the install directory (no systemd
@@ -105,7 +107,8 @@ Options:
 
 Environment (flags win): DEPLOY_STATE, DEPLOY_SKIP_BUILD=1, DEPLOY_BIN_DIR, DEPLOY_SSH_CONFIG,
 DEPLOY_LISTEN, DEPLOY_CLUSTER_ID, DEPLOY_REMOTE_DIR, DEPLOY_PEER_PORT, DEPLOY_CLIENT_PORT,
-DEPLOY_METRICS_PORT, DEPLOY_SUPERVISOR, DEPLOY_OUT_DIR (generated configs: target/deploy),
+DEPLOY_METRICS_PORT, DEPLOY_SUPERVISOR, DEPLOY_OUT_DIR (generated configs, to read:
+target/deploy/cluster-ID),
 DEPLOY_VERBOSE=1 (print every command), and the bounds: DEPLOY_SSH_TIMEOUT_SECS (60 per ssh
 call), DEPLOY_STAGE_TIMEOUT_SECS (600 per host to copy the files), DEPLOY_LEADER_WAIT_SECS (30
 for the cluster to be verified), DEPLOY_NODE_WAIT_SECS (60 for a restarted node to catch up),
@@ -1136,6 +1139,9 @@ main() {
         exit 2
     fi
     exec 3>&1
+    if [[ -n "${DEPLOY_SUDO+set}" ]]; then
+        echo "deploy.sh: DEPLOY_SUDO is no longer read: each host's privilege is found by itself (see --help)" >&2
+    fi
     WORK_DIR="$(mktemp --directory -t raftkv-deploy.XXXXXXXX)"
     resolve_deployment "${positional[0]}"
     [[ $DRY_RUN -eq 0 ]] || echo "# dry run: nothing below is executed"

@@ -88,6 +88,9 @@ fn skip_reason() -> Option<String> {
     if !root {
         return Some("not running as root (network namespaces and sshd need it)".into());
     }
+    if !Path::new("/opt").is_dir() {
+        return Some("no /opt to mount each host's private /opt/raftkv under".into());
+    }
     if !Path::new("/usr/sbin/sshd").exists() {
         return Some("/usr/sbin/sshd missing (apt-get install openssh-server)".into());
     }
