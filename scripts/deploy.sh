@@ -32,6 +32,7 @@ Commands:
                               it is reported at the end (exit 1)
   rolling-restart DEPLOYMENT  restart the nodes one at a time (see below)
   upgrade DEPLOYMENT BINARY   install kvnode BINARY on every node, one at a time (see below)
+                              (in both, a node that does not serve is restarted first, at once)
   logs DEPLOYMENT ID [LINES]  the last LINES (50) lines of node ID's log
 
 DEPLOYMENT is the hosts file (its state file is HOSTS_FILE.state, or --state) or the state
@@ -1008,22 +1009,32 @@ cmd_upgrade() {
     [[ $DRY_RUN -eq 1 || -x "$KVCTL" ]] || die "no kvctl in $BIN_DIR (pass --bin-dir)"
     generate
     preflight
-    CURRENT_STEP="checking every node before the upgrade"
-    wait_healthy "$NODE_WAIT_SECS" || report_problems_and_die "not every node is healthy; fix that first (a rolling upgrade needs every node)"
+    # A node that is down gets the new binary at once; the serving ones one at a time.
     converge
     # Records the binary now installed.
     write_state
 }
 
+# Restarts the nodes that do not serve at once (that costs no availability), then the
+# serving ones one at a time.
 cmd_rolling_restart() {
-    local indexes
+    local index serving=()
     resolve_state_settings
     [[ $DRY_RUN -eq 1 ]] || lock_state
     KVCTL="$BIN_DIR/kvctl"
     [[ $DRY_RUN -eq 1 || -x "$KVCTL" ]] || die "no kvctl in $BIN_DIR (pass --bin-dir)"
-    mapfile -t indexes < <(printf '%s\n' "${!HOSTS[@]}")
-    note "restarting ${#HOSTS[@]} nodes one at a time"
-    rolling restart "${indexes[@]}"
+    [[ $DRY_RUN -eq 1 ]] || query_cluster
+    for index in "${!HOSTS[@]}"; do
+        if [[ $DRY_RUN -eq 1 || ${ST_OK[index]} -eq 1 ]]; then
+            serving+=("$index")
+            continue
+        fi
+        CURRENT_STEP="restarting $(node_name "$index"), which does not serve"
+        echo "  $(node_name "$index"): does not serve (${ST_ERROR[index]}); restarting it now"
+        host_run "$index" restart "$REMOTE_DIR" | sed "s/^/    /"
+    done
+    note "restarting ${#serving[@]} serving node(s) one at a time"
+    rolling restart "${serving[@]}"
     verify
 }
 
@@ -1142,7 +1153,7 @@ main() {
     if [[ -n "${DEPLOY_SUDO+set}" ]]; then
         echo "deploy.sh: DEPLOY_SUDO is no longer read: each host's privilege is found by itself (see --help)" >&2
     fi
-    WORK_DIR="$(mktemp --directory -t raftkv-deploy.XXXXXXXX)"
+    WORK_DIR="$(mktemp --directory --tmpdir raftkv-deploy.XXXXXXXX)"
     resolve_deployment "${positional[0]}"
     [[ $DRY_RUN -eq 0 ]] || echo "# dry run: nothing below is executed"
     case "$command" in
