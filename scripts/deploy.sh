@@ -1134,8 +1134,8 @@ main() {
     done
     # Binaries given (flag or environment) are used as they are: nothing is built.
     [[ -z "$REQ_BIN_DIR" ]] || SKIP_BUILD=1
-    if [[ -n "$REQ_SSH_CONFIG" ]]; then REQ_SSH_CONFIG="$(realpath -- "$REQ_SSH_CONFIG")"; fi
-    if [[ -n "$REQ_BIN_DIR" ]]; then REQ_BIN_DIR="$(realpath -- "$REQ_BIN_DIR")"; fi
+    if [[ -n "$REQ_SSH_CONFIG" ]]; then REQ_SSH_CONFIG="$(realpath --canonicalize-missing -- "$REQ_SSH_CONFIG")"; fi
+    if [[ -n "$REQ_BIN_DIR" ]]; then REQ_BIN_DIR="$(realpath --canonicalize-missing -- "$REQ_BIN_DIR")"; fi
     if ((${#positional[@]} > 0)); then
         case "${positional[0]}" in
             deploy | start | stop | status | rolling-restart | upgrade | logs)
