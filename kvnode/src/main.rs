@@ -1,5 +1,7 @@
 //! `kvnode`: one member of a raftkv cluster. See `kvnode --help` and the README.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use clap::Parser;
 use kvnode::config::Settings;
@@ -21,6 +23,8 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colour codes only for a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

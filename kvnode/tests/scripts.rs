@@ -1,6 +1,7 @@
-//! The launch scripts: `scripts/deploy.sh --dry-run` (never contacts a host: ssh, scp,
-//! systemctl and cargo are replaced by stubs that record any call, and none may happen)
-//! and a `scripts/cluster.sh` lifecycle on 127.0.0.1 with the test build's binaries.
+//! The launch scripts: `scripts/deploy.sh` in `--dry-run`, and its refusals (ssh, scp, tar,
+//! systemctl and cargo are replaced by stubs that record any call, and none may happen; the
+//! real deploy is tests/deploy.rs), and a `scripts/cluster.sh` lifecycle on 127.0.0.1 with
+//! the test build's binaries.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -35,12 +36,13 @@ fn assert_success(output: &Output) -> String {
 
 // ----- deploy.sh --dry-run -----
 
-/// A PATH directory whose ssh, scp, systemctl and cargo only record that they were called.
+/// A PATH directory whose ssh, scp, tar, systemctl and cargo only record that they were
+/// called.
 fn tripwire_path(dir: &Path) -> (String, PathBuf) {
     let bin = dir.join("stubs");
     std::fs::create_dir_all(&bin).expect("stub dir");
     let record = dir.join("stub-calls");
-    for name in ["ssh", "scp", "systemctl", "cargo"] {
+    for name in ["ssh", "scp", "tar", "systemctl", "cargo"] {
         let stub = bin.join(name);
         let script = format!(
             "#!/bin/sh\necho \"{name} $*\" >> '{}'\nexit 97\n",
@@ -57,79 +59,133 @@ fn tripwire_path(dir: &Path) -> (String, PathBuf) {
     (path, record)
 }
 
-fn deploy_dry_run(dir: &Path, args: &[&str]) -> Output {
+/// Runs deploy.sh with the tripwires on PATH and no DEPLOY_* setting from the caller's
+/// environment but `env`; cargo's output directory is `dir/target`.
+fn deploy_sh(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let (path, _) = tripwire_path(dir);
-    Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(repo_dir().join("scripts/deploy.sh"))
-        .arg("--dry-run")
         .args(args)
+        .current_dir(dir)
         .env("PATH", path)
-        .env("DEPLOY_OUT_DIR", dir.join("out"))
-        .env("DEPLOY_BIN_DIR", dir.join("bin"))
-        .env_remove("DEPLOY_CLUSTER_ID")
-        .env_remove("DEPLOY_REMOTE_DIR")
-        .output()
-        .expect("run deploy.sh")
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("DEPLOY_OUT_DIR", dir.join("out"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DEPLOY_") && key != "DEPLOY_OUT_DIR" {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("run deploy.sh")
+}
+
+fn deploy_dry_run(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--dry-run"];
+    all.extend_from_slice(args);
+    deploy_sh(dir, &all, &[])
+}
+
+/// Fails if any stubbed command ran.
+fn assert_no_stub_ran(dir: &Path) {
+    let record = dir.join("stub-calls");
+    assert!(
+        !record.exists(),
+        "a command that must not run ran: {}",
+        std::fs::read_to_string(&record).unwrap_or_default()
+    );
 }
 
 const HOSTS: &str = "# three test hosts (TEST-NET-1 addresses: never routed)\n\
     192.0.2.1\n\
     \n\
     192.0.2.2 admin@192.0.2.2   # a comment after the host\n\
-    192.0.2.3 root@192.0.2.3\n";
+    192.0.2.3 root@192.0.2.3 listen=192.0.2.3\n";
+
+const TARGETS: [&str; 3] = ["192.0.2.1", "admin@192.0.2.2", "root@192.0.2.3"];
+
+/// The lines that run deploy-host.sh COMMAND on `target`, over ssh in batch mode.
+fn host_steps<'a>(lines: &[&'a str], target: &str, command: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter(|line| {
+            line.starts_with("+ timeout")
+                && line.contains(" ssh -o BatchMode=yes ")
+                && [" ", ";"]
+                    .iter()
+                    .any(|end| line.contains(&format!(" {target} 'set -- {command}{end}")))
+                && line.ends_with("< scripts/deploy-host.sh")
+        })
+        .copied()
+        .collect()
+}
 
 #[test]
 fn deploy_dry_run_prints_every_command_and_writes_valid_configs() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, HOSTS).expect("hosts file");
-    let hosts = hosts.to_str().expect("utf-8 path");
-    let stdout = assert_success(&deploy_dry_run(dir.path(), &[hosts]));
+    std::fs::write(dir.path().join("hosts"), HOSTS).expect("hosts file");
+    let stdout = assert_success(&deploy_dry_run(dir.path(), &["deploy", "hosts"]));
     let lines: Vec<&str> = stdout.lines().collect();
     let has = |needle: &str| lines.iter().any(|line| line.contains(needle));
 
     assert!(has("+ cargo build --release -p kvnode"), "{stdout}");
-    for (id, target) in [
-        (1, "192.0.2.1"),
-        (2, "admin@192.0.2.2"),
-        (3, "root@192.0.2.3"),
-    ] {
-        let ssh = "ssh -o BatchMode=yes";
-        let to_target: Vec<&&str> = lines
-            .iter()
-            .filter(|line| line.starts_with("+ timeout") && line.contains(&format!(" {target} ")))
-            .collect();
-        assert!(to_target.len() >= 2, "ssh to {target}:\n{stdout}");
-        assert!(to_target.iter().all(|line| line.contains(ssh)), "{stdout}");
-        let install = to_target
-            .iter()
-            .find(|line| line.contains("systemctl enable raftkv"))
-            .unwrap_or_else(|| panic!("no systemd install for {target}:\n{stdout}"));
-        assert!(install.contains("systemctl restart raftkv"), "{install}");
-        assert!(
-            install.contains("nohup /opt/raftkv/bin/kvnode --config /opt/raftkv/kvnode.toml"),
-            "{install}"
-        );
-        let scp = lines
-            .iter()
-            .find(|line| line.contains(" scp ") && line.contains(&format!(" {target}:")))
-            .unwrap_or_else(|| panic!("no scp to {target}:\n{stdout}"));
-        for file in [
-            "bin/kvnode",
-            &format!("out/node-{id}/kvnode.toml"),
-            &format!("out/node-{id}/raftkv.service"),
+    for (index, target) in TARGETS.iter().enumerate() {
+        // Preflight, then the copy and its check, then install-and-start, in that order.
+        for command in [
+            "preflight /opt/raftkv 7000 6379 9100",
+            "check-stage",
+            "apply",
         ] {
-            assert!(scp.contains(file), "{scp} lacks {file}");
+            assert_eq!(
+                host_steps(&lines, target, command).len(),
+                1,
+                "{command} on {target}:\n{stdout}"
+            );
+        }
+        let position = |needle: &str| {
+            lines
+                .iter()
+                .position(|line| line.contains(needle) && line.contains(&format!(" {target} ")))
+                .unwrap_or_else(|| panic!("no {needle} for {target}:\n{stdout}"))
+        };
+        assert!(position("'set -- preflight") < position("tar --create"));
+        assert!(position("tar --create") < position("'set -- apply"));
+        let copy = lines[position("tar --create")];
+        let node = format!("out/node-{}", index + 1);
+        assert!(copy.contains(&node), "{copy}");
+        for file in [
+            "kvnode",
+            "deploy-host.sh",
+            "kvnode.toml",
+            "raftkv.service",
+            "SHA256SUMS",
+        ] {
+            assert!(copy.contains(&format!(" {file}")), "{copy} lacks {file}");
         }
     }
+    // Every host passes the preflight before anything is copied to any host.
+    let last_preflight = lines.iter().rposition(|l| l.contains("'set -- preflight"));
+    let first_copy = lines.iter().position(|l| l.contains("tar --create"));
+    assert!(last_preflight < first_copy, "{stdout}");
     assert!(
-        has("kvctl --endpoints 192.0.2.1:6379,192.0.2.2:6379,192.0.2.3:6379 leader"),
+        has("kvctl --endpoints 192.0.2.1:6379,192.0.2.2:6379,192.0.2.3:6379 --timeout-ms 1000 leader"),
         "{stdout}"
     );
+    check_generated_configs(dir.path());
+    assert!(
+        !dir.path().join("hosts.state").exists(),
+        "a dry run wrote the state file"
+    );
+    assert_no_stub_ran(dir.path());
+}
 
-    // Each generated config is one kvnode accepts, naming every member by host:port.
+/// Each generated config is one kvnode accepts: one random cluster id (not kvnode's
+/// default 1), every member advertised by its hosts-file address, listening on 0.0.0.0 or
+/// the line's listen= address.
+fn check_generated_configs(dir: &Path) {
+    let mut cluster_ids = Vec::new();
     for id in 1..=3u64 {
-        let node_dir = dir.path().join(format!("out/node-{id}"));
+        let node_dir = dir.join(format!("out/node-{id}"));
         let flags = Settings {
             config: Some(node_dir.join("kvnode.toml")),
             ..Settings::default()
@@ -140,9 +196,19 @@ fn deploy_dry_run_prints_every_command_and_writes_valid_configs() {
         assert_eq!(config.node_id, NodeId(id));
         assert_eq!(config.storage, StorageKind::Wal);
         assert_eq!(config.data_dir, PathBuf::from("/opt/raftkv/data"));
+        cluster_ids.push(config.cluster_id);
+        let listen = if id == 3 { "192.0.2.3" } else { "0.0.0.0" };
+        assert_eq!(
+            config.peer_listen,
+            format!("{listen}:7000").parse().unwrap()
+        );
+        assert_eq!(
+            config.client_listen,
+            format!("{listen}:6379").parse().unwrap()
+        );
         assert_eq!(
             config.metrics_listen,
-            Some(format!("192.0.2.{id}:9100").parse().unwrap())
+            Some(format!("{listen}:9100").parse().unwrap())
         );
         let members: BTreeMap<u64, (String, String)> = config
             .members
@@ -163,52 +229,203 @@ fn deploy_dry_run_prints_every_command_and_writes_valid_configs() {
             unit.contains("ExecStart=/opt/raftkv/bin/kvnode --config /opt/raftkv/kvnode.toml"),
             "{unit}"
         );
+        assert!(unit.contains("Restart=always"), "{unit}");
         assert!(unit.contains("WantedBy=multi-user.target"), "{unit}");
     }
+    assert!(
+        cluster_ids
+            .iter()
+            .all(|id| *id == cluster_ids[0] && *id != 1),
+        "{cluster_ids:?}"
+    );
+}
 
-    for (command, needle) in [
-        ("stop", "systemctl stop raftkv"),
-        ("status", "systemctl is-active raftkv"),
+#[test]
+fn deploy_dry_run_of_the_other_commands() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("hosts"), HOSTS).expect("hosts file");
+    let endpoints = "kvctl --endpoints 192.0.2.1:6379,192.0.2.2:6379,192.0.2.3:6379";
+    for (args, step, extra) in [
+        (vec!["stop", "hosts"], "stop /opt/raftkv", None),
+        (
+            vec!["status", "hosts"],
+            "status /opt/raftkv",
+            Some(" status"),
+        ),
+        (
+            vec!["rolling-restart", "hosts"],
+            "restart /opt/raftkv",
+            Some(" leader"),
+        ),
+        (
+            vec!["upgrade", "hosts", env!("CARGO_BIN_EXE_kvnode")],
+            "apply /opt/raftkv",
+            Some(" leader"),
+        ),
+        (
+            vec!["logs", "hosts", "2", "10"],
+            "logs /opt/raftkv 10",
+            None,
+        ),
     ] {
-        let stdout = assert_success(&deploy_dry_run(dir.path(), &[command, hosts]));
-        assert_eq!(stdout.matches(needle).count(), 3, "{stdout}");
+        let stdout = assert_success(&deploy_dry_run(dir.path(), &args));
+        let lines: Vec<&str> = stdout.lines().collect();
+        let targets: Vec<&str> = if args[0] == "logs" {
+            vec![TARGETS[1]]
+        } else {
+            TARGETS.to_vec()
+        };
+        for target in targets {
+            assert_eq!(
+                host_steps(&lines, target, step).len(),
+                1,
+                "{args:?} on {target}:\n{stdout}"
+            );
+        }
+        if let Some(extra) = extra {
+            assert!(stdout.contains(endpoints), "{args:?}:\n{stdout}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("+ ") && l.contains(extra)),
+                "{args:?}:\n{stdout}"
+            );
+        }
     }
-    let stdout = assert_success(&deploy_dry_run(dir.path(), &["status", hosts]));
-    assert!(
-        stdout.contains("kvctl --endpoints 192.0.2.1:6379,192.0.2.2:6379,192.0.2.3:6379 status"),
-        "{stdout}"
-    );
+    // With binaries given, nothing is built.
+    let stdout = assert_success(&deploy_dry_run(
+        dir.path(),
+        &["--bin-dir", ".", "deploy", "hosts"],
+    ));
+    assert!(!stdout.contains("cargo build"), "{stdout}");
+    assert_no_stub_ran(dir.path());
+}
 
-    let record = dir.path().join("stub-calls");
-    assert!(
-        !record.exists(),
-        "a dry run ran a real command: {}",
-        std::fs::read_to_string(&record).unwrap_or_default()
+/// A hand-written state as `deploy` writes it: ports and paths unlike the defaults.
+const STATE: &str = "# raftkv deploy state: written by scripts/deploy.sh deploy\n\
+    STATE_VERSION=1\nCLUSTER_ID=424242\nPEER_PORT=17000\nCLIENT_PORT=16379\nMETRICS_PORT=19100\n\
+    REMOTE_DIR=/srv/kv\nBIN_DIR=/nonexistent/bin\nSSH_CONFIG=\nLISTEN=0.0.0.0\nSUPERVISOR=shell\n\
+    HOSTS_FILE=/nonexistent/hosts\nNODE_COUNT=2\n\
+    NODE_1_HOST=192.0.2.1\nNODE_1_TARGET=ops@192.0.2.1\nNODE_1_LISTEN=\n\
+    NODE_2_HOST=192.0.2.2\nNODE_2_TARGET=ops@192.0.2.2\nNODE_2_LISTEN=\n";
+
+#[test]
+fn deploy_commands_act_on_the_recorded_deployment_not_the_environment() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(
+        dir.path().join("hosts"),
+        "192.0.2.1 ops@192.0.2.1\n192.0.2.2 ops@192.0.2.2\n",
+    )
+    .expect("hosts");
+    std::fs::write(dir.path().join("hosts.state"), STATE).expect("state");
+    let elsewhere = [
+        ("DEPLOY_CLIENT_PORT", "6379"),
+        ("DEPLOY_REMOTE_DIR", "/opt/other"),
+    ];
+    for deployment in ["hosts", "hosts.state"] {
+        let output = deploy_sh(dir.path(), &["--dry-run", "status", deployment], &elsewhere);
+        let stdout = assert_success(&output);
+        assert!(
+            stdout.contains("cluster 424242, 2 nodes, install directory /srv/kv"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("'set -- status /srv/kv;"), "{stdout}");
+        assert!(
+            stdout.contains("/nonexistent/bin/kvctl --endpoints 192.0.2.1:16379,192.0.2.2:16379"),
+            "{stdout}"
+        );
+    }
+    // A fixed setting cannot change under a deployed cluster, nor the hosts.
+    let output = deploy_sh(
+        dir.path(),
+        &["--dry-run", "deploy", "hosts"],
+        &[("DEPLOY_PEER_PORT", "7000")],
     );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("PEER_PORT is 17000 in"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::fs::write(dir.path().join("hosts"), "192.0.2.1\n192.0.2.3\n").expect("hosts");
+    let output = deploy_dry_run(dir.path(), &["deploy", "hosts"]);
+    assert!(
+        text(&output.stderr).contains("does not change membership"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Without a state, commands other than deploy refuse (a dry run aside) and run nothing.
+    std::fs::remove_file(dir.path().join("hosts.state")).expect("remove state");
+    for command in ["stop", "status", "rolling-restart"] {
+        let output = deploy_sh(dir.path(), &[command, "hosts"], &[]);
+        assert!(!output.status.success(), "{command} without a state");
+        assert!(
+            text(&output.stderr).contains("no deployment recorded"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    assert_no_stub_ran(dir.path());
 }
 
 #[test]
 fn deploy_refuses_a_bad_hosts_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    for (contents, reason) in [
-        ("192.0.2.1\n192.0.2.1\n", "twice"),
+    for (contents, env, reason) in [
+        ("192.0.2.1\n192.0.2.1\n", None, "lists a host twice"),
+        ("192.0.2.1\n192.0.2.01\n", None, "both resolve to 192.0.2.1"),
         (
-            "192.0.2.1 a@b extra\n",
-            "expected 'HOST' or 'HOST SSH_TARGET'",
+            "192.0.2.1 x@192.0.2.9\n192.0.2.2 x@192.0.2.9\n",
+            None,
+            "an ssh target twice",
         ),
-        ("bad;host\n", "not a host name"),
-        ("# nothing\n", "no hosts"),
+        (
+            "192.0.2.1 a@b listen=0.0.0.0 extra\n",
+            None,
+            "expected 'HOST [SSH_TARGET] [listen=ADDRESS]'",
+        ),
+        (
+            "192.0.2.1 a@b color=blue\n",
+            None,
+            "unknown option 'color=blue'",
+        ),
+        ("192.0.2.1 listen=10.1.2\n", None, "is not an IPv4 address"),
+        ("bad;host\n", None, "not a host name"),
+        ("192.0.2.1 Bad@User@x\n", None, "is not [user@]host"),
+        ("# nothing\n", None, "no hosts"),
+        (
+            "192.0.2.1\nno-such-host.invalid\n",
+            None,
+            "'no-such-host.invalid' does not resolve",
+        ),
+        ("localhost\n192.0.2.2\n", None, "(loopback)"),
+        (
+            "192.0.2.1\n",
+            Some(("DEPLOY_CLUSTER_ID", "1")),
+            "1 is kvnode's default",
+        ),
+        (
+            "192.0.2.1\n",
+            Some(("DEPLOY_PEER_PORT", "6379")),
+            "ports must differ",
+        ),
     ] {
-        let hosts = dir.path().join("hosts");
-        std::fs::write(&hosts, contents).expect("hosts file");
-        let output = deploy_dry_run(dir.path(), &[hosts.to_str().expect("utf-8")]);
+        std::fs::write(dir.path().join("hosts"), contents).expect("hosts file");
+        let env: Vec<(&str, &str)> = env.into_iter().collect();
+        // Not a dry run: the refusal comes before any host is contacted (the stubs say so).
+        let output = deploy_sh(dir.path(), &["--bin-dir", ".", "deploy", "hosts"], &env);
         assert!(!output.status.success(), "{contents:?} accepted");
         assert!(
             text(&output.stderr).contains(reason),
             "{contents:?}: {}",
             text(&output.stderr)
         );
+        assert!(
+            !dir.path().join("hosts.state").exists(),
+            "{contents:?} left a state file"
+        );
     }
+    assert_no_stub_ran(dir.path());
 }
 
 // ----- cluster.sh -----
