@@ -16,7 +16,8 @@
 //! RESP decoder capped the request), and never consults node state.
 //!
 //! One file per command family: [`get`], [`set`], [`del`], [`incr`], [`append`],
-//! [`keyspace`], [`connection`], [`hello`], [`client`], [`introspection`], [`admin`];
+//! [`keyspace`], [`connection`], [`hello`], [`client`], [`introspection`], [`admin`],
+//! [`internal`] (what nodes send each other);
 //! [`local`] holds the local command type, [`args`] argument helpers, [`error`] the errors.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod get;
 pub mod hello;
 pub mod incr;
+pub mod internal;
 pub mod introspection;
 pub mod keyspace;
 pub mod local;
@@ -146,6 +148,7 @@ pub(crate) const SPECS: &[Spec] = &[
     spec!("raft.promote", 2, admin::parse_promote),
     spec!("raft.remove", 2, admin::parse_remove),
     spec!("raft.transfer", 2, admin::parse_transfer),
+    spec!("raftkv.propose", 2, internal::parse_propose),
 ];
 
 /// Parses a request (as [`crate::resp::decode_request`] returns it) into a command.

@@ -7,30 +7,34 @@
 //! writes. A write sent to a follower is forwarded to the leader's client port and the
 //! leader's answer relayed (one hop: a forwarded request is never forwarded again).
 
+mod forward;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+pub use forward::{ForwardTimeouts, FORWARDER_NAME};
 
 use crate::cmd::{
     self, check_credentials, hello_reply, ClientCommand, Command, CommandLimits, LocalCommand,
 };
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
-use crate::raft_loop::{Outcome, RaftHandle, Request};
-use crate::resp::{decode_frame, encode, Frame, Limits, Protocol, RequestDecoder};
+use crate::raft_loop::{LeaderView, Outcome, RaftHandle, Request};
+use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
+use crate::state_machine::WriteCommand;
 use crate::status::NodeStatus;
+use forward::{Forwarded, Forwarder};
 
-/// The client name a forwarding node uses, so the leader does not forward again.
-const FORWARDER_NAME: &[u8] = b"raftkv-forwarder";
-/// How long a forwarded request may take before the client is told the outcome is unknown.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Times one batch may be proposed here again because this node became the leader while
+/// it was being forwarded.
+const RESUBMITS_MAX: usize = 2;
 /// Bytes read per syscall.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
@@ -43,6 +47,9 @@ pub struct Shared {
     pub password: Option<String>,
     pub started: std::time::Instant,
     pub node_id: u64,
+    /// Who leads, as the raft loop last saw it.
+    pub leader_watch: watch::Receiver<LeaderView>,
+    pub forward_timeouts: ForwardTimeouts,
 }
 
 /// The server's shutdown signals, shared by every connection.
@@ -58,8 +65,40 @@ enum Pending {
     Done(Frame),
     Waiting {
         reply: oneshot::Receiver<Outcome>,
-        request: Frame,
+        retry: Retry,
     },
+}
+
+/// How to send a request again: to the leader, or here once this node leads.
+#[derive(Clone)]
+enum Retry {
+    Write(WriteCommand),
+    /// An admin command, forwarded as the client sent it.
+    Admin(crate::cmd::AdminCommand, Frame),
+    /// Reads are never forwarded: the raft loop asks the leader for a read point itself.
+    Never,
+}
+
+impl Retry {
+    /// What a forwarding node sends the leader.
+    fn forwarded(&self) -> Frame {
+        match self {
+            Retry::Write(command) => Frame::Array(vec![
+                Frame::bulk(crate::cmd::internal::PROPOSE),
+                Frame::Bulk(command.encode()),
+            ]),
+            Retry::Admin(_, request) => request.clone(),
+            Retry::Never => unreachable!("reads are not forwarded"),
+        }
+    }
+
+    fn request(self, reply: oneshot::Sender<Outcome>) -> Request {
+        match self {
+            Retry::Write(command) => Request::Write { command, reply },
+            Retry::Admin(command, _) => Request::Admin { command, reply },
+            Retry::Never => unreachable!("reads are not forwarded"),
+        }
+    }
 }
 
 pub struct Connection {
@@ -70,7 +109,7 @@ pub struct Connection {
     authenticated: bool,
     stale_reads: bool,
     closing: bool,
-    forwarder: Option<Forwarder>,
+    forwarder: Forwarder,
     stop: Stop,
 }
 
@@ -78,14 +117,14 @@ impl Connection {
     pub fn new(shared: Arc<Shared>, id: u64, stop: Stop) -> Connection {
         let authenticated = shared.password.is_none();
         Connection {
-            shared,
+            shared: Arc::clone(&shared),
             id,
             protocol: Protocol::Resp2,
             name: None,
             authenticated,
             stale_reads: false,
             closing: false,
-            forwarder: None,
+            forwarder: Forwarder::new(shared.leader_watch.clone(), shared.forward_timeouts),
             stop,
         }
     }
@@ -164,17 +203,13 @@ impl Connection {
             }
             let submitted = match command {
                 Command::Local(local) => Pending::Done(self.local(local).await),
-                Command::Write(command) => {
-                    self.submit(request, |reply| Request::Write { command, reply })
-                }
-                Command::Admin(command) => {
-                    self.submit(request, |reply| Request::Admin { command, reply })
-                }
+                Command::Write(command) => self.submit(Retry::Write(command)),
+                Command::Admin(command) => self.submit(Retry::Admin(command, request)),
                 Command::Read(command) => {
                     // A read must observe this connection's earlier writes: settle them first.
                     self.settle(&mut pending).await;
                     let linearizable = !self.stale_reads;
-                    self.submit(request, |reply| Request::Read {
+                    self.submit_with(Retry::Never, |reply| Request::Read {
                         command,
                         linearizable,
                         reply,
@@ -193,99 +228,102 @@ impl Connection {
             .collect()
     }
 
-    fn submit(
+    /// Hands a write or admin command to the raft loop, keeping what it takes to forward
+    /// it later.
+    fn submit(&self, retry: Retry) -> Pending {
+        let request = retry.clone();
+        self.submit_with(retry, |reply| request.request(reply))
+    }
+
+    fn submit_with(
         &self,
-        request: Frame,
+        retry: Retry,
         make: impl FnOnce(oneshot::Sender<Outcome>) -> Request,
     ) -> Pending {
         let (sender, receiver) = oneshot::channel();
         match self.shared.raft.submit(make(sender)) {
             Ok(()) => Pending::Waiting {
                 reply: receiver,
-                request,
+                retry,
             },
             Err(refused) => Pending::Done(error_reply(&Error::Cluster(refused))),
         }
     }
 
-    /// Waits for every submitted request, forwarding those the leader must handle.
+    /// Waits for every submitted request; those only the leader can serve are forwarded
+    /// to it together (one pipeline), or proposed here again if this node leads by then.
     async fn settle(&mut self, pending: &mut [Pending]) {
-        for item in pending.iter_mut() {
-            let Pending::Waiting { reply, request } = item else {
-                continue;
-            };
-            let frame = match reply.await {
-                Ok(Outcome::Reply(reply)) => Frame::from(reply),
-                Ok(Outcome::Failed(failure)) => error_reply(&Error::Cluster(failure)),
-                Ok(Outcome::NotLeader { leader_client }) => {
-                    let request = std::mem::replace(request, Frame::Null);
-                    self.forward(request, leader_client).await
+        for _ in 0..=RESUBMITS_MAX {
+            let mut not_leader = Vec::new();
+            for (position, item) in pending.iter_mut().enumerate() {
+                let Pending::Waiting { reply, .. } = item else {
+                    continue;
+                };
+                let frame = match reply.await {
+                    Ok(Outcome::Reply(reply)) => Frame::from(reply),
+                    Ok(Outcome::Failed(failure)) => error_reply(&Error::Cluster(failure)),
+                    Ok(Outcome::NotLeader) => {
+                        not_leader.push(position);
+                        continue;
+                    }
+                    // The loop dropped the request unanswered: it stopped.
+                    Err(_) => error_reply(&Error::Cluster(ClusterError::ShuttingDown)),
+                };
+                *item = Pending::Done(frame);
+            }
+            if not_leader.is_empty() {
+                return;
+            }
+            let retries: Vec<Retry> = not_leader
+                .iter()
+                .map(|&position| match &pending[position] {
+                    Pending::Waiting { retry, .. } => retry.clone(),
+                    Pending::Done(_) => unreachable!("still waiting"),
+                })
+                .collect();
+            match self.forward(&retries).await {
+                Forwarded::Replies(replies) => {
+                    for (position, reply) in not_leader.into_iter().zip(replies) {
+                        pending[position] = Pending::Done(reply);
+                    }
+                    return;
                 }
-                Err(_) => error_reply(&Error::Cluster(ClusterError::ShuttingDown)),
-            };
-            *item = Pending::Done(frame);
+                Forwarded::Resubmit => {
+                    for (position, retry) in not_leader.into_iter().zip(retries) {
+                        pending[position] = self.submit(retry);
+                    }
+                }
+            }
+        }
+        let no_leader = error_reply(&Error::Cluster(ClusterError::NoLeader));
+        for item in pending.iter_mut() {
+            if let Pending::Waiting { .. } = item {
+                *item = Pending::Done(no_leader.clone());
+            }
         }
     }
 
-    async fn forward(&mut self, request: Frame, leader_client: Option<String>) -> Frame {
-        let is_forwarded = self.name.as_deref() == Some(FORWARDER_NAME);
-        let Some(leader) = leader_client.filter(|_| !is_forwarded) else {
-            return error_reply(&Error::Cluster(ClusterError::NoLeader));
-        };
+    async fn forward(&mut self, retries: &[Retry]) -> Forwarded {
+        // A forwarded request is never forwarded again: one hop.
+        if self.name.as_deref() == Some(FORWARDER_NAME) {
+            let reply = error_reply(&Error::Cluster(ClusterError::NoLeader));
+            return Forwarded::Replies(vec![reply; retries.len()]);
+        }
         self.shared
             .metrics
             .forwarded_total
-            .fetch_add(1, Ordering::Relaxed);
-        if self.forwarder.as_ref().is_none_or(|f| f.leader != leader) {
-            self.forwarder = None;
-        }
-        let limits = self.shared.limits.clone();
-        if self.forwarder.is_none() {
-            // Nothing was sent if we cannot connect: the client may safely retry.
-            let connecting = tokio::time::timeout(
-                FORWARD_TIMEOUT,
-                Forwarder::connect(&leader, &limits, self.shared.password.as_deref()),
-            );
-            match connecting.await {
-                Ok(Ok(forwarder)) => self.forwarder = Some(forwarder),
-                Ok(Err(reason)) => {
-                    return error_reply(&Error::Cluster(ClusterError::LeaderUnreachable {
-                        leader,
-                        reason,
-                    }))
-                }
-                Err(_) => {
-                    let reason = "connecting timed out".to_string();
-                    return error_reply(&Error::Cluster(ClusterError::LeaderUnreachable {
-                        leader,
-                        reason,
-                    }));
-                }
-            }
-        }
-        let forwarder = self.forwarder.as_mut().expect("connected above");
-        let attempt = tokio::time::timeout(FORWARD_TIMEOUT, forwarder.call(&request, &limits));
-        let outcome = tokio::select! {
-            outcome = attempt => outcome,
-            () = self.stop.now.cancelled() => Ok(Err("this node is shutting down".to_owned())),
-        };
-        match outcome {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(reason)) => {
-                self.forwarder = None;
-                error_reply(&Error::Cluster(ClusterError::ForwardFailed {
-                    leader,
-                    reason,
-                }))
-            }
-            Err(_) => {
-                self.forwarder = None;
-                error_reply(&Error::Cluster(ClusterError::ForwardFailed {
-                    leader,
-                    reason: "timed out".into(),
-                }))
-            }
-        }
+            .fetch_add(retries.len() as u64, Ordering::Relaxed);
+        let requests: Vec<Frame> = retries.iter().map(Retry::forwarded).collect();
+        let follow_leadership = retries.iter().all(|retry| matches!(retry, Retry::Write(_)));
+        self.forwarder
+            .forward(
+                &requests,
+                follow_leadership,
+                &self.shared.limits,
+                self.shared.password.as_deref(),
+                &self.stop,
+            )
+            .await
     }
 
     async fn local(&mut self, command: LocalCommand) -> Frame {
@@ -366,69 +404,5 @@ impl Connection {
             .submit(Request::Status { reply: sender })
             .ok()?;
         receiver.await.ok()
-    }
-}
-
-/// A connection to the leader's client port carrying forwarded requests.
-struct Forwarder {
-    leader: String,
-    stream: TcpStream,
-    buffer: BytesMut,
-}
-
-impl Forwarder {
-    /// Connects to the leader's client port, authenticating with the cluster's password
-    /// (every node is configured with the same one) and naming itself a forwarder.
-    async fn connect(
-        leader: &str,
-        limits: &Limits,
-        password: Option<&str>,
-    ) -> Result<Forwarder, String> {
-        let stream = TcpStream::connect(leader)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let mut forwarder = Forwarder {
-            leader: leader.to_string(),
-            stream,
-            buffer: BytesMut::new(),
-        };
-        if let Some(password) = password {
-            let auth = Frame::Array(vec![Frame::bulk("AUTH"), Frame::bulk(password)]);
-            if let Frame::Error(refused) = forwarder.call(&auth, limits).await? {
-                return Err(format!(
-                    "the leader refused this node's password: {refused}"
-                ));
-            }
-        }
-        let hello = Frame::Array(vec![
-            Frame::bulk("CLIENT"),
-            Frame::bulk("SETNAME"),
-            Frame::Bulk(Bytes::from_static(FORWARDER_NAME)),
-        ]);
-        forwarder.call(&hello, limits).await?;
-        Ok(forwarder)
-    }
-
-    async fn call(&mut self, request: &Frame, limits: &Limits) -> Result<Frame, String> {
-        let mut out = BytesMut::new();
-        encode(request, Protocol::Resp2, &mut out);
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if let Some(reply) =
-                decode_frame(&mut self.buffer, limits).map_err(|e| e.to_string())?
-            {
-                return Ok(reply);
-            }
-            self.buffer.reserve(READ_CHUNK_BYTES);
-            match self.stream.read_buf(&mut self.buffer).await {
-                Ok(0) => return Err("the leader closed the connection".into()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
     }
 }

@@ -47,8 +47,17 @@ pub enum ClusterError {
     ForwardFailed { leader: String, reason: String },
     #[error("leadership changed after the request was proposed")]
     LeaderLost,
+    /// Shutdown came while the request was in the log's hands: it may have been applied.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Refused because the node is stopping, before anything of the request was proposed.
+    #[error("the node is stopping")]
+    Stopping,
+    #[error("leadership was not handed to node {target}: {reason}")]
+    TransferFailed {
+        target: raft_core::NodeId,
+        reason: &'static str,
+    },
 }
 
 impl ClusterError {

@@ -12,7 +12,8 @@
 //!
 //! Parts: [`inbox`] (the two lanes in, and the [`RaftHandle`]), [`request`] (what is asked
 //! and answered, and how a request starts), `admin` (membership, transfer, status),
-//! `pending` (requests waiting for the log), `io` (the pipeline's I/O: send, write, sync),
+//! `pending` (requests waiting for the log; `read_ids` numbers the reads), `io` (the pipeline's I/O: send, write, sync),
+//! `leadership` (the leader as published to the connections),
 //! `apply` (entries into the state machine, typed replies out), `peers` (who the
 //! transport talks to), `snapshots` (the snapshot thread), [`bootstrap`] (entry 1).
 
@@ -21,8 +22,10 @@ mod apply;
 pub mod bootstrap;
 pub mod inbox;
 mod io;
+mod leadership;
 mod peers;
 mod pending;
+mod read_ids;
 pub mod request;
 mod snapshots;
 
@@ -32,11 +35,11 @@ use std::time::Instant;
 
 use raft_core::{Node, Pipeline, SyncMode};
 use raft_net::Transport;
-use raft_wal::SyncThread;
 use tracing::info;
 
 pub use bootstrap::bootstrap;
 pub use inbox::{inbox, Inbox, RaftHandle};
+pub use leadership::{leader_watch, LeaderView};
 pub use request::{Outcome, ReplyTo, Request};
 
 use crate::config::NodeConfig;
@@ -46,8 +49,15 @@ use crate::state_machine::StateMachine;
 use crate::storage::Storage;
 use inbox::Taken;
 use io::LoopIo;
-use peers::Peers;
-use snapshots::Snapshots;
+
+/// The loop's ends of what connects it to the async side.
+pub struct LoopEnds {
+    pub inbox: Inbox,
+    /// The inbox's other end, which the log-sync thread uses to wake the loop.
+    pub wake: RaftHandle,
+    /// Where the loop publishes who leads.
+    pub leader_watch: tokio::sync::watch::Sender<LeaderView>,
+}
 
 pub struct RaftLoop {
     node: Node<Storage>,
@@ -55,12 +65,14 @@ pub struct RaftLoop {
     io: LoopIo,
     inbox: Inbox,
     heartbeat: std::time::Duration,
+    /// The minimum election timeout.
+    election_timeout: std::time::Duration,
     data_dir: PathBuf,
+    leader_watch: tokio::sync::watch::Sender<LeaderView>,
 }
 
 impl RaftLoop {
-    /// Sets up the loop and its helper threads (log sync, snapshots); `handle` is the
-    /// inbox's other end, which the sync thread uses to wake the loop.
+    /// Sets up the loop and its helper threads (log sync, snapshots).
     ///
     /// # Errors
     /// A helper thread could not be spawned.
@@ -70,33 +82,23 @@ impl RaftLoop {
         machine: StateMachine,
         transport: Transport,
         metrics: Arc<Metrics>,
-        inbox: Inbox,
-        handle: RaftHandle,
+        ends: LoopEnds,
     ) -> anyhow::Result<RaftLoop> {
-        let snapshots = Snapshots::start(
-            config.node_id,
-            node.store().snapshot_writer(),
-            node.first_index().prev(),
-            config.snapshot_entries,
-        );
-        let syncs = SyncThread::start("log-sync", move || handle.synced())?;
-        let peers = Peers::new(config.node_id, &config.members);
-        let io = LoopIo::new(
-            config.node_id,
-            machine,
-            transport,
-            metrics,
-            peers,
-            snapshots,
-            syncs,
-        );
+        let LoopEnds {
+            inbox,
+            wake,
+            leader_watch,
+        } = ends;
+        let io = LoopIo::new(config, &node, machine, transport, metrics, wake)?;
         Ok(RaftLoop {
             node,
             pipeline: Pipeline::new(SyncMode::Background),
             io,
             inbox,
             heartbeat: config.heartbeat,
+            election_timeout: config.heartbeat * config.election_ticks,
             data_dir: config.data_dir.clone(),
+            leader_watch,
         })
     }
 
@@ -107,6 +109,7 @@ impl RaftLoop {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             self.inbox.take(&mut taken, wait);
+            self.node.set_clock(wall_clock_ms());
             for message in taken.peers.drain(..) {
                 self.node.step(message);
             }
@@ -145,6 +148,10 @@ impl RaftLoop {
                 &self.io.machine,
             );
         }
+        self.publish_leader();
+        self.io
+            .pending
+            .settle_transfers(self.node.leader(), self.node.transfer_target());
     }
 
     fn finish_sync_if_done(&mut self) {
@@ -162,15 +169,23 @@ impl RaftLoop {
     /// can no longer be answered.
     fn stop(mut self) {
         let Ok(()) = self.pipeline.finish(&mut self.node, &mut self.io);
-        self.io
-            .pending
-            .fail_everything(|| ClusterError::ShuttingDown);
+        self.io.pending.fail_everything_at_stop();
         for request in self.inbox.take_remaining_requests() {
-            request.refuse(|| ClusterError::ShuttingDown);
+            request.refuse(|| ClusterError::Stopping);
         }
         info!(
             node = self.io.node_id.0,
             "raft loop stopped after its last sync"
         );
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): what a leader stamps the
+/// reads it confirms with. Only the driver reads the clock; apply never does.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }

@@ -28,9 +28,10 @@ use tracing::{info, warn};
 
 use crate::cmd::CommandLimits;
 use crate::config::NodeConfig;
+use crate::connection::ForwardTimeouts;
 use crate::connection::{Connection, Shared, Stop};
 use crate::metrics::Metrics;
-use crate::raft_loop::{bootstrap, inbox, RaftHandle, RaftLoop, Request};
+use crate::raft_loop::{bootstrap, inbox, leader_watch, LoopEnds, RaftHandle, RaftLoop, Request};
 use crate::state_machine::StateMachine;
 use crate::storage::Storage;
 
@@ -75,6 +76,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     );
     transport_config.frame_bytes_max = config.limits.peer_frame_bytes_max;
     let (inbox, raft) = inbox(config.request_queue_max);
+    let (leader_publisher, leader_view) = leader_watch();
     // Peer messages go from the task reading their connection straight into the raft
     // loop's inbox; when it is full they are dropped (counted) and Raft resends.
     let deliver = raft.clone();
@@ -94,8 +96,11 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         machine,
         transport.clone(),
         metrics.clone(),
-        inbox,
-        raft.clone(),
+        LoopEnds {
+            inbox,
+            wake: raft.clone(),
+            leader_watch: leader_publisher,
+        },
     )?;
     let raft_thread = std::thread::Builder::new()
         .name("raft-loop".into())
@@ -116,6 +121,8 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         password: config.password.clone(),
         started: Instant::now(),
         node_id: config.node_id.0,
+        leader_watch: leader_view,
+        forward_timeouts: ForwardTimeouts::from_election(config.heartbeat * config.election_ticks),
     });
     if let Some(addr) = config.metrics_listen {
         let listener = TcpListener::bind(addr)

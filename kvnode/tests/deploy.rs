@@ -1246,14 +1246,11 @@ fn next_endpoint(endpoints: &[SocketAddr], current: SocketAddr) -> SocketAddr {
 /// or it knows no leader).
 fn leader_address(client: &mut Client) -> std::io::Result<Option<SocketAddr>> {
     let status = client.status()?;
-    if status.get("role").map(String::as_str) == Some("leader") {
+    if status.is_leader() {
         return Ok(None);
     }
-    let address = status
-        .get("leader_client_addr")
-        .map(String::as_str)
-        .unwrap_or("");
-    Ok(std::net::ToSocketAddrs::to_socket_addrs(address)
+    let address = status.leader_client.unwrap_or_default();
+    Ok(std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
         .ok()
         .and_then(|mut found| found.next()))
 }

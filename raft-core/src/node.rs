@@ -119,6 +119,12 @@ impl<S: LogStore> Node<S> {
         (!self.leader.is_none()).then_some(self.leader)
     }
 
+    /// Leader only: the node leadership is being handed to, until it takes over or the
+    /// transfer is abandoned (after an election timeout, thesis §3.10).
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer_target
+    }
+
     pub fn commit_index(&self) -> LogIndex {
         self.log.committed
     }

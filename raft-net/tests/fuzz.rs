@@ -183,6 +183,7 @@ fn bodies() -> Vec<MessageBody> {
         MessageBody::ReadIndexResponse {
             request_id: 1,
             index: Some(LogIndex(8)),
+            clock: 1_700_000_000_000,
         },
     ]
 }

@@ -2,6 +2,8 @@
 //! entries (the new member's addresses in the entry's context), leadership transfer, and
 //! the node's [`NodeStatus`].
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use raft_core::{ConfChange, NodeId, Role};
 
@@ -20,17 +22,24 @@ impl RaftLoop {
             return;
         }
         if self.node.role() != Role::Leader {
-            answer(reply, self.not_leader());
+            answer(reply, Outcome::NotLeader);
             return;
         }
         let (changes, context) = match command {
             AdminCommand::Status => unreachable!("handled above"),
             AdminCommand::Transfer { id } => {
-                let outcome = match self.node.transfer_leader(id) {
-                    Ok(()) => Outcome::Reply(Reply::Ok),
-                    Err(refusal) => Outcome::Failed(ClusterError::Refused(refusal)),
-                };
-                answer(reply, outcome);
+                match self.node.transfer_leader(id) {
+                    // Answered once leadership has moved, or has not (an election timeout
+                    // for the transfer, and another for the election it starts).
+                    Ok(()) => self.io.pending.transfer_requested(
+                        id,
+                        reply,
+                        Instant::now() + self.election_timeout * 3,
+                    ),
+                    Err(refusal) => {
+                        answer(reply, Outcome::Failed(ClusterError::Refused(refusal)));
+                    }
+                }
                 return;
             }
             AdminCommand::AddLearner { id, address } => {

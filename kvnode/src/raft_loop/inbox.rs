@@ -93,11 +93,11 @@ impl RaftHandle {
     ///
     /// # Errors
     /// `Overloaded` when the request lane is full (the client may retry: nothing was
-    /// proposed), `ShuttingDown` once the loop is stopping.
+    /// proposed), `Stopping` once the loop is stopping.
     pub fn submit(&self, request: Request) -> Result<(), ClusterError> {
         let mut lanes = self.shared.lock();
         if lanes.shutdown {
-            return Err(ClusterError::ShuttingDown);
+            return Err(ClusterError::Stopping);
         }
         if lanes.requests.len() >= self.shared.requests_max {
             return Err(ClusterError::Overloaded("request queue full"));
@@ -214,7 +214,7 @@ mod tests {
         handle.shutdown();
         assert!(matches!(
             handle.submit(status_request()),
-            Err(ClusterError::ShuttingDown)
+            Err(ClusterError::Stopping)
         ));
     }
 

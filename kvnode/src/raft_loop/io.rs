@@ -15,10 +15,13 @@ use raft_net::{SendError, Transport};
 use raft_wal::{SyncThread, Synced};
 use tracing::{error, info, warn};
 
+use super::inbox::RaftHandle;
 use super::peers::Peers;
 use super::pending::Pending;
+use super::read_ids::ReadIds;
 use super::request::ReplyTo;
 use super::snapshots::Snapshots;
+use crate::config::NodeConfig;
 use crate::error::ClusterError;
 use crate::metrics::{Metrics, SendFailure};
 use crate::state_machine::{MembershipContext, StateMachine};
@@ -48,29 +51,38 @@ pub struct LoopIo {
 }
 
 impl LoopIo {
+    /// Sets up the loop's I/O and its helper threads (log sync, snapshots).
+    ///
+    /// # Errors
+    /// A helper thread cannot be spawned, or the read-id incarnation cannot be recorded.
     pub fn new(
-        node_id: NodeId,
+        config: &NodeConfig,
+        node: &Node<Storage>,
         machine: StateMachine,
         transport: Transport,
         metrics: Arc<Metrics>,
-        peers: Peers,
-        snapshots: Snapshots,
-        syncs: SyncThread,
-    ) -> LoopIo {
-        LoopIo {
-            node_id,
+        wake: RaftHandle,
+    ) -> anyhow::Result<LoopIo> {
+        let snapshots = Snapshots::start(
+            config.node_id,
+            node.store().snapshot_writer(),
+            node.first_index().prev(),
+            config.snapshot_entries,
+        );
+        Ok(LoopIo {
+            node_id: config.node_id,
             machine,
             transport,
             metrics,
-            pending: Pending::default(),
-            peers,
+            pending: Pending::new(ReadIds::open(&config.data_dir)?),
+            peers: Peers::new(config.node_id, &config.members),
             snapshots,
-            syncs,
+            syncs: SyncThread::start("log-sync", move || wake.synced())?,
             peers_dirty: true,
             last_leader: NodeId::NONE,
             was_leader: false,
             send_failures_logged: [None; SendFailure::KINDS],
-        }
+        })
     }
 
     pub fn track_write(&mut self, index: LogIndex, term: Term, reply: ReplyTo) {

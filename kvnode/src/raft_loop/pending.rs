@@ -7,12 +7,21 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use raft_core::{LogIndex, Term};
+use raft_core::{LogIndex, NodeId, Term};
 
+use super::read_ids::ReadIds;
 use super::request::{answer, Outcome, ReplyTo};
 use crate::error::ClusterError;
 use crate::metrics::Metrics;
 use crate::state_machine::{ReadCommand, Reply, StateMachine};
+
+/// A leadership transfer this node (the leader) was asked for, answered once leadership
+/// has moved, or has not.
+struct PendingTransfer {
+    target: NodeId,
+    reply: ReplyTo,
+    deadline: Instant,
+}
 
 struct PendingWrite {
     term: Term,
@@ -20,7 +29,6 @@ struct PendingWrite {
     proposed_at: Instant,
 }
 
-#[derive(Default)]
 pub struct Pending {
     /// Proposals by log index, with the term they were proposed in.
     writes: BTreeMap<LogIndex, PendingWrite>,
@@ -28,10 +36,62 @@ pub struct Pending {
     reads: BTreeMap<u64, (ReadCommand, ReplyTo)>,
     /// Reads with a read point, waiting for the applied index to reach it.
     waiting_reads: BTreeMap<LogIndex, Vec<(ReadCommand, ReplyTo)>>,
-    next_read_id: u64,
+    read_ids: ReadIds,
+    transfers: Vec<PendingTransfer>,
 }
 
 impl Pending {
+    pub fn new(read_ids: ReadIds) -> Pending {
+        Pending {
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            waiting_reads: BTreeMap::new(),
+            read_ids,
+            transfers: Vec::new(),
+        }
+    }
+
+    /// Waits for leadership to reach `target` (answered by [`Pending::settle_transfers`]).
+    pub fn transfer_requested(&mut self, target: NodeId, reply: ReplyTo, deadline: Instant) {
+        self.transfers.push(PendingTransfer {
+            target,
+            reply,
+            deadline,
+        });
+    }
+
+    /// Answers the transfers whose outcome is known: the target leads (OK); this node
+    /// leads but gave the transfer up (raft-core abandons it after an election timeout);
+    /// another node leads; or the deadline passed with no leader.
+    pub fn settle_transfers(&mut self, leader: Option<NodeId>, transferring_to: Option<NodeId>) {
+        if self.transfers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for transfer in std::mem::take(&mut self.transfers) {
+            let failed = |reason| {
+                Outcome::Failed(ClusterError::TransferFailed {
+                    target: transfer.target,
+                    reason,
+                })
+            };
+            let outcome = match leader {
+                Some(leader) if leader == transfer.target => Outcome::Reply(Reply::Ok),
+                Some(_) if transferring_to == Some(transfer.target) => {
+                    self.transfers.push(transfer);
+                    continue;
+                }
+                Some(_) => failed("it did not take over within an election timeout"),
+                None if now >= transfer.deadline => failed("no leader was elected in time"),
+                None => {
+                    self.transfers.push(transfer);
+                    continue;
+                }
+            };
+            answer(transfer.reply, outcome);
+        }
+    }
+
     pub fn track_write(&mut self, index: LogIndex, term: Term, reply: ReplyTo) {
         let write = PendingWrite {
             term,
@@ -58,9 +118,9 @@ impl Pending {
         answer(pending.reply, outcome);
     }
 
+    /// An id for a new read, unique across this node's restarts.
     pub fn next_read_id(&mut self) -> u64 {
-        self.next_read_id += 1;
-        self.next_read_id
+        self.read_ids.next()
     }
 
     pub fn read_requested(&mut self, request_id: u64, command: ReadCommand, reply: ReplyTo) {
@@ -103,15 +163,20 @@ impl Pending {
         }
     }
 
-    /// Fails everything still waiting.
-    pub fn fail_everything(&mut self, reason: impl Fn() -> ClusterError) {
-        self.fail_writes(&reason);
+    /// Fails everything still waiting, as the loop stops: writes may have been applied
+    /// (they are in the log); reads and transfers changed nothing.
+    pub fn fail_everything_at_stop(&mut self) {
+        self.fail_writes(|| ClusterError::ShuttingDown);
+        let stopping = || Outcome::Failed(ClusterError::Stopping);
+        for transfer in std::mem::take(&mut self.transfers) {
+            answer(transfer.reply, stopping());
+        }
         for (_, (_, reply)) in std::mem::take(&mut self.reads) {
-            answer(reply, Outcome::Failed(reason()));
+            answer(reply, stopping());
         }
         for (_, reads) in std::mem::take(&mut self.waiting_reads) {
             for (_, reply) in reads {
-                answer(reply, Outcome::Failed(reason()));
+                answer(reply, stopping());
             }
         }
     }

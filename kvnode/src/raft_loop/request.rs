@@ -16,10 +16,9 @@ use crate::status::NodeStatus;
 pub enum Outcome {
     Reply(Reply),
     Failed(ClusterError),
-    /// This node is not the leader; forward to the leader's client address if known.
-    NotLeader {
-        leader_client: Option<String>,
-    },
+    /// This node is not the leader: the connection forwards the request to the leader
+    /// (waiting, bounded, for one to be known).
+    NotLeader,
 }
 
 pub type ReplyTo = oneshot::Sender<Outcome>;
@@ -79,22 +78,9 @@ impl RaftLoop {
         }
     }
 
-    /// The answer for a request only the leader can serve.
-    pub(super) fn not_leader(&self) -> Outcome {
-        let leader_client = self
-            .node
-            .leader()
-            .and_then(|leader| self.io.peers.address_of(leader, &self.io.machine))
-            .map(|address| address.client);
-        match leader_client {
-            Some(_) => Outcome::NotLeader { leader_client },
-            None => Outcome::Failed(ClusterError::NoLeader),
-        }
-    }
-
     fn propose_write(&mut self, command: WriteCommand, reply: ReplyTo) {
         if self.node.role() != Role::Leader {
-            answer(reply, self.not_leader());
+            answer(reply, Outcome::NotLeader);
             return;
         }
         match self.node.propose(command.encode()) {

@@ -23,7 +23,9 @@ fn a_read_forwarded_just_before_its_node_wins_an_election_is_served_by_it_as_lea
     let committed = cluster.node(2).commit_index();
     // The request to node 1 is lost; then node 1 hands leadership to node 2.
     cluster.cut(2, 1);
-    cluster.request(2, |node| node.read_index(READ)).expect("forwarded");
+    cluster
+        .request(2, |node| node.read_index(READ))
+        .expect("forwarded");
     cluster.deliver_all();
     cluster.heal();
     cluster
@@ -40,7 +42,9 @@ fn a_read_forwarded_just_before_its_node_wins_an_election_is_served_by_it_as_lea
 fn a_cut_off_followers_forwarded_read_fails_within_two_election_timeouts() {
     let mut cluster = led_by_node_1(true);
     cluster.isolate(2);
-    cluster.request(2, |node| node.read_index(READ)).expect("forwarded");
+    cluster
+        .request(2, |node| node.read_index(READ))
+        .expect("forwarded");
     // Node 2 campaigns in vain meanwhile; the read is answered by the timeout, not when
     // the partition heals.
     let mut ticks = 0;
@@ -51,7 +55,10 @@ fn a_cut_off_followers_forwarded_read_fails_within_two_election_timeouts() {
         cluster.deliver_all();
     }
     let read = cluster.released(2, READ).expect("answered");
-    assert_eq!(read.index, None, "nothing was confirmed: the client retries");
+    assert_eq!(
+        read.index, None,
+        "nothing was confirmed: the client retries"
+    );
 }
 
 #[test]
@@ -60,7 +67,9 @@ fn a_forwarded_read_whose_answers_never_arrive_fails_after_two_election_timeouts
     // Node 2 still hears node 1's heartbeats (so it keeps following it), but node 1 never
     // hears node 2.
     cluster.cut(2, 1);
-    cluster.request(2, |node| node.read_index(READ)).expect("forwarded");
+    cluster
+        .request(2, |node| node.read_index(READ))
+        .expect("forwarded");
     let mut ticks = 0;
     while cluster.released(2, READ).is_none() {
         ticks += 1;
@@ -70,14 +79,19 @@ fn a_forwarded_read_whose_answers_never_arrive_fails_after_two_election_timeouts
         cluster.deliver_all();
     }
     assert_eq!(cluster.released(2, READ).expect("released").index, None);
-    assert!(ticks >= 20, "not before two election timeouts ({ticks} ticks)");
+    assert!(
+        ticks >= 20,
+        "not before two election timeouts ({ticks} ticks)"
+    );
 }
 
 #[test]
 fn only_the_asked_leader_answers_a_forwarded_read_and_its_clock_comes_with_the_answer() {
     let mut cluster = led_by_node_1(false);
     cluster.request(1, |node| node.set_clock(12_345));
-    cluster.request(2, |node| node.read_index(READ)).expect("forwarded");
+    cluster
+        .request(2, |node| node.read_index(READ))
+        .expect("forwarded");
     // An answer from node 3, which was not asked, arrives first and proves nothing.
     let term = cluster.node(2).term();
     cluster.inject(Message {
