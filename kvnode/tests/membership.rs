@@ -131,3 +131,95 @@ fn promoting_an_id_that_is_not_a_learner_is_refused() {
     let status = cluster.status(leader).expect("leader answers RAFT.STATUS");
     assert_eq!(status.voters, [NodeId(1), NodeId(2), NodeId(3)]);
 }
+
+/// How long a new learner may take to catch up while writes flow: a few seconds of log
+/// replay or one snapshot; a learner cut off from its leader never gets there.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+/// Polls until node `learner` has applied what `leader` had committed when asked (within
+/// `slack` entries), returning how long it took.
+fn wait_caught_up(cluster: &Cluster, leader: u64, learner: u64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let commit = cluster.status(leader).map(|s| s.commit_index.0);
+        let applied = cluster.status(learner).map(|s| s.applied_index.0);
+        if let (Some(commit), Some(applied)) = (commit, applied) {
+            if applied + 50 >= commit {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < CATCH_UP,
+                "learner {learner} applied {applied}, leader {leader} committed {commit}"
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn add_learner(cluster: &mut Cluster, ids: &[u64], id: u64) {
+    cluster.add_joining_node(id);
+    cluster.start_node(id);
+    cluster.wait_serving(id, TIMEOUT);
+    let (peer, client) = (cluster.nodes[&id].peer, cluster.nodes[&id].client);
+    let reply = cluster.admin(
+        ids,
+        &[
+            "RAFT.ADDLEARNER",
+            &id.to_string(),
+            &peer.to_string(),
+            &client.to_string(),
+        ],
+        TIMEOUT,
+    );
+    assert!(reply.is_ok(), "RAFT.ADDLEARNER {id}: {reply:?}");
+}
+
+/// A learner replays the log from the start, meeting the founding configuration, which
+/// does not hold the current leader. Its peers follow the newest configuration it knows
+/// plus the leader, so it keeps hearing the leader and catches up (before, replication to
+/// it stopped until leadership went back to a founder).
+fn learner_added_while_a_non_founder_leads_catches_up(snapshot_entries: Option<u64>) {
+    let options = Options {
+        snapshot_entries,
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start(3, options);
+    cluster.wait_for_leader(TIMEOUT);
+    let stream = WriteStream::start(
+        "replay",
+        [1, 2, 3].iter().map(|id| cluster.addr(*id)).collect(),
+        3,
+    );
+    stream.wait_acked(300, TIMEOUT);
+    add_learner(&mut cluster, &[1, 2, 3], 4);
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    wait_caught_up(&cluster, leader, 4);
+    let reply = cluster.admin(&[1, 2, 3], &["RAFT.PROMOTE", "4"], TIMEOUT);
+    assert!(reply.is_ok(), "RAFT.PROMOTE 4: {reply:?}");
+    // Node 4, not a founder, takes over (the transfer answers once it leads).
+    let reply = cluster.admin(&[1, 2, 3, 4], &["RAFT.TRANSFER", "4"], TIMEOUT);
+    assert!(reply.is_ok(), "RAFT.TRANSFER 4: {reply:?}");
+    stream.set_targets([1, 2, 3, 4].iter().map(|id| cluster.addr(*id)).collect());
+    let acked = stream.acked();
+    stream.wait_acked(acked + 1500, TIMEOUT);
+
+    add_learner(&mut cluster, &[1, 2, 3, 4], 5);
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let took = wait_caught_up(&cluster, leader, 5);
+    eprintln!("learner 5 caught up with leader {leader} in {took:?} (snapshot_entries {snapshot_entries:?})");
+    let reply = cluster.admin(&[1, 2, 3, 4], &["RAFT.PROMOTE", "5"], TIMEOUT);
+    assert!(reply.is_ok(), "RAFT.PROMOTE 5: {reply:?}");
+    let records = stream.stop();
+    eprintln!("writes: {}", summarize(&records));
+    check_everywhere(&cluster, &[1, 2, 3, 4, 5], &records);
+}
+
+#[test]
+fn a_learner_added_while_a_non_founder_leads_catches_up_by_replaying_the_log() {
+    learner_added_while_a_non_founder_leads_catches_up(None);
+}
+
+#[test]
+fn a_learner_added_while_a_non_founder_leads_catches_up_from_a_snapshot() {
+    learner_added_while_a_non_founder_leads_catches_up(Some(200));
+}
