@@ -194,8 +194,8 @@ pub fn write_blob(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
 
 /// Bytes of a staged blob written between syncs. A snapshot can be as large as the whole
 /// state; synced in one go, its write-back would queue ahead of the WAL's own syncs on the
-/// same disk for as long as it takes (hundreds of ms for 100 MB here, enough to miss
-/// heartbeats), while a few MiB at a time let a WAL sync in between.
+/// same disk for as long as the whole write takes (long enough to miss heartbeats), while
+/// a few MiB at a time let a WAL sync in between.
 const BLOB_BYTES_PER_SYNC: usize = 4 << 20;
 
 /// A blob written and synced under a temporary name, not yet in place: the slow half of
@@ -333,13 +333,13 @@ impl BlobSink {
     }
 
     /// From now on, after each sync wait three times as long as it took (at most 200 ms),
-    /// so the blob takes at most about a quarter of the disk's time. For a writer on a background thread
-    /// (a node's own snapshot of hundreds of MB) sharing the disk with a log whose syncs
-    /// the node waits on: every flush a log sync or a rename issues meanwhile queues
-    /// behind the blob's write-back, and with three nodes on one disk writing their
-    /// snapshots at once, syncs took 150-180 ms and installs 0.4-1.4 s, long enough for
-    /// followers to start elections. Never on a thread that must stay responsive: this
-    /// makes the whole write up to twice as long.
+    /// so the blob takes at most about a quarter of the disk's time. For a writer on a
+    /// background thread (a node's own snapshot of hundreds of MB) sharing the disk with a
+    /// log whose syncs the node waits on: every flush a log sync or a rename issues
+    /// meanwhile queues behind the blob's write-back, and several nodes writing snapshots
+    /// to one disk at once would otherwise hold those syncs long enough for followers to
+    /// start elections. Never on a thread that must stay responsive: this makes the whole
+    /// write up to twice as long.
     pub fn pace(&mut self) {
         self.paced = true;
     }

@@ -2,12 +2,11 @@
 //!
 //! Removing a log segment or replacing the snapshot is quick as a directory operation,
 //! but the file's blocks and page-cache pages are freed when its last reference goes (the
-//! unlink, or the close or unmap after it), and for a 64 MiB segment or a 400 MB snapshot
-//! whose pages are cached that took 60 ms and 240 ms on the thread that did it (`strace
-//! -T`). That thread is a node's raft loop, which must keep heartbeating: a snapshot
-//! install that freed a snapshot and three segments paused it for 0.45 s, and followers
-//! started elections. So the last reference (an open handle, or the segment's mapping)
-//! is handed here and dropped off the loop.
+//! unlink, or the close or unmap after it), which takes time proportional to the file's
+//! cached size, on the thread that drops it. That thread is a node's raft loop, which must
+//! keep heartbeating: freeing a large snapshot and several segments there can stall it
+//! past an election timeout. So the last reference (an open handle, or the segment's
+//! mapping) is handed here and dropped off the loop.
 //!
 //! Bounded: a queue of [`QUEUE_MAX`] items; when it is full, or the thread could not be
 //! started, the caller drops the item itself (slower, never lost or leaked).
