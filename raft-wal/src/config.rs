@@ -52,7 +52,7 @@ pub struct WalConfig {
     /// reused for new segments instead of being deleted and created afresh. A reused file
     /// has written blocks whose pages are probably still cached, so appends into it skip
     /// the page allocation, zero-fill and extent conversion a fresh preallocated file
-    /// costs (see BENCHMARKS.md). 0 disables recycling. Spares take disk space
+    /// costs (measured in docs/bench/lab-notes.md). 0 disables recycling. Spares take disk space
     /// (`segment_bytes` each) and are deleted when the WAL is opened.
     pub spare_segments_max: usize,
 }

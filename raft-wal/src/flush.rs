@@ -11,8 +11,8 @@
 //! (and write-back write-protects the page again), so `fdatasync` writes every byte stored
 //! before it. Whole-file instead of ranged costs nothing here: every segment but the tail
 //! is already durable, and the tail's dirty pages are the ones written since the last
-//! flush, plus any written after `begin_sync`, which ride along harmlessly (BENCHMARKS.md
-//! found `msync` and `fdatasync` of a batch equally fast). The handle keeps the inode open,
+//! flush, plus any written after `begin_sync`, which ride along harmlessly (`msync` and
+//! `fdatasync` of a batch cost the same; docs/bench/lab-notes.md has the measurements). The handle keeps the inode open,
 //! so a flush of a segment removed meanwhile succeeds; its records were discarded on
 //! purpose (truncate, compact, reset), so nothing needs them durable.
 //!
