@@ -46,8 +46,17 @@ pub struct TransportConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub connect_timeout: Duration,
-    /// An accepted connection that has not sent a valid handshake by then is closed.
+    /// An accepted connection that has not sent a valid handshake by then is closed. A
+    /// dialer waits for the welcome this long or `silence_timeout`, whichever is shorter.
     pub handshake_timeout: Duration,
+    /// A connection to which nothing has been written for this long gets a keepalive
+    /// frame, so a live peer is never silent for longer. Only an idle connection carries
+    /// keepalives: under load they cost nothing.
+    pub keepalive_interval: Duration,
+    /// A connection on which nothing at all has been received for this long is closed and
+    /// redialled with a fresh socket: the peer is dead, paused, or cut off. At least twice
+    /// `keepalive_interval`, so that one late keepalive cannot close a healthy connection.
+    pub silence_timeout: Duration,
     /// A message sent to a peer within this long of the previous one is queued, so that a
     /// burst leaves in one write by the peer's writer task. After a quieter gap, and when
     /// nothing is queued for the peer, `send` writes the message to the socket itself,
@@ -70,6 +79,11 @@ impl TransportConfig {
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
+            // Raft's heartbeats already cross a leader's connections that often; keepalives
+            // fill in on the idle ones (between followers, or to a paused leader's peers).
+            keepalive_interval: Duration::from_millis(50),
+            // Four keepalive intervals, within Raft's election timeout range (150-300 ms).
+            silence_timeout: Duration::from_millis(200),
             // Far below a loopback round trip (about 11 µs on the standard machine), far
             // above the gap between the sends of one Raft `Ready` (well under 1 µs).
             coalesce_window: Duration::from_micros(5),
@@ -79,7 +93,7 @@ impl TransportConfig {
     /// # Errors
     /// `InvalidConfig` naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
-        let checks: [(&'static str, bool, &'static str); 9] = [
+        let checks: [(&'static str, bool, &'static str); 11] = [
             (
                 "node_id",
                 !self.node_id.is_none(),
@@ -124,6 +138,16 @@ impl TransportConfig {
                 "connect_timeout",
                 !self.connect_timeout.is_zero() && !self.handshake_timeout.is_zero(),
                 "and handshake_timeout must be positive",
+            ),
+            (
+                "keepalive_interval",
+                !self.keepalive_interval.is_zero(),
+                "must be positive",
+            ),
+            (
+                "silence_timeout",
+                self.silence_timeout >= self.keepalive_interval.saturating_mul(2),
+                "is below twice keepalive_interval (one late keepalive would close a healthy connection)",
             ),
         ];
         match checks.iter().find(|(_, ok, _)| !ok) {
@@ -171,6 +195,20 @@ mod tests {
                 "backoff_max",
                 TransportConfig {
                     backoff_max: Duration::from_millis(1),
+                    ..good.clone()
+                },
+            ),
+            (
+                "keepalive_interval",
+                TransportConfig {
+                    keepalive_interval: Duration::ZERO,
+                    ..good.clone()
+                },
+            ),
+            (
+                "silence_timeout",
+                TransportConfig {
+                    silence_timeout: good.keepalive_interval * 2 - Duration::from_millis(1),
                     ..good.clone()
                 },
             ),

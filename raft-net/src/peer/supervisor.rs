@@ -42,6 +42,7 @@ pub(crate) struct PeerLink {
 
 /// Why a dial did not produce a connection.
 enum DialError {
+    /// The network: no connection, no welcome in time, or a failed read or write.
     Io(io::Error),
     /// The peer closed the connection without a welcome: it refused our hello (invalid,
     /// or its own connection to us won the tie-break).
@@ -221,7 +222,10 @@ async fn supervise_run_dialled(
     Some((end, started))
 }
 
-/// Connects, writes the hello and reads the welcome, each bounded by a timeout.
+/// Connects, writes the hello and reads the welcome, each bounded by a timeout. The
+/// welcome wait is the silence rule applied from the hello on: a peer that has said
+/// nothing for `silence_timeout` is not there (or not answering), and a shorter
+/// `handshake_timeout` applies as well.
 async fn dial(
     addr: SocketAddr,
     context: &PeerContext,
@@ -251,13 +255,15 @@ async fn dial(
         config.frame_bytes_max,
     );
     let mut side = ReadSide::new(reader, decoder, addr);
-    match side
-        .read_handshake(config.handshake_timeout, &shared.cancel)
-        .await
-    {
+    let welcome_wait = config.handshake_timeout.min(config.silence_timeout);
+    match side.read_handshake(welcome_wait, &shared.cancel).await {
         Ok(Ok(_)) => Ok(Dialled { writer, side }),
         Ok(Err(Closed::Io(error))) => Err(DialError::Io(error)),
         Ok(Err(_)) => Err(DialError::Refused),
+        Err(RejectReason::HandshakeTimeout { timeout_ms }) => Err(DialError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no welcome within {timeout_ms} ms"),
+        ))),
         Err(reason) => Err(DialError::Rejected(reason)),
     }
 }
