@@ -9,7 +9,7 @@
 //! closes only the connection it arose on, with a warning and a counter.
 //!
 //! The reader also watches for silence (see `liveness`): once nothing at all has arrived
-//! for `silence_timeout`, it closes the connection, so the peer's task
+//! for `silence_timeout`, it closes the connection with a reset, so the peer's task
 //! redials. Time spent waiting for a full inbound channel is not silence: the reader was
 //! not reading then.
 
@@ -34,6 +34,7 @@ use crate::inbound::{InboundDecoder, InboundEvent};
 use crate::link::Links;
 use crate::liveness::{due, Due};
 use crate::metrics::{add, Metrics, PeerCounters};
+use crate::socket::reset_on_close;
 use crate::transport::Delivery;
 
 /// Spare room ensured before each read: large enough that a burst of small frames arrives
@@ -210,8 +211,11 @@ impl ReadSide {
         }
     }
 
-    /// The connection is declared dead.
+    /// The connection is declared dead: it will close with a reset (see `socket`).
     fn read_messages_silent(&self, heard: Instant) -> Closed {
+        if let Err(error) = reset_on_close(self.reader.as_ref()) {
+            debug!(remote = %self.remote, error = %error, "cannot set zero linger; closing normally");
+        }
         Closed::Silent {
             silent_for: heard.elapsed(),
         }

@@ -29,6 +29,8 @@
 //!   or handler, until it ends or falls silent.
 //! - `liveness`: keepalives and the silence rule: when each is due, and the keepalives of
 //!   an accepted connection no peer task has taken yet.
+//! - `socket`: a peer socket's kernel settings (no Nagle, `TCP_USER_TIMEOUT`, reset on
+//!   abandoning) and the dial's bounded connect on a fresh socket.
 //! - `listener`: the accept loop and the handshake of one accepted connection.
 //! - `peer`: one peer: its queues, dialling or adopting its connection, backoff and
 //!   batching (with keepalives when idle), and the direct path by which `send` writes to
@@ -50,6 +52,7 @@ mod listener;
 mod liveness;
 pub mod metrics;
 mod peer;
+mod socket;
 pub mod transport;
 
 pub use config::TransportConfig;

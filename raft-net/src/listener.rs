@@ -26,6 +26,7 @@ use crate::inbound::InboundDecoder;
 use crate::link::{AcceptDecision, Accepted};
 use crate::liveness::keep_parked_alive;
 use crate::metrics::add;
+use crate::socket;
 
 /// Pause after a failed `accept` (say, out of file descriptors) so the loop cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -71,8 +72,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     let config = &shared.config;
-    // Replies share this connection, and they are as latency-sensitive as requests.
-    if let Err(error) = stream.set_nodelay(true) {
+    if let Err(error) = socket::configure(&stream, config) {
         log_end(remote, None, Ok(Closed::Io(error)), &shared.metrics, None);
         return;
     }

@@ -2,8 +2,8 @@
 //! silently partitioned connection is closed and replaced within the documented bound and
 //! traffic resumes about one redial after the heal; an idle but healthy connection is kept
 //! open by keepalives, and a busy one carries none; a peer whose SYNs go nowhere is
-//! retried with fresh sockets at the configured pace. Partitions come from the proxy in
-//! `support/proxy.rs`.
+//! retried with fresh sockets at the configured pace, and one that answers but refuses is
+//! retried about once a second. Partitions come from the proxy in `support/proxy.rs`.
 //!
 //! Measured times are printed (see them with `--nocapture`) and asserted with generous
 //! slack for a loaded machine. Every wait polls to a deadline; the only fixed waits are
@@ -51,6 +51,14 @@ const FAST: Timing = Timing {
 };
 
 async fn start(id: u64, timing: Timing) -> (Transport, mpsc::Receiver<Message>) {
+    start_in(CLUSTER, id, timing).await
+}
+
+async fn start_in(
+    cluster: ClusterId,
+    id: u64,
+    timing: Timing,
+) -> (Transport, mpsc::Receiver<Message>) {
     let config = TransportConfig {
         keepalive_interval: timing.keepalive,
         silence_timeout: timing.silence,
@@ -58,7 +66,7 @@ async fn start(id: u64, timing: Timing) -> (Transport, mpsc::Receiver<Message>) 
         backoff_min: timing.backoff_min,
         backoff_max: timing.backoff_max,
         handshake_timeout: Duration::from_secs(1),
-        ..TransportConfig::new(CLUSTER, NodeId(id), "127.0.0.1:0".parse().expect("addr"))
+        ..TransportConfig::new(cluster, NodeId(id), "127.0.0.1:0".parse().expect("addr"))
     };
     Transport::start(config).await.expect("transport starts")
 }
@@ -352,4 +360,28 @@ async fn unreachable_peer_is_redialled_with_fresh_sockets_at_the_configured_pace
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A peer that answers but refuses the hello (here, a node of another cluster) is
+/// redialled about once a second, not at the backoff's pace: the network works, so
+/// redialling sooner would only repeat the refusal and its warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_dial_is_retried_about_once_a_second() {
+    let (a, _a_rx) = start(1, FAST).await;
+    let (stranger, _stranger_rx) = start_in(ClusterId(99), 2, FAST).await;
+    a.set_peer(NodeId(2), stranger.local_addr())
+        .expect("set_peer");
+    let from = Instant::now();
+    time_until("the first refusal", from, || {
+        peer(&a, 2).connect_failures >= 1
+    })
+    .await;
+    let window = Duration::from_millis(1500);
+    tokio::time::sleep_until((from + window).into()).await;
+    let failures = peer(&a, 2).connect_failures;
+    eprintln!("refused attempts in {window:?}: {failures}");
+    // At FAST's backoff pace there would be about sixty.
+    assert!(failures <= 2, "{failures} attempts");
+    a.shutdown().await;
+    stranger.shutdown().await;
 }
