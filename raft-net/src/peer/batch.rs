@@ -129,8 +129,10 @@ pub(super) async fn run_connection(
             item = queues.control.recv() => item,
             message = queues.snapshot.recv() => message.map(Outbound::Message),
             () = probe.notified() => {
-                // Reserves the socket as the writer's (see `wire`) for the probe's write.
-                context.wire.lock().unwritten += 1;
+                // Anything queued makes the probe unneeded: its write tests the connection.
+                if !context.wire.reserve_if_idle() {
+                    continue;
+                }
                 Some(Outbound::Probe)
             }
             () = &mut keepalive => {

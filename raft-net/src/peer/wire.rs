@@ -146,16 +146,25 @@ impl Wire {
         }
     }
 
-    /// Whether a keepalive is due at `now`: nothing written for `interval`. If so, the
-    /// socket is reserved for the writer task (as for any item it takes), which must write
-    /// the keepalive and then call [`Wire::written`].
+    /// Reserves the socket for a frame of the writer task's own (a probe or a keepalive),
+    /// as for an item it takes from the queues, but only if nothing is unwritten: a queued
+    /// item may be the tail of a frame `send` wrote in part, which must be the next bytes
+    /// on the connection, and anything queued will be written next anyway. Returns whether
+    /// it reserved; if so the writer must write the frame and then call [`Wire::written`].
+    pub fn reserve_if_idle(&self) -> bool {
+        WireState::reserve_if_idle(&mut self.lock())
+    }
+
+    /// Whether a keepalive is due at `now`: nothing written for `interval` and nothing
+    /// waiting to be. If so, the socket is reserved as by [`Wire::reserve_if_idle`].
     pub fn keepalive_due(&self, interval: Duration, now: Instant) -> Due {
         let mut state = self.lock();
-        let keepalive = due(state.last_write, interval, now);
-        if keepalive == Due::Now {
-            state.unwritten += 1;
+        match due(state.last_write, interval, now) {
+            Due::Now if state.reserve_if_idle() => Due::Now,
+            // Something queued is about to be written: check again an interval from now.
+            Due::Now => Due::At(now + interval),
+            at => at,
         }
-        keepalive
     }
 }
 
@@ -172,6 +181,14 @@ impl WireState {
     /// every message of a burst look quiet.
     pub fn note_send_end(&mut self, now: Instant) {
         self.last_send = Some(now);
+    }
+
+    fn reserve_if_idle(&mut self) -> bool {
+        let idle = self.unwritten == 0;
+        if idle {
+            self.unwritten = 1;
+        }
+        idle
     }
 
     /// Whether `send` may write to the socket now (given a quiet peer).
@@ -222,5 +239,33 @@ impl WireState {
         };
         self.encoded.clear();
         direct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's own frames never go ahead of a queued item: it may be the rest of a
+    /// frame `send` began, which must be the next bytes on the connection.
+    #[test]
+    fn keepalive_and_probe_wait_for_queued_items() {
+        let wire = Wire::new(Duration::ZERO);
+        let interval = Duration::from_millis(50);
+        let later = Instant::now() + interval * 2;
+        wire.lock().unwritten = 1; // say, the tail of a direct write
+        assert_eq!(
+            wire.keepalive_due(interval, later),
+            Due::At(later + interval)
+        );
+        assert!(!wire.reserve_if_idle());
+        assert_eq!(wire.lock().unwritten, 1);
+        wire.written(1, None);
+        assert_eq!(wire.keepalive_due(interval, later), Due::Now);
+        assert_eq!(wire.lock().unwritten, 1, "reserved for the keepalive");
+        assert!(
+            !wire.reserve_if_idle(),
+            "a probe waits behind the keepalive"
+        );
     }
 }
