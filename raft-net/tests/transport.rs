@@ -37,6 +37,12 @@ fn config(cluster: ClusterId, id: u64) -> TransportConfig {
         backoff_min: Duration::from_millis(5),
         backoff_max: Duration::from_millis(100),
         handshake_timeout: Duration::from_millis(500),
+        // Liveness stays on, but tolerant: both ends of a connection share this process,
+        // and with the million-message tests running side by side on a loaded machine
+        // its runtimes stall for a few hundred milliseconds at times, which silences both
+        // ends at once. These tests are about delivery; tests/liveness.rs is about silence.
+        keepalive_interval: Duration::from_millis(100),
+        silence_timeout: Duration::from_secs(2),
         ..TransportConfig::new(cluster, NodeId(id), "127.0.0.1:0".parse().expect("addr"))
     }
 }
