@@ -18,12 +18,12 @@ use crate::error::{DecodeError, EncodeError};
 use crate::handshake::Handshake;
 
 /// The version byte every frame starts with. See PROTOCOL.md for when it changes.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 
-/// What a frame carries. The postcard tag (0 to 3) is the body's second byte.
+/// What a frame carries. The postcard tag (0 to 4) is the body's second byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireBody {
     /// The dialer's first frame ("hello").
@@ -36,6 +36,11 @@ pub enum WireBody {
     /// connection the peer has apparently given up on is still alive (see PROTOCOL.md,
     /// "Connections"): a dead one answers with a reset.
     Probe,
+    /// Carries nothing and is skipped by the receiver. Written on an established connection
+    /// only when nothing else has been written to it for `keepalive_interval`, so that a
+    /// live peer is never silent for longer and a silent connection can be declared dead
+    /// (see `liveness` and PROTOCOL.md, "Liveness").
+    Keepalive,
 }
 
 /// A postcard output flavor that appends to a `BytesMut`, copying slices in one go (the
@@ -232,6 +237,7 @@ mod tests {
             WireBody::Message(heartbeat(2)),
             WireBody::Welcome(Handshake::new(ClusterId(5), NodeId(2), NodeId(1))),
             WireBody::Probe,
+            WireBody::Keepalive,
         ];
         let mut buf = BytesMut::new();
         let mut total = 0;
@@ -255,19 +261,22 @@ mod tests {
         let hello = Handshake::new(ClusterId(42), NodeId(2), NodeId(1));
         encode_frame(&WireBody::Handshake(hello), FRAME_MAX, &mut buf).expect("fits");
         let expected = [
-            0, 0, 0, 0x0a, 2, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1,
+            0, 0, 0, 0x0a, 3, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1,
         ];
         assert_eq!(&buf[..], &expected[..]);
         buf.clear();
         let welcome = Handshake::new(ClusterId(42), NodeId(1), NodeId(2));
         encode_frame(&WireBody::Welcome(welcome), FRAME_MAX, &mut buf).expect("fits");
         let expected = [
-            0, 0, 0, 0x0a, 2, 2, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 1, 2,
+            0, 0, 0, 0x0a, 3, 2, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 1, 2,
         ];
         assert_eq!(&buf[..], &expected[..]);
         buf.clear();
         encode_frame(&WireBody::Probe, FRAME_MAX, &mut buf).expect("fits");
-        assert_eq!(&buf[..], &[0, 0, 0, 2, 2, 3][..]);
+        assert_eq!(&buf[..], &[0, 0, 0, 2, 3, 3][..]);
+        buf.clear();
+        encode_frame(&WireBody::Keepalive, FRAME_MAX, &mut buf).expect("fits");
+        assert_eq!(&buf[..], &[0, 0, 0, 2, 3, 4][..]);
     }
 
     #[test]
@@ -349,7 +358,7 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("empty", vec![], |e| matches!(e, DecodeError::EmptyFrame)),
             ("version", wrong_version, |e| {
-                matches!(e, DecodeError::UnsupportedVersion { version: 3, .. })
+                matches!(e, DecodeError::UnsupportedVersion { version: 4, .. })
             }),
             ("trailing", trailing, |e| {
                 matches!(e, DecodeError::TrailingBytes { trailing_bytes: 1 })

@@ -44,10 +44,34 @@ pub struct TransportConfig {
     pub inbound_connections_max: usize,
     /// First reconnect delay; doubles per failed attempt up to `backoff_max`, jittered.
     pub backoff_min: Duration,
+    /// Longest reconnect delay. While a peer is unreachable a new attempt starts at least
+    /// every `connect_timeout + backoff_max`, which bounds how long after a partition heals
+    /// the pair is connected again (PROTOCOL.md, "Liveness"): derive both from Raft's
+    /// heartbeat interval.
     pub backoff_max: Duration,
+    /// Longest wait for one TCP connect. Every attempt uses a fresh socket, so a SYN lost
+    /// in a partition costs this long, never the kernel's SYN retries (1 s, 3 s, 7 s, ...).
+    /// It must comfortably exceed the network's round trip.
     pub connect_timeout: Duration,
-    /// An accepted connection that has not sent a valid handshake by then is closed.
+    /// An accepted connection that has not sent a valid handshake by then is closed. A
+    /// dialer waits for the welcome this long or `silence_timeout`, whichever is shorter.
     pub handshake_timeout: Duration,
+    /// A connection to which nothing has been written for this long gets a keepalive
+    /// frame, so a live peer is never silent for longer. Only an idle connection carries
+    /// keepalives: under load they cost nothing.
+    pub keepalive_interval: Duration,
+    /// A connection on which nothing at all has been received for this long is closed and
+    /// redialled with a fresh socket: the peer is dead, paused, or cut off. At least twice
+    /// `keepalive_interval`, so that one late keepalive cannot close a healthy connection.
+    pub silence_timeout: Duration,
+    /// `TCP_USER_TIMEOUT` on every peer socket (Linux): the kernel ends a connection whose
+    /// data has gone unacknowledged for this long, instead of retrying for about 15
+    /// minutes, and frees a closed socket's unsent data as soon. A backstop behind
+    /// `silence_timeout`, which acts first, so it may not be shorter. It also ends a
+    /// connection whose peer has advertised a zero window for this long (its reader
+    /// stalled), so with `Transport::start` it must exceed the longest time the consumer
+    /// may leave the inbound channel full.
+    pub tcp_user_timeout: Duration,
     /// A message sent to a peer within this long of the previous one is queued, so that a
     /// burst leaves in one write by the peer's writer task. After a quieter gap, and when
     /// nothing is queued for the peer, `send` writes the message to the socket itself,
@@ -66,10 +90,17 @@ impl TransportConfig {
             peer_queue_msgs_max: 4096,
             inbound_queue_msgs_max: 4096,
             inbound_connections_max: 256,
-            backoff_min: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
+            // A redial within about one heartbeat of a heal: see `backoff_max`.
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            connect_timeout: Duration::from_millis(50),
             handshake_timeout: Duration::from_secs(5),
+            // Raft's heartbeats already cross a leader's connections that often; keepalives
+            // fill in on the idle ones (between followers, or to a paused leader's peers).
+            keepalive_interval: Duration::from_millis(50),
+            // Four keepalive intervals, within Raft's election timeout range (150-300 ms).
+            silence_timeout: Duration::from_millis(200),
+            tcp_user_timeout: Duration::from_secs(5),
             // Far below a loopback round trip (about 11 µs on the standard machine), far
             // above the gap between the sends of one Raft `Ready` (well under 1 µs).
             coalesce_window: Duration::from_micros(5),
@@ -79,7 +110,7 @@ impl TransportConfig {
     /// # Errors
     /// `InvalidConfig` naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
-        let checks: [(&'static str, bool, &'static str); 9] = [
+        let checks: [(&'static str, bool, &'static str); 13] = [
             (
                 "node_id",
                 !self.node_id.is_none(),
@@ -124,6 +155,26 @@ impl TransportConfig {
                 "connect_timeout",
                 !self.connect_timeout.is_zero() && !self.handshake_timeout.is_zero(),
                 "and handshake_timeout must be positive",
+            ),
+            (
+                "keepalive_interval",
+                !self.keepalive_interval.is_zero(),
+                "must be positive",
+            ),
+            (
+                "silence_timeout",
+                self.silence_timeout >= self.keepalive_interval.saturating_mul(2),
+                "is below twice keepalive_interval (one late keepalive would close a healthy connection)",
+            ),
+            (
+                "tcp_user_timeout",
+                self.tcp_user_timeout >= self.silence_timeout,
+                "is below silence_timeout (it is the backstop, not the check)",
+            ),
+            (
+                "tcp_user_timeout",
+                u32::try_from(self.tcp_user_timeout.as_millis()).is_ok(),
+                "does not fit TCP_USER_TIMEOUT's 32-bit milliseconds",
             ),
         ];
         match checks.iter().find(|(_, ok, _)| !ok) {
@@ -171,6 +222,34 @@ mod tests {
                 "backoff_max",
                 TransportConfig {
                     backoff_max: Duration::from_millis(1),
+                    ..good.clone()
+                },
+            ),
+            (
+                "keepalive_interval",
+                TransportConfig {
+                    keepalive_interval: Duration::ZERO,
+                    ..good.clone()
+                },
+            ),
+            (
+                "silence_timeout",
+                TransportConfig {
+                    silence_timeout: good.keepalive_interval * 2 - Duration::from_millis(1),
+                    ..good.clone()
+                },
+            ),
+            (
+                "tcp_user_timeout",
+                TransportConfig {
+                    tcp_user_timeout: good.silence_timeout / 2,
+                    ..good.clone()
+                },
+            ),
+            (
+                "tcp_user_timeout",
+                TransportConfig {
+                    tcp_user_timeout: Duration::from_secs(50 * 24 * 3600),
                     ..good.clone()
                 },
             ),

@@ -7,11 +7,16 @@
 //! called on the reader task itself, which saves the consumer a task wake-up per message;
 //! it never waits, so it sheds load by dropping instead (counted). Any [`RejectReason`]
 //! closes only the connection it arose on, with a warning and a counter.
+//!
+//! The reader also watches for silence (see `liveness`): once nothing at all has arrived
+//! for `silence_timeout`, it closes the connection with a reset, so the peer's task
+//! redials. Time spent waiting for a full inbound channel is not silence: the reader was
+//! not reading then.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
@@ -27,7 +32,9 @@ use crate::config::TransportConfig;
 use crate::error::{display_chain, RejectReason};
 use crate::inbound::{InboundDecoder, InboundEvent};
 use crate::link::Links;
+use crate::liveness::{due, Due};
 use crate::metrics::{add, Metrics, PeerCounters};
+use crate::socket::reset_on_close;
 use crate::transport::Delivery;
 
 /// Spare room ensured before each read: large enough that a burst of small frames arrives
@@ -59,6 +66,10 @@ pub(crate) enum Closed {
     Cancelled,
     ReceiverGone,
     Io(io::Error),
+    /// Nothing was received for `silent_for` (at least `silence_timeout`).
+    Silent {
+        silent_for: Duration,
+    },
 }
 
 /// One connection's read half and what has been read from it but not yet decoded.
@@ -118,9 +129,9 @@ impl ReadSide {
         }
     }
 
-    /// Reads, decodes and forwards messages until the connection ends. Each pass forwards
-    /// every whole frame buffered (bounded by the buffer, at least 5 bytes a frame), then
-    /// reads once.
+    /// Reads, decodes and forwards messages until the connection ends or falls silent for
+    /// `silence_timeout`. Each pass forwards every whole frame buffered (bounded by the
+    /// buffer, at least 5 bytes a frame), then reads once.
     ///
     /// # Errors
     /// Why the connection must be closed.
@@ -133,6 +144,12 @@ impl ReadSide {
         // Created once: a fresh `cancelled()` per pass would register a waiter under a lock.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
+        let silence_timeout = shared.config.silence_timeout;
+        // When bytes last arrived (or the reader last resumed reading); the timer below is
+        // re-armed only when it fires, not per read (see `liveness`).
+        let mut heard = Instant::now();
+        let silence = tokio::time::sleep(silence_timeout);
+        tokio::pin!(silence);
         loop {
             while let Some(event) = self.decoder.next_event(&mut self.buf)? {
                 let InboundEvent::Message {
@@ -169,24 +186,44 @@ impl ReadSide {
                         return Ok(Closed::ReceiverGone);
                     },
                 }
+                // The wait was ours, not the peer's silence.
+                heard = Instant::now();
             }
             self.buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(Closed::Cancelled),
+                // Before the timer: bytes already waiting are not silence.
                 read = self.reader.read_buf(&mut self.buf) => read,
+                () = &mut silence => match due(heard, silence_timeout, Instant::now()) {
+                    Due::Now => return Ok(self.read_messages_silent(heard)),
+                    Due::At(deadline) => {
+                        silence.as_mut().reset(deadline.into());
+                        continue;
+                    }
+                },
             };
             match read {
                 Ok(0) => return self.decoder.finish(&self.buf).map(|()| Closed::Eof),
-                Ok(_) => {}
+                Ok(_) => heard = Instant::now(),
                 Err(error) => return Ok(Closed::Io(error)),
             }
         }
     }
+
+    /// The connection is declared dead: it will close with a reset (see `socket`).
+    fn read_messages_silent(&self, heard: Instant) -> Closed {
+        if let Err(error) = reset_on_close(self.reader.as_ref()) {
+            debug!(remote = %self.remote, error = %error, "cannot set zero linger; closing normally");
+        }
+        Closed::Silent {
+            silent_for: heard.elapsed(),
+        }
+    }
 }
 
-/// Logs how a connection ended and counts a rejection; `counters` are the peer's, once
-/// its handshake frame was accepted.
+/// Logs how a connection ended and counts a rejection or a silence; `counters` are the
+/// peer's, once its handshake frame was accepted.
 pub(crate) fn log_end(
     remote: SocketAddr,
     peer: Option<NodeId>,
@@ -201,6 +238,13 @@ pub(crate) fn log_end(
         }
         Ok(Closed::ReceiverGone) => debug!(%remote, ?peer, "inbound receiver dropped; closing"),
         Ok(Closed::Io(error)) => info!(%remote, ?peer, error = %error, "peer connection failed"),
+        Ok(Closed::Silent { silent_for }) => {
+            let silent_ms = silent_for.as_millis();
+            info!(%remote, ?peer, silent_ms, "nothing received from peer; closing the connection to redial");
+            if let Some(counters) = counters {
+                add(&counters.silence_closes, 1);
+            }
+        }
         Err(reason) => {
             warn!(%remote, ?peer, reason = %display_chain(&reason), "closing peer connection");
             metrics.count_rejection(reason.class(), counters);

@@ -5,7 +5,8 @@
 //! whose `from` equals the peer and whose `to` is this node. On a connection this node
 //! accepted, the handshake frame is the dialer's hello ([`InboundDecoder::new`]); on one it
 //! dialled, the acceptor's welcome, which must come from the node dialled
-//! ([`InboundDecoder::for_dialer`]). Probe frames are skipped. Anything else is a
+//! ([`InboundDecoder::for_dialer`]). Probe and keepalive frames are skipped (a keepalive
+//! has done its work once its bytes were read: see `liveness`). Anything else is a
 //! [`RejectReason`], after which the caller closes the connection: the decoder does not
 //! try to resynchronise on a stream it can no longer trust.
 //!
@@ -51,6 +52,7 @@ fn kind_of(body: &WireBody) -> &'static str {
         WireBody::Handshake(_) => "hello",
         WireBody::Welcome(_) => "welcome",
         WireBody::Probe => "probe",
+        WireBody::Keepalive => "keepalive",
         WireBody::Message(message) => message.body.kind(),
     }
 }
@@ -90,7 +92,8 @@ impl InboundDecoder {
     /// # Errors
     /// Why the connection must be closed.
     pub fn next_event(&mut self, src: &mut BytesMut) -> Result<Option<InboundEvent>, RejectReason> {
-        // Bounded: each pass consumes one whole frame from `src`, and only probes loop.
+        // Bounded: each pass consumes one whole frame from `src`, and only probes and
+        // keepalives loop.
         loop {
             let Some((body, wire_bytes)) = self.frames.decode(src)? else {
                 return Ok(None);
@@ -106,7 +109,7 @@ impl InboundDecoder {
                         wire_bytes,
                     }));
                 }
-                WireBody::Probe => {}
+                WireBody::Probe | WireBody::Keepalive => {}
                 WireBody::Handshake(_) | WireBody::Welcome(_) => {
                     return Err(RejectReason::RepeatedHandshake)
                 }
@@ -129,7 +132,7 @@ impl InboundDecoder {
                 }
                 welcome
             }
-            (_, body @ (WireBody::Message(_) | WireBody::Probe)) => {
+            (_, body @ (WireBody::Message(_) | WireBody::Probe | WireBody::Keepalive)) => {
                 return Err(RejectReason::MessageBeforeHandshake {
                     kind: kind_of(&body),
                 })
@@ -300,6 +303,23 @@ mod tests {
                 0,
                 Some(RejectClass::Handshake),
             ),
+            (
+                "keepalives are skipped",
+                vec![
+                    hello(2),
+                    WireBody::Keepalive,
+                    message(2, 1),
+                    WireBody::Keepalive,
+                ],
+                2,
+                None,
+            ),
+            (
+                "keepalive before hello",
+                vec![WireBody::Keepalive, hello(2)],
+                0,
+                Some(RejectClass::Handshake),
+            ),
         ];
         for (name, frames, want_events, want_reject) in cases {
             let (events, reject) = run(frames);
@@ -317,6 +337,12 @@ mod tests {
                 vec![welcome(2), message(2, 1), WireBody::Probe, message(2, 1)],
                 3,
                 None,
+            ),
+            (
+                "keepalive before welcome",
+                vec![WireBody::Keepalive, welcome(2)],
+                0,
+                Some(RejectClass::Handshake),
             ),
             (
                 "hello instead of welcome",

@@ -19,7 +19,8 @@
 //! All decisions are made under one lock, so a node never dials and accepts for the same
 //! peer at once. Accepted connections wait in a one-slot hand-off until the peer's task
 //! takes them, so a connection accepted from a peer without an address (no task) is kept
-//! and used as soon as `set_peer` names it.
+//! and used as soon as `set_peer` names it; meanwhile its keepalives are written under the
+//! same lock ([`Links::write_parked`]), so the hand-off never happens mid-frame.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,18 @@ pub(crate) enum AcceptDecision {
     Accept { replaced: bool },
     /// Close without a welcome: our own connection to the peer wins.
     Refuse,
+}
+
+/// What [`Links::write_parked`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ParkedWrite {
+    Written,
+    /// The socket's send buffer is full; nothing was written.
+    Skipped,
+    /// The connection is no longer in the hand-off: taken by the peer's task, or ended.
+    Gone,
+    /// The write failed or went out in part; the connection has been cancelled.
+    Failed,
 }
 
 /// What a peer's task does next.
@@ -183,6 +196,30 @@ impl Links {
         link.handoff = Some(accepted);
         link.notify.notify_one();
         Some(reconnect)
+    }
+
+    /// Writes `frame` on accepted connection `id` if it still waits in `peer`'s hand-off:
+    /// one non-blocking write under the lock, so the peer's task cannot take the
+    /// connection in the middle of a frame. A frame written in part would corrupt the
+    /// stream, so that (or an error) empties the hand-off and cancels the connection.
+    pub fn write_parked(&self, peer: NodeId, id: u64, frame: &[u8]) -> ParkedWrite {
+        let mut links = self.lock();
+        let Some(link) = links.get_mut(&peer) else {
+            return ParkedWrite::Gone;
+        };
+        let Some(accepted) = link.handoff.as_ref().filter(|a| a.id == id) else {
+            return ParkedWrite::Gone;
+        };
+        match accepted.writer.try_write(frame) {
+            Ok(written) if written == frame.len() => ParkedWrite::Written,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => ParkedWrite::Skipped,
+            _ => {
+                if let Some(accepted) = link.handoff.take() {
+                    accepted.cancel.cancel();
+                }
+                ParkedWrite::Failed
+            }
+        }
     }
 
     /// What `peer`'s task should do next; `Dial` marks a dial as in progress, to be

@@ -3,7 +3,8 @@
 //! Each accepted connection gets its own task. It reads the dialer's hello (within
 //! `handshake_timeout`), asks [`Links`](crate::link::Links) whether to accept it (one
 //! connection per pair; see that module), writes the welcome, hands the write half to
-//! the peer's task, and then stays as the connection's reader. A hello that is invalid
+//! the peer's task, and then stays as the connection's reader (writing keepalives on it
+//! too, until the peer's task takes it: see `liveness`). A hello that is invalid
 //! closes the connection with a warning and a counter; a valid one that loses the
 //! tie-break is closed without a welcome and counted (`connections_refused`).
 
@@ -23,7 +24,9 @@ use crate::connection::{log_end, read_until_closed, Closed, ReadSide, Shared};
 use crate::handshake::Handshake;
 use crate::inbound::InboundDecoder;
 use crate::link::{AcceptDecision, Accepted};
+use crate::liveness::keep_parked_alive;
 use crate::metrics::add;
+use crate::socket;
 
 /// Pause after a failed `accept` (say, out of file descriptors) so the loop cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -69,8 +72,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     let config = &shared.config;
-    // Replies share this connection, and they are as latency-sensitive as requests.
-    if let Err(error) = stream.set_nodelay(true) {
+    if let Err(error) = socket::configure(&stream, config) {
         log_end(remote, None, Ok(Closed::Io(error)), &shared.metrics, None);
         return;
     }
@@ -125,7 +127,9 @@ async fn serve_connection(
     add(&counters.accepts, 1);
     add(&counters.reconnects, u64::from(reconnect));
     debug!(%remote, %peer, "peer connection established");
-    read_until_closed(side, peer, id, cancel, shared).await;
+    let reader = read_until_closed(side, peer, id, cancel.clone(), Arc::clone(&shared));
+    let parked = keep_parked_alive(&shared, peer, id, &cancel, &counters);
+    tokio::join!(reader, parked);
 }
 
 /// Writes the welcome, within `handshake_timeout` (a new connection's send buffer is

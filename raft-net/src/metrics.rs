@@ -46,6 +46,12 @@ pub struct PeerMetrics {
     /// Inbound connections from this peer closed for bad bytes or bad ids.
     pub decode_errors: u64,
     pub frames_rejected: u64,
+    /// Keepalive frames written to the peer: one per `keepalive_interval` in which nothing
+    /// else was written, so none on a busy connection.
+    pub keepalives_sent: u64,
+    /// Connections to the peer closed because nothing had been received on them for
+    /// `silence_timeout` (the peer was dead, paused or cut off); each is redialled.
+    pub silence_closes: u64,
 }
 
 #[derive(Default)]
@@ -66,6 +72,8 @@ pub(crate) struct PeerCounters {
     pub connect_failures: AtomicU64,
     pub decode_errors: AtomicU64,
     pub frames_rejected: AtomicU64,
+    pub keepalives_sent: AtomicU64,
+    pub silence_closes: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -96,6 +104,8 @@ impl PeerCounters {
             connect_failures: read(&self.connect_failures),
             decode_errors: read(&self.decode_errors),
             frames_rejected: read(&self.frames_rejected),
+            keepalives_sent: read(&self.keepalives_sent),
+            silence_closes: read(&self.silence_closes),
         }
     }
 }

@@ -45,6 +45,7 @@ pub(crate) struct PeerContext {
     pub frame_bytes_max: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    pub keepalive_interval: Duration,
     pub counters: Arc<PeerCounters>,
     pub wire: Arc<Wire>,
 }
@@ -122,16 +123,21 @@ impl PeerHandle {
             state.note_send_end(now);
             return self.try_send_enqueue(&mut state, &self.control_tx, Outbound::Message(message));
         }
-        let sent = self.try_send_direct(&mut state, message);
+        let sent = self.try_send_direct(&mut state, message, now);
         state.note_send_end(Instant::now());
         sent
     }
 
-    /// Writes `message` straight to the socket (the caller checked that the path is open),
-    /// queueing whatever the kernel did not take.
-    fn try_send_direct(&self, state: &mut WireState, message: Message) -> Result<(), SendError> {
+    /// Writes `message` straight to the socket at `now` (the caller checked that the path
+    /// is open), queueing whatever the kernel did not take.
+    fn try_send_direct(
+        &self,
+        state: &mut WireState,
+        message: Message,
+        now: Instant,
+    ) -> Result<(), SendError> {
         let counters = &*self.counters;
-        match state.try_write_direct(message, self.frame_bytes_max) {
+        match state.try_write_direct(message, self.frame_bytes_max, now) {
             Direct::Written { frame_bytes } => {
                 add(&counters.write_calls, 1);
                 add(&counters.write_calls_from_send, 1);

@@ -176,6 +176,7 @@ impl Transport {
             frame_bytes_max: config.frame_bytes_max,
             backoff_min: config.backoff_min,
             backoff_max: config.backoff_max,
+            keepalive_interval: config.keepalive_interval,
             counters: inner.metrics.peer(id),
             wire: Arc::new(Wire::new(config.coalesce_window)),
         };

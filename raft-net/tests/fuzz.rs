@@ -196,14 +196,15 @@ fn valid_stream(picks: &[usize]) -> Vec<u8> {
     )
 }
 
-/// A valid stream as a dialer of node 2 reads it: node 2's welcome, then messages and
-/// probes.
+/// A valid stream as a dialer of node 2 reads it: node 2's welcome, then messages, a
+/// probe and a keepalive.
 fn valid_welcome_stream(picks: &[usize]) -> Vec<u8> {
     let welcome = WireBody::Welcome(Handshake::new(CLUSTER, NodeId(2), ME));
     let mut stream = valid_stream_opened_by(welcome, picks);
-    let mut probe = BytesMut::new();
-    encode_frame(&WireBody::Probe, FRAME_MAX, &mut probe).expect("fits");
-    stream.extend_from_slice(&probe);
+    let mut skipped = BytesMut::new();
+    encode_frame(&WireBody::Probe, FRAME_MAX, &mut skipped).expect("fits");
+    encode_frame(&WireBody::Keepalive, FRAME_MAX, &mut skipped).expect("fits");
+    stream.extend_from_slice(&skipped);
     stream
 }
 

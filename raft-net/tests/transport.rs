@@ -4,6 +4,9 @@
 //! closes all their sockets) and bounds every wait with a deadline; none sleeps for
 //! correctness, they poll until a deadline.
 
+#[path = "support/messages.rs"]
+mod messages;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use raft_core::{LogIndex, Message, MessageBody, NodeId, Term};
+use raft_core::{Message, NodeId};
 use raft_net::codec::{encode_frame, WireBody, PROTOCOL_VERSION};
 use raft_net::{
     ClusterId, Delivery, Handshake, PeerMetrics, SendError, Transport, TransportConfig,
@@ -20,6 +23,8 @@ use raft_net::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use messages::{heartbeat, seq_of};
 
 const CLUSTER: ClusterId = ClusterId(42);
 const FRAME_MAX: usize = 64 * 1024;
@@ -32,6 +37,12 @@ fn config(cluster: ClusterId, id: u64) -> TransportConfig {
         backoff_min: Duration::from_millis(5),
         backoff_max: Duration::from_millis(100),
         handshake_timeout: Duration::from_millis(500),
+        // Liveness stays on, but tolerant: both ends of a connection share this process,
+        // and with the million-message tests running side by side on a loaded machine
+        // its runtimes stall for a few hundred milliseconds at times, which silences both
+        // ends at once. These tests are about delivery; tests/liveness.rs is about silence.
+        keepalive_interval: Duration::from_millis(100),
+        silence_timeout: Duration::from_secs(2),
         ..TransportConfig::new(cluster, NodeId(id), "127.0.0.1:0".parse().expect("addr"))
     }
 }
@@ -40,25 +51,6 @@ async fn start(id: u64) -> (Transport, mpsc::Receiver<Message>) {
     Transport::start(config(CLUSTER, id))
         .await
         .expect("transport starts")
-}
-
-fn heartbeat(from: u64, to: u64, seq: u64) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(to),
-        term: Term(1),
-        body: MessageBody::Heartbeat {
-            commit: LogIndex(seq),
-            read_round: seq,
-        },
-    }
-}
-
-fn seq_of(message: &Message) -> u64 {
-    match message.body {
-        MessageBody::Heartbeat { read_round, .. } => read_round,
-        ref other => panic!("unexpected body {other:?}"),
-    }
 }
 
 async fn recv_within(rx: &mut mpsc::Receiver<Message>) -> Message {

@@ -10,14 +10,20 @@
 //! that `send` can write to it directly while nothing is queued; it is withdrawn before the
 //! connection is dropped. A frame `send` wrote only in part leaves its tail at the head of
 //! the control lane, which this writer drains before anything else.
+//!
+//! When nothing has been written to the connection (by this writer or by `send`) for
+//! `keepalive_interval`, the writer writes a keepalive frame (see `liveness`).
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
@@ -26,6 +32,7 @@ use super::{is_snapshot_chunk, PeerContext, PeerQueues};
 use crate::codec::{encode_frame, WireBody};
 use crate::config::WRITE_BATCH_BYTES_MAX;
 use crate::error::display_chain;
+use crate::liveness::Due;
 use crate::metrics::{add, PeerCounters};
 
 /// Why a connection stopped being used.
@@ -72,7 +79,8 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Writes batches of queued messages, and probes when asked, until the connection ends.
+/// Writes batches of queued messages, probes when asked and keepalives when idle, until
+/// the connection ends.
 pub(super) async fn run_connection(
     writer: Writer,
     queues: &mut PeerQueues,
@@ -101,6 +109,9 @@ pub(super) async fn run_connection(
     tokio::pin!(connection_ended);
     let addr_changed = addr_rx.changed();
     tokio::pin!(addr_changed);
+    // Fires at most once per interval; re-armed from the last write when it does.
+    let keepalive = tokio::time::sleep(context.keepalive_interval);
+    tokio::pin!(keepalive);
     loop {
         let first = tokio::select! {
             biased;
@@ -118,9 +129,17 @@ pub(super) async fn run_connection(
             item = queues.control.recv() => item,
             message = queues.snapshot.recv() => message.map(Outbound::Message),
             () = probe.notified() => {
-                // Reserves the socket as the writer's (see `wire`) for the probe's write.
-                context.wire.lock().unwritten += 1;
+                // Anything queued makes the probe unneeded: its write tests the connection.
+                if !context.wire.reserve_if_idle() {
+                    continue;
+                }
                 Some(Outbound::Probe)
+            }
+            () = &mut keepalive => {
+                let Some(due) = run_connection_keepalive(context, keepalive.as_mut()) else {
+                    continue;
+                };
+                Some(due)
             }
         };
         let Some(first) = first else {
@@ -136,22 +155,51 @@ pub(super) async fn run_connection(
             )),
             written = write_batch(&half, &mut batch, counters) => written,
         };
-        context.wire.written(filled.items);
-        match written {
-            Ok(()) => {
-                add(&counters.msgs_sent, filled.msgs);
-                add(&counters.bytes_sent, filled.bytes);
+        if let Err(error) = run_connection_account(context, &filled, written) {
+            batch.clear();
+            if cancel.is_cancelled() {
+                return ConnectionEnd::Stopped;
             }
-            Err(error) => {
-                add(&counters.drops_connection_lost, filled.msgs);
-                batch.clear();
-                if cancel.is_cancelled() {
-                    return ConnectionEnd::Stopped;
-                }
-                return ConnectionEnd::Broken(error);
-            }
+            return ConnectionEnd::Broken(error);
         }
     }
+}
+
+/// The keepalive timer fired: returns the keepalive to write if one is due (the socket is
+/// then reserved for it), and re-arms the timer for the next check either way.
+fn run_connection_keepalive(context: &PeerContext, timer: Pin<&mut Sleep>) -> Option<Outbound> {
+    let now = Instant::now();
+    let interval = context.keepalive_interval;
+    match context.wire.keepalive_due(interval, now) {
+        Due::Now => {
+            timer.reset((now + interval).into());
+            Some(Outbound::Keepalive)
+        }
+        Due::At(deadline) => {
+            timer.reset(deadline.into());
+            None
+        }
+    }
+}
+
+/// Settles one batch's write: hands the socket back to `send` (see `wire`), records when
+/// it was written, and counts what went out or was lost. Returns the write's result.
+fn run_connection_account(
+    context: &PeerContext,
+    filled: &Filled,
+    written: io::Result<()>,
+) -> io::Result<()> {
+    let counters = &*context.counters;
+    let wrote_at = written.is_ok().then(Instant::now);
+    context.wire.written(filled.items, wrote_at);
+    if written.is_ok() {
+        add(&counters.msgs_sent, filled.msgs);
+        add(&counters.bytes_sent, filled.bytes);
+        add(&counters.keepalives_sent, filled.keepalives);
+    } else {
+        add(&counters.drops_connection_lost, filled.msgs);
+    }
+    written
 }
 
 /// What one batch holds.
@@ -163,6 +211,8 @@ struct Filled {
     msgs: u64,
     /// Those messages' whole frame lengths (a tail counts its whole frame).
     bytes: u64,
+    /// Keepalive frames (not messages: counted in neither `msgs` nor `bytes`).
+    keepalives: u64,
 }
 
 /// Encodes `first` and whatever is queued behind it into `batch`, for connection number
@@ -179,6 +229,7 @@ fn fill_batch(
         items: 0,
         msgs: 0,
         bytes: 0,
+        keepalives: 0,
     };
     fill_batch_add(first, context, connection, batch, &mut filled);
     while batch.len() < WRITE_BATCH_BYTES_MAX {
@@ -230,6 +281,12 @@ fn fill_batch_add(
             encode_frame(&WireBody::Probe, context.frame_bytes_max, batch)
                 .expect("a probe is far smaller than FRAME_BYTES_MIN");
             // Not a message: counted in neither `msgs_sent` nor `bytes_sent`.
+            return;
+        }
+        Outbound::Keepalive => {
+            encode_frame(&WireBody::Keepalive, context.frame_bytes_max, batch)
+                .expect("a keepalive is far smaller than FRAME_BYTES_MIN");
+            filled.keepalives += 1;
             return;
         }
         Outbound::Message(message) => {
@@ -288,6 +345,7 @@ mod tests {
             frame_bytes_max: 1024 * 1024,
             backoff_min: Duration::from_millis(1),
             backoff_max: Duration::from_millis(1),
+            keepalive_interval: Duration::from_millis(50),
             counters: Arc::new(PeerCounters::default()),
             wire: Arc::new(Wire::new(Duration::ZERO)),
         }

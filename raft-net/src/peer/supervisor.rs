@@ -3,18 +3,26 @@
 //! failure. Which connection wins when both ends dial is decided by `link`.
 //!
 //! The backoff doubles with each consecutive failure and resets once a connection has
-//! stayed up for `backoff_max` (so a peer that accepts and then drops every connection,
-//! say because it rejects our handshake, is not dialled in a tight loop) or when the
-//! peer's address changes (a new address deserves a prompt first attempt).
+//! stayed up for `backoff_max` (so a peer that accepts and then drops every connection is
+//! not dialled in a tight loop) or when the peer's address changes (a new address
+//! deserves a prompt first attempt). Its cap, `backoff_max`, is small (about a heartbeat):
+//! while a peer is unreachable each attempt ends within `connect_timeout` (or, if the
+//! connect succeeded, within the welcome wait), so after a partition heals the next
+//! attempt comes soon (PROTOCOL.md, "Liveness").
+//!
+//! A peer that answered but refused or rejected our hello is different: the network works,
+//! and only a change of configuration (a new address wakes the wait) or the peer's own
+//! dial (adopted at once) can help, so the next attempt waits at least
+//! [`DIAL_REFUSED_PAUSE`] rather than warning many times a second.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +38,12 @@ use crate::handshake::Handshake;
 use crate::inbound::InboundDecoder;
 use crate::link::Step;
 use crate::metrics::add;
+use crate::socket;
+
+/// Least wait after a dial the peer refused (closed without a welcome) or answered with a
+/// welcome we reject. Long enough that a misconfigured pair logs about one warning a
+/// second, not one per `backoff_max`; short enough that a corrected peer is found soon.
+pub(crate) const DIAL_REFUSED_PAUSE: Duration = Duration::from_secs(1);
 
 /// What ties a peer's task to the rest of the transport.
 pub(crate) struct PeerLink {
@@ -42,6 +56,7 @@ pub(crate) struct PeerLink {
 
 /// Why a dial did not produce a connection.
 enum DialError {
+    /// The network: no connection, no welcome in time, or a failed read or write.
     Io(io::Error),
     /// The peer closed the connection without a welcome: it refused our hello (invalid,
     /// or its own connection to us won the tie-break).
@@ -81,6 +96,8 @@ pub(super) async fn supervise(
     let counters = &*context.counters;
     let mut reported_failure = false;
     loop {
+        // The least wait before the next attempt, beyond the backoff.
+        let mut pause_min = Duration::ZERO;
         let served = match links.next_step(peer) {
             Step::Adopt(accepted) => {
                 let writer = Writer {
@@ -136,13 +153,7 @@ pub(super) async fn supervise(
                             continue;
                         }
                         add(&counters.connect_failures, 1);
-                        if matches!(error, DialError::Rejected(_)) {
-                            warn!(%peer, %addr, error = %error, "peer's welcome rejected");
-                        } else if reported_failure {
-                            debug!(%peer, %addr, error = %error, "still cannot connect to peer");
-                        } else {
-                            info!(%peer, %addr, error = %error, "cannot connect to peer");
-                        }
+                        pause_min = supervise_dial_failed(&context, addr, &error, reported_failure);
                         reported_failure = true;
                         None
                     }
@@ -166,7 +177,7 @@ pub(super) async fn supervise(
                 backoff.reset();
             }
         }
-        let delay = backoff.next_delay();
+        let delay = backoff.next_delay().max(pause_min);
         tokio::select! {
             biased;
             () = cancel.cancelled() => return,
@@ -178,6 +189,29 @@ pub(super) async fn supervise(
             },
             () = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Logs a failed dial (the first of a series at `info`, a rejected welcome always at
+/// `warn`) and returns the least wait before the next attempt: none beyond the backoff
+/// for a network failure, [`DIAL_REFUSED_PAUSE`] when the peer answered but said no.
+fn supervise_dial_failed(
+    context: &PeerContext,
+    addr: SocketAddr,
+    error: &DialError,
+    reported_failure: bool,
+) -> Duration {
+    let peer = context.peer_id;
+    if matches!(error, DialError::Rejected(_)) {
+        warn!(%peer, %addr, error = %error, "peer's welcome rejected");
+    } else if reported_failure {
+        debug!(%peer, %addr, error = %error, "still cannot connect to peer");
+    } else {
+        info!(%peer, %addr, error = %error, "cannot connect to peer");
+    }
+    match error {
+        DialError::Io(_) => Duration::ZERO,
+        DialError::Refused | DialError::Rejected(_) => DIAL_REFUSED_PAUSE,
     }
 }
 
@@ -221,19 +255,17 @@ async fn supervise_run_dialled(
     Some((end, started))
 }
 
-/// Connects, writes the hello and reads the welcome, each bounded by a timeout.
+/// Connects with a fresh socket, writes the hello and reads the welcome, each bounded by a
+/// timeout. The welcome wait is the silence rule applied from the hello on: a peer that
+/// has said nothing for `silence_timeout` is not there (or not answering), and a shorter
+/// `handshake_timeout` applies as well.
 async fn dial(
     addr: SocketAddr,
     context: &PeerContext,
     shared: &Shared,
 ) -> Result<Dialled, DialError> {
     let config = &shared.config;
-    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| DialError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
-        .map_err(DialError::Io)?;
-    // Raft messages are latency-sensitive and already batched by the writer.
-    stream.set_nodelay(true).map_err(DialError::Io)?;
+    let stream = socket::connect(addr, config).await.map_err(DialError::Io)?;
     let (reader, mut writer) = stream.into_split();
     let hello = Handshake::new(config.cluster_id, config.node_id, context.peer_id);
     let mut frame = bytes::BytesMut::new();
@@ -251,13 +283,15 @@ async fn dial(
         config.frame_bytes_max,
     );
     let mut side = ReadSide::new(reader, decoder, addr);
-    match side
-        .read_handshake(config.handshake_timeout, &shared.cancel)
-        .await
-    {
+    let welcome_wait = config.handshake_timeout.min(config.silence_timeout);
+    match side.read_handshake(welcome_wait, &shared.cancel).await {
         Ok(Ok(_)) => Ok(Dialled { writer, side }),
         Ok(Err(Closed::Io(error))) => Err(DialError::Io(error)),
         Ok(Err(_)) => Err(DialError::Refused),
+        Err(RejectReason::HandshakeTimeout { timeout_ms }) => Err(DialError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no welcome within {timeout_ms} ms"),
+        ))),
         Err(reason) => Err(DialError::Rejected(reason)),
     }
 }

@@ -28,6 +28,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::codec::{encode_frame, WireBody};
 use crate::error::EncodeError;
+use crate::liveness::{due, Due};
 
 /// What the control lane carries.
 pub(crate) enum Outbound {
@@ -43,6 +44,9 @@ pub(crate) enum Outbound {
     },
     /// A probe frame (see `link`), written by the writer when asked.
     Probe,
+    /// A keepalive frame, written by the writer when nothing else has been written for
+    /// `keepalive_interval` (see `liveness`).
+    Keepalive,
 }
 
 /// Shared by a peer's handle (for `send`) and its writer task.
@@ -62,6 +66,9 @@ pub(crate) struct WireState {
     pub unwritten: usize,
     /// When the last control-lane `send` to this peer returned.
     last_send: Option<Instant>,
+    /// When bytes were last written to the current connection, by `send` or the writer
+    /// task (or when it was published); a keepalive is due `keepalive_interval` after.
+    last_write: Instant,
     /// Reused encoding buffer for direct writes; empty between calls.
     encoded: BytesMut,
 }
@@ -91,6 +98,7 @@ impl Wire {
                 connection: 0,
                 unwritten: 0,
                 last_send: None,
+                last_write: Instant::now(),
                 encoded: BytesMut::new(),
             }),
             coalesce_window,
@@ -113,6 +121,8 @@ impl Wire {
         let mut state = self.lock();
         state.connection += 1;
         state.stream = Some(stream);
+        // The handshake just crossed it.
+        state.last_write = Instant::now();
         state.connection
     }
 
@@ -121,8 +131,9 @@ impl Wire {
         self.lock().stream = None;
     }
 
-    /// The writer task has written (or dropped) `items` it took from the queues.
-    pub fn written(&self, items: usize) {
+    /// The writer task has written (or dropped) `items` it took from the queues; `wrote_at`
+    /// is when its write completed, if it wrote.
+    pub fn written(&self, items: usize, wrote_at: Option<Instant>) {
         let mut state = self.lock();
         assert!(
             state.unwritten >= items,
@@ -130,6 +141,30 @@ impl Wire {
             state.unwritten
         );
         state.unwritten -= items;
+        if let Some(at) = wrote_at {
+            state.last_write = at;
+        }
+    }
+
+    /// Reserves the socket for a frame of the writer task's own (a probe or a keepalive),
+    /// as for an item it takes from the queues, but only if nothing is unwritten: a queued
+    /// item may be the tail of a frame `send` wrote in part, which must be the next bytes
+    /// on the connection, and anything queued will be written next anyway. Returns whether
+    /// it reserved; if so the writer must write the frame and then call [`Wire::written`].
+    pub fn reserve_if_idle(&self) -> bool {
+        WireState::reserve_if_idle(&mut self.lock())
+    }
+
+    /// Whether a keepalive is due at `now`: nothing written for `interval` and nothing
+    /// waiting to be. If so, the socket is reserved as by [`Wire::reserve_if_idle`].
+    pub fn keepalive_due(&self, interval: Duration, now: Instant) -> Due {
+        let mut state = self.lock();
+        match due(state.last_write, interval, now) {
+            Due::Now if state.reserve_if_idle() => Due::Now,
+            // Something queued is about to be written: check again an interval from now.
+            Due::Now => Due::At(now + interval),
+            at => at,
+        }
     }
 }
 
@@ -148,14 +183,27 @@ impl WireState {
         self.last_send = Some(now);
     }
 
+    fn reserve_if_idle(&mut self) -> bool {
+        let idle = self.unwritten == 0;
+        if idle {
+            self.unwritten = 1;
+        }
+        idle
+    }
+
     /// Whether `send` may write to the socket now (given a quiet peer).
     pub fn direct_open(&self) -> bool {
         self.unwritten == 0 && self.stream.is_some()
     }
 
-    /// Encodes `message` and writes it with one non-blocking `write`. Call only when
-    /// [`WireState::direct_open`] holds, with the lock held for the whole call.
-    pub fn try_write_direct(&mut self, message: Message, frame_bytes_max: usize) -> Direct {
+    /// Encodes `message` and writes it with one non-blocking `write`, at `now`. Call only
+    /// when [`WireState::direct_open`] holds, with the lock held for the whole call.
+    pub fn try_write_direct(
+        &mut self,
+        message: Message,
+        frame_bytes_max: usize,
+        now: Instant,
+    ) -> Direct {
         let stream = Arc::clone(self.stream.as_ref().expect("direct path is open"));
         let body = WireBody::Message(message);
         self.encoded.clear();
@@ -164,6 +212,9 @@ impl WireState {
             Err(reason) => return Direct::TooLarge(reason),
         };
         let written = stream.try_write(&self.encoded);
+        if matches!(written, Ok(n) if n > 0) {
+            self.last_write = now;
+        }
         let direct = match written {
             Ok(n) if n == frame_bytes => Direct::Written { frame_bytes },
             Ok(0) => Direct::Failed(io::ErrorKind::WriteZero.into()),
@@ -188,5 +239,33 @@ impl WireState {
         };
         self.encoded.clear();
         direct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's own frames never go ahead of a queued item: it may be the rest of a
+    /// frame `send` began, which must be the next bytes on the connection.
+    #[test]
+    fn keepalive_and_probe_wait_for_queued_items() {
+        let wire = Wire::new(Duration::ZERO);
+        let interval = Duration::from_millis(50);
+        let later = Instant::now() + interval * 2;
+        wire.lock().unwritten = 1; // say, the tail of a direct write
+        assert_eq!(
+            wire.keepalive_due(interval, later),
+            Due::At(later + interval)
+        );
+        assert!(!wire.reserve_if_idle());
+        assert_eq!(wire.lock().unwritten, 1);
+        wire.written(1, None);
+        assert_eq!(wire.keepalive_due(interval, later), Due::Now);
+        assert_eq!(wire.lock().unwritten, 1, "reserved for the keepalive");
+        assert!(
+            !wire.reserve_if_idle(),
+            "a probe waits behind the keepalive"
+        );
     }
 }
