@@ -75,6 +75,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         config.peer_listen,
     );
     transport_config.frame_bytes_max = config.limits.peer_frame_bytes_max;
+    liveness_from_timing(&mut transport_config, &config);
     let (inbox, raft) = inbox(config.request_queue_max);
     let (leader_publisher, leader_view) = leader_watch();
     // Peer messages go from the task reading their connection straight into the raft
@@ -175,6 +176,24 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     transport.shutdown().await;
     info!(node = node_id, "stopped");
     Ok(())
+}
+
+/// raft-net's liveness settings from Raft's timing (PROTOCOL.md, "Liveness"): an idle
+/// connection carries a keepalive every heartbeat; one silent for two minimum election
+/// timeouts (at least four heartbeats) is closed and redialled; an unreachable peer is
+/// dialled again about every heartbeat, so a node cut off knows the leader within about
+/// two heartbeats of the heal.
+fn liveness_from_timing(transport: &mut TransportConfig, config: &NodeConfig) {
+    let heartbeat = config.heartbeat;
+    let election = heartbeat * config.election_ticks;
+    transport.keepalive_interval = heartbeat;
+    transport.silence_timeout = (election * 2).max(heartbeat * 4);
+    transport.connect_timeout = heartbeat;
+    transport.backoff_min = heartbeat / 5;
+    transport.backoff_max = heartbeat;
+    transport.tcp_user_timeout = transport
+        .tcp_user_timeout
+        .max(transport.silence_timeout * 2);
 }
 
 fn raft_config(config: &NodeConfig, applied: raft_core::LogIndex) -> raft_core::Config {
