@@ -88,7 +88,7 @@ impl Retry {
                 Frame::Bulk(command.encode()),
             ]),
             Retry::Admin(_, request) => request.clone(),
-            Retry::Never => unreachable!("reads are not forwarded"),
+            Retry::Never => unreachable!("settle answers a read's NotLeader itself"),
         }
     }
 
@@ -96,7 +96,7 @@ impl Retry {
         match self {
             Retry::Write(command) => Request::Write { command, reply },
             Retry::Admin(command, _) => Request::Admin { command, reply },
-            Retry::Never => unreachable!("reads are not forwarded"),
+            Retry::Never => unreachable!("settle answers a read's NotLeader itself"),
         }
     }
 }
@@ -253,25 +253,36 @@ impl Connection {
     /// Waits for every submitted request; those only the leader can serve are forwarded
     /// to it together (one pipeline), or proposed here again if this node leads by then.
     async fn settle(&mut self, pending: &mut [Pending]) {
-        for _ in 0..=RESUBMITS_MAX {
+        let mut resubmits = 0;
+        loop {
             let mut not_leader = Vec::new();
             for (position, item) in pending.iter_mut().enumerate() {
-                let Pending::Waiting { reply, .. } = item else {
+                let Pending::Waiting { reply, retry } = item else {
                     continue;
                 };
                 let frame = match reply.await {
                     Ok(Outcome::Reply(reply)) => Frame::from(reply),
                     Ok(Outcome::Failed(failure)) => error_reply(&Error::Cluster(failure)),
+                    Ok(Outcome::NotLeader) if matches!(retry, Retry::Never) => {
+                        error_reply(&Error::Cluster(ClusterError::NoLeader))
+                    }
                     Ok(Outcome::NotLeader) => {
                         not_leader.push(position);
                         continue;
                     }
-                    // The loop dropped the request unanswered: it stopped.
                     Err(_) => error_reply(&Error::Cluster(ClusterError::ShuttingDown)),
                 };
                 *item = Pending::Done(frame);
             }
             if not_leader.is_empty() {
+                return;
+            }
+            if resubmits == RESUBMITS_MAX {
+                // Refused by this node's loop each time: never proposed.
+                let no_leader = error_reply(&Error::Cluster(ClusterError::NoLeader));
+                for position in not_leader {
+                    pending[position] = Pending::Done(no_leader.clone());
+                }
                 return;
             }
             let retries: Vec<Retry> = not_leader
@@ -289,16 +300,11 @@ impl Connection {
                     return;
                 }
                 Forwarded::Resubmit => {
+                    resubmits += 1;
                     for (position, retry) in not_leader.into_iter().zip(retries) {
                         pending[position] = self.submit(retry);
                     }
                 }
-            }
-        }
-        let no_leader = error_reply(&Error::Cluster(ClusterError::NoLeader));
-        for item in pending.iter_mut() {
-            if let Pending::Waiting { .. } = item {
-                *item = Pending::Done(no_leader.clone());
             }
         }
     }
