@@ -53,6 +53,8 @@ pub enum ClusterError {
     /// Refused because the node is stopping, before anything of the request was proposed.
     #[error("the node is stopping")]
     Stopping,
+    #[error("node {id} is not in sync with the leader (not heard from within an election timeout, or more than 1000 entries behind); wait until it has caught up")]
+    LearnerNotInSync { id: raft_core::NodeId },
     #[error("leadership was not handed to node {target}: {reason}")]
     TransferFailed {
         target: raft_core::NodeId,

@@ -223,3 +223,41 @@ fn a_learner_added_while_a_non_founder_leads_catches_up_by_replaying_the_log() {
 fn a_learner_added_while_a_non_founder_leads_catches_up_from_a_snapshot() {
     learner_added_while_a_non_founder_leads_catches_up(Some(200));
 }
+
+/// A learner the leader cannot hear from would, as a voter, stall every commit of the
+/// joint configuration: promoting it is refused (TRYAGAIN) until it is back in sync.
+#[test]
+fn promoting_a_learner_that_is_down_is_refused_until_it_is_back_in_sync() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    add_learner(&mut cluster, &[1, 2, 3], 4);
+    wait_caught_up(&cluster, leader, 4);
+    cluster.kill(4);
+    // Past an election timeout of silence.
+    std::thread::sleep(Duration::from_secs(1));
+    let leader = cluster.wait_for_leader_among(&[1, 2, 3], TIMEOUT);
+    let reply = cluster
+        .client(leader)
+        .cmd(&["RAFT.PROMOTE", "4"])
+        .expect("RAFT.PROMOTE");
+    match &reply {
+        Reply::Error(message) => {
+            assert!(message.starts_with("TRYAGAIN"), "{message}");
+            assert!(message.contains("not in sync"), "{message}");
+        }
+        other => panic!("promoting a dead learner must be refused, got {other:?}"),
+    }
+    let status = cluster.status(leader).expect("status");
+    assert_eq!(sorted_ids(&status.voters), [1, 2, 3]);
+    cluster.start_node(4);
+    cluster.wait_serving(4, TIMEOUT);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let reply = cluster.admin(&[1, 2, 3], &["RAFT.PROMOTE", "4"], TIMEOUT);
+        if reply.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never promoted: {reply:?}");
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}

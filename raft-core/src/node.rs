@@ -182,6 +182,19 @@ impl<S: LogStore> Node<S> {
         }
     }
 
+    /// Leader only: whether `id` is in sync, as etcd requires of a learner before it may
+    /// become a voter: heard from within the last election timeout, and its log matching
+    /// the leader's up to at most `lag_max` entries behind the last index. A voter added
+    /// while cut off or far behind would stall every commit of the joint configuration.
+    pub fn replica_in_sync(&self, id: NodeId, lag_max: u64) -> bool {
+        let election = u64::from(self.config.election_ticks);
+        self.progress.get(&id).is_some_and(|progress| {
+            progress.heard_at > 0
+                && self.ticks.saturating_sub(progress.heard_at) <= election
+                && self.log.last_index().0.saturating_sub(progress.matched.0) <= lag_max
+        })
+    }
+
     /// For each follower (leader only): (id, matched index) — for status displays.
     pub fn replication_status(&self) -> Vec<(NodeId, LogIndex)> {
         self.progress

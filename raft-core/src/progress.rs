@@ -36,6 +36,8 @@ pub(crate) struct Progress {
     pub(crate) inflights: Inflights,
     /// Heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// The leader's tick count when it last heard from this follower (0: never).
+    pub(crate) heard_at: u64,
     /// Highest ReadIndex round this follower has acknowledged.
     pub(crate) read_round_acked: u64,
     /// Heartbeat responses since `matched` last moved while something was outstanding;
@@ -52,6 +54,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(inflight_msgs_max),
             recent_active: false,
+            heard_at: 0,
             read_round_acked: 0,
             stalled_heartbeats: 0,
         }

@@ -14,6 +14,10 @@ use crate::error::ClusterError;
 use crate::state_machine::{MembershipContext, Reply};
 use crate::status::NodeStatus;
 
+/// How far behind the leader's last index a learner may be when promoted (about a
+/// second of writes at a modest rate; the learner catches up the rest as a voter).
+const PROMOTE_LAG_MAX: u64 = 1000;
+
 impl RaftLoop {
     pub(super) fn admin(&mut self, command: AdminCommand, reply: ReplyTo) {
         if let AdminCommand::Status = command {
@@ -56,6 +60,15 @@ impl RaftLoop {
                         format!("node {id} is not a learner; add it with RAFT.ADDLEARNER first");
                     let refusal = raft_core::Error::InvalidConfChange { reason };
                     answer(reply, Outcome::Failed(ClusterError::Refused(refusal)));
+                    return;
+                }
+                // A voter that cannot keep up would stall every commit of the joint
+                // configuration (a cut-off learner stalls the whole cluster).
+                if !self.node.replica_in_sync(id, PROMOTE_LAG_MAX) {
+                    answer(
+                        reply,
+                        Outcome::Failed(ClusterError::LearnerNotInSync { id }),
+                    );
                     return;
                 }
                 (vec![ConfChange::AddVoter(id)], Bytes::new())

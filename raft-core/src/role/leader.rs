@@ -299,8 +299,10 @@ impl<S: LogStore> Node<S> {
         if self.role != Role::Leader {
             return None;
         }
+        let ticks = self.ticks;
         let progress = self.progress.get_mut(&from)?;
         progress.recent_active = true;
+        progress.heard_at = ticks;
         Some(progress)
     }
 
