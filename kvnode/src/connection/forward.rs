@@ -9,7 +9,7 @@
 //! - This node is the leader by now: nothing was sent, so the caller proposes locally.
 //! - Connecting fails: nothing was sent; try again (at most [`ATTEMPTS_MAX`] times, waiting
 //!   for leadership to move meanwhile), then `-TRYAGAIN`.
-//! - Sent, and leadership moves away from the target before its reply: the target gets a
+//! - Sent, and another node is known to lead before the target's reply: the target gets a
 //!   short grace (a leader that stepped down answers at once: applied, or `-UNKNOWN`), then
 //!   `-UNKNOWN` (the write may have been appended there and may still commit); likewise
 //!   after `reply` (ten election timeouts) or when this node shuts down. Admin commands
@@ -195,8 +195,13 @@ impl Forwarder {
             let Some(target) = follow else {
                 return std::future::pending().await;
             };
+            // Moved away means another leader is known: while none is (a campaign, maybe
+            // one this node starts and loses), the target may well still answer.
             loop {
-                if watch.changed().await.is_err() || watch.borrow().id != Some(target) {
+                if watch.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                if watch.borrow().id.is_some_and(|leader| leader != target) {
                     tokio::time::sleep(grace).await;
                     return target;
                 }
