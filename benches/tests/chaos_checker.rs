@@ -46,15 +46,13 @@ fn random_history(seed: u64) -> Vec<Op> {
         }
     }
     // Reads: a value among those written (or nil, or one never written).
-    for i in 0..ops.len() {
-        if ops[i].input == RegisterInput::Read {
-            let pick = rng.next_u64() % (next_value + 1);
-            let seen = match pick {
-                0 => None,
-                v => Some(v), // next_value itself was never written
-            };
-            ops[i].output = Some(seen);
-        }
+    for op in ops.iter_mut().filter(|op| op.input == RegisterInput::Read) {
+        let pick = rng.next_u64() % (next_value + 1);
+        let seen = match pick {
+            0 => None,
+            v => Some(v), // next_value itself was never written
+        };
+        op.output = Some(seen);
     }
     ops
 }

@@ -1,0 +1,507 @@
+//! The nemesis schedule: which faults happen when, decided entirely by a seed.
+//!
+//! A run alternates quiet periods with fault windows; each window holds one fault (of a kind
+//! chosen among the selected ones) from its start to its end, when it is healed. Membership
+//! steps are separate events that land wherever their own clock puts them, so they happen
+//! during other faults. Targets are picks (random numbers) that the run resolves against the
+//! cluster as it is at that moment ("the leader", "the k-th member"), so the same seed gives
+//! the same schedule; which node a pick lands on can differ between replays when elections
+//! do.
+//!
+//! Pure: no clock, no I/O. [`Schedule::generate`] is a function of its arguments.
+
+use std::fmt;
+
+use crate::kvbench::workload::Rng;
+
+/// A kind of fault, as selected on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Kill,
+    Pause,
+    Partition,
+    Membership,
+    Skew,
+    Netem,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Kill,
+        Kind::Pause,
+        Kind::Partition,
+        Kind::Membership,
+        Kind::Skew,
+        Kind::Netem,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+            Kind::Partition => "partition",
+            Kind::Membership => "membership",
+            Kind::Skew => "skew",
+            Kind::Netem => "netem",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// Who a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The current leader (if there is none, a pick of 0).
+    Leader,
+    /// The member at this pick modulo the member count (members sorted by id).
+    Pick(u64),
+}
+
+/// How the network is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A random minority against the majority, both directions.
+    Halves { pick: u64 },
+    /// The leader alone against the rest.
+    IsolateLeader,
+    /// Each node sees a majority that differs from its neighbours' (a bridge below 5 nodes).
+    MajorityRing { pick: u64 },
+    /// One node cannot send to anyone (`mute`), or cannot receive from anyone.
+    OneWay { target: Target, mute: bool },
+}
+
+/// One fault, held for a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL `count` members (the first the target, the rest picked), restart at heal.
+    Kill {
+        target: Target,
+        count: usize,
+        pick: u64,
+    },
+    /// SIGSTOP a member, SIGCONT at heal.
+    Pause {
+        target: Target,
+    },
+    Partition(Shape),
+    /// Move one member's real-time clock by this many seconds.
+    Skew {
+        target: Target,
+        offset_s: i64,
+    },
+    /// Delay, jitter and loss on one member's outgoing packets.
+    Netem {
+        target: Target,
+        delay_ms: u64,
+        jitter_ms: u64,
+        loss_percent: u64,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Fault::Kill { .. } => Kind::Kill,
+            Fault::Pause { .. } => Kind::Pause,
+            Fault::Partition(_) => Kind::Partition,
+            Fault::Skew { .. } => Kind::Skew,
+            Fault::Netem { .. } => Kind::Netem,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Leader => write!(f, "the leader"),
+            Target::Pick(pick) => write!(f, "pick {}", pick % 1000),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Kill { target, count, .. } => {
+                write!(f, "kill -9 {count} node(s), first {target}")
+            }
+            Fault::Pause { target } => write!(f, "SIGSTOP {target}"),
+            Fault::Partition(Shape::Halves { .. }) => write!(f, "partition into halves"),
+            Fault::Partition(Shape::IsolateLeader) => write!(f, "partition: isolate the leader"),
+            Fault::Partition(Shape::MajorityRing { .. }) => write!(f, "partition: majority ring"),
+            Fault::Partition(Shape::OneWay { target, mute }) => {
+                let way = if *mute {
+                    "cannot send"
+                } else {
+                    "cannot receive"
+                };
+                write!(f, "one-way partition: {target} {way}")
+            }
+            Fault::Skew { target, offset_s } => write!(f, "clock of {target} {offset_s:+} s"),
+            Fault::Netem {
+                target,
+                delay_ms,
+                jitter_ms,
+                loss_percent,
+            } => write!(
+                f,
+                "netem on {target}: delay {delay_ms}±{jitter_ms} ms, loss {loss_percent} %"
+            ),
+        }
+    }
+}
+
+/// A membership step; the run decides from the current configuration which one applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipStep {
+    /// Add a learner (new id, new host) if none is pending, else promote the pending one,
+    /// else, above the cluster's size, remove the member at `pick` (possibly the leader).
+    Advance { pick: u64 },
+    /// Transfer leadership to the member at `pick`.
+    Transfer { pick: u64 },
+}
+
+/// A fault held over `[start_ms, end_ms)` (milliseconds since the run started).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub fault: Fault,
+}
+
+/// The whole plan of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub seed: u64,
+    pub windows: Vec<Window>,
+    pub membership: Vec<(u64, MembershipStep)>,
+}
+
+/// Timing of a schedule, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// No fault before this (the cluster settles, the workload warms up).
+    pub quiet_start_ms: u64,
+    /// No fault in the last this-many milliseconds of the run.
+    pub quiet_end_ms: u64,
+    pub fault_ms: (u64, u64),
+    pub gap_ms: (u64, u64),
+    pub membership_every_ms: (u64, u64),
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            quiet_start_ms: 2_000,
+            quiet_end_ms: 2_000,
+            fault_ms: (2_000, 7_000),
+            gap_ms: (1_000, 4_000),
+            membership_every_ms: (2_000, 5_000),
+        }
+    }
+}
+
+/// Most windows or membership steps in one schedule, whatever the duration.
+pub const EVENTS_MAX: usize = 10_000;
+
+impl Schedule {
+    /// The plan for a run of `duration_ms` on `nodes` voters with the selected `kinds`.
+    pub fn generate(
+        seed: u64,
+        duration_ms: u64,
+        nodes: usize,
+        kinds: &[Kind],
+        timing: Timing,
+    ) -> Schedule {
+        let mut rng = Rng::new(seed);
+        let window_kinds: Vec<Kind> = kinds
+            .iter()
+            .copied()
+            .filter(|kind| *kind != Kind::Membership)
+            .collect();
+        let end_ms = duration_ms.saturating_sub(timing.quiet_end_ms);
+        let mut windows = Vec::new();
+        let mut at = timing.quiet_start_ms;
+        while !window_kinds.is_empty()
+            && at + timing.fault_ms.0 <= end_ms
+            && windows.len() < EVENTS_MAX
+        {
+            let kind = window_kinds[(rng.next_u64() % window_kinds.len() as u64) as usize];
+            let length = between(&mut rng, timing.fault_ms).min(end_ms - at);
+            windows.push(Window {
+                start_ms: at,
+                end_ms: at + length,
+                fault: fault(&mut rng, kind, nodes),
+            });
+            at += length + between(&mut rng, timing.gap_ms);
+        }
+        let mut membership = Vec::new();
+        if kinds.contains(&Kind::Membership) {
+            let mut at = timing.quiet_start_ms;
+            while at < end_ms && membership.len() < EVENTS_MAX {
+                let pick = rng.next_u64();
+                let step = if rng.next_u64() % 4 == 0 {
+                    MembershipStep::Transfer { pick }
+                } else {
+                    MembershipStep::Advance { pick }
+                };
+                membership.push((at, step));
+                at += between(&mut rng, timing.membership_every_ms);
+            }
+        }
+        Schedule {
+            seed,
+            windows,
+            membership,
+        }
+    }
+}
+
+fn between(rng: &mut Rng, (low, high): (u64, u64)) -> u64 {
+    low + rng.next_u64() % (high.saturating_sub(low) + 1)
+}
+
+fn target(rng: &mut Rng) -> Target {
+    if rng.next_u64() % 3 == 0 {
+        Target::Leader
+    } else {
+        Target::Pick(rng.next_u64())
+    }
+}
+
+fn fault(rng: &mut Rng, kind: Kind, nodes: usize) -> Fault {
+    let minority = (nodes.max(1) - 1) / 2;
+    match kind {
+        Kind::Kill => Fault::Kill {
+            target: target(rng),
+            count: 1 + (rng.next_u64() % minority.max(1) as u64) as usize,
+            pick: rng.next_u64(),
+        },
+        Kind::Pause => Fault::Pause {
+            target: target(rng),
+        },
+        Kind::Partition => Fault::Partition(match rng.next_u64() % 4 {
+            0 => Shape::Halves {
+                pick: rng.next_u64(),
+            },
+            1 => Shape::IsolateLeader,
+            2 => Shape::MajorityRing {
+                pick: rng.next_u64(),
+            },
+            _ => Shape::OneWay {
+                target: target(rng),
+                mute: rng.next_u64() % 2 == 0,
+            },
+        }),
+        Kind::Skew => {
+            let magnitude = i64::try_from(30 + rng.next_u64() % 600).expect("small");
+            let sign = if rng.next_u64() % 2 == 0 { 1 } else { -1 };
+            Fault::Skew {
+                target: target(rng),
+                offset_s: sign * magnitude,
+            }
+        }
+        Kind::Netem => Fault::Netem {
+            target: target(rng),
+            delay_ms: 5 + rng.next_u64() % 100,
+            jitter_ms: rng.next_u64() % 20,
+            loss_percent: rng.next_u64() % 20,
+        },
+        Kind::Membership => unreachable!("membership steps are not windows"),
+    }
+}
+
+/// The members a partition shape cuts, as one-way (from, to) blocks over `members` (sorted
+/// ids); `leader` resolves [`Shape::IsolateLeader`] and leader targets.
+pub fn partition_blocks(shape: Shape, members: &[u64], leader: Option<u64>) -> Vec<(u64, u64)> {
+    let n = members.len();
+    if n < 2 {
+        return Vec::new();
+    }
+    let both = |a: &[u64], b: &[u64]| -> Vec<(u64, u64)> {
+        let mut blocks = Vec::new();
+        for x in a {
+            for y in b {
+                blocks.push((*x, *y));
+                blocks.push((*y, *x));
+            }
+        }
+        blocks
+    };
+    match shape {
+        Shape::Halves { pick } => {
+            let mut order = members.to_vec();
+            let mut rng = Rng::new(pick);
+            for i in (1..n).rev() {
+                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            let (minority, majority) = order.split_at(n / 2);
+            both(minority, majority)
+        }
+        Shape::IsolateLeader => {
+            let alone = leader.unwrap_or(members[0]);
+            let rest: Vec<u64> = members.iter().copied().filter(|m| *m != alone).collect();
+            both(&[alone], &rest)
+        }
+        Shape::MajorityRing { pick } if n >= 5 => {
+            // Symmetric: over TCP a one-way drop breaks the connection both ways anyway.
+            // Each node keeps the links to the nodes within majority/2 steps around the ring
+            // (a rotation of `members` by the pick), so it sees a majority, and no two
+            // neighbours see the same one.
+            let majority = n / 2 + 1;
+            let reach = majority / 2;
+            let offset = (pick % n as u64) as usize;
+            let position = |i: usize| (i + n - offset) % n;
+            let mut blocks = Vec::new();
+            for i in 0..n {
+                for j in 0..n {
+                    let distance = position(i).abs_diff(position(j));
+                    let distance = distance.min(n - distance);
+                    if distance > reach {
+                        blocks.push((members[i], members[j]));
+                    }
+                }
+            }
+            blocks
+        }
+        Shape::MajorityRing { pick } => {
+            // Below five nodes no symmetric ring exists; the bridge is its closest kin: two
+            // sides that cannot see each other, and one node that sees both (each side plus
+            // the bridge is a majority).
+            let bridge = (pick % n as u64) as usize;
+            let rest: Vec<u64> = (0..n)
+                .filter(|i| *i != bridge)
+                .map(|i| members[i])
+                .collect();
+            let (left, right) = rest.split_at(rest.len() / 2);
+            both(left, right)
+        }
+        Shape::OneWay { target, mute } => {
+            let one = resolve(target, members, leader);
+            members
+                .iter()
+                .filter(|m| **m != one)
+                .map(|m| if mute { (one, *m) } else { (*m, one) })
+                .collect()
+        }
+    }
+}
+
+/// The member a target names.
+pub fn resolve(target: Target, members: &[u64], leader: Option<u64>) -> u64 {
+    assert!(!members.is_empty(), "resolving a target among no members");
+    match target {
+        Target::Leader => leader.filter(|l| members.contains(l)).unwrap_or(members[0]),
+        Target::Pick(pick) => members[(pick % members.len() as u64) as usize],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn same_seed_same_schedule_and_windows_stay_inside_the_run() {
+        let kinds = Kind::ALL;
+        let a = Schedule::generate(42, 60_000, 5, &kinds, Timing::default());
+        let b = Schedule::generate(42, 60_000, 5, &kinds, Timing::default());
+        let c = Schedule::generate(43, 60_000, 5, &kinds, Timing::default());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.windows.len() >= 5, "{}", a.windows.len());
+        assert!(!a.membership.is_empty());
+        for pair in a.windows.windows(2) {
+            assert!(
+                pair[0].end_ms < pair[1].start_ms,
+                "windows overlap: {pair:?}"
+            );
+        }
+        for window in &a.windows {
+            assert!(
+                window.start_ms >= 2_000 && window.end_ms <= 58_000,
+                "{window:?}"
+            );
+        }
+        let seen: BTreeSet<Kind> = a.windows.iter().map(|w| w.fault.kind()).collect();
+        assert_eq!(
+            seen.len(),
+            5,
+            "every window kind appears in a minute: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn only_selected_kinds_appear() {
+        let schedule = Schedule::generate(1, 30_000, 3, &[Kind::Pause], Timing::default());
+        assert!(schedule
+            .windows
+            .iter()
+            .all(|w| w.fault.kind() == Kind::Pause));
+        assert!(schedule.membership.is_empty());
+        let kills = Schedule::generate(1, 30_000, 3, &[Kind::Kill], Timing::default());
+        for window in &kills.windows {
+            let Fault::Kill { count, .. } = window.fault else {
+                unreachable!()
+            };
+            assert_eq!(
+                count, 1,
+                "a 3-node cluster loses at most one node at a time"
+            );
+        }
+    }
+
+    fn cut(blocks: &[(u64, u64)], a: u64, b: u64) -> bool {
+        blocks.contains(&(a, b))
+    }
+
+    #[test]
+    fn partition_shapes_keep_a_majority_connected() {
+        let members = [1, 2, 3, 4, 5];
+        let halves = partition_blocks(Shape::Halves { pick: 7 }, &members, None);
+        // 2 x 3 pairs, both ways.
+        assert_eq!(halves.len(), 12);
+        let isolated = partition_blocks(Shape::IsolateLeader, &members, Some(3));
+        assert_eq!(isolated.len(), 8);
+        assert!(cut(&isolated, 3, 1) && cut(&isolated, 1, 3) && !cut(&isolated, 1, 2));
+        let ring = partition_blocks(Shape::MajorityRing { pick: 2 }, &members, None);
+        for receiver in members {
+            let hears = members
+                .iter()
+                .filter(|s| !cut(&ring, **s, receiver))
+                .count();
+            assert_eq!(hears, 3, "node {receiver} hears a bare majority");
+            for sender in members {
+                assert_eq!(
+                    cut(&ring, sender, receiver),
+                    cut(&ring, receiver, sender),
+                    "symmetric"
+                );
+            }
+        }
+        let bridge = partition_blocks(Shape::MajorityRing { pick: 1 }, &[1, 2, 3], None);
+        assert_eq!(bridge, vec![(1, 3), (3, 1)], "node 2 bridges 1 and 3");
+        let mute = partition_blocks(
+            Shape::OneWay {
+                target: Target::Pick(0),
+                mute: true,
+            },
+            &members,
+            None,
+        );
+        assert!(cut(&mute, 1, 2) && !cut(&mute, 2, 1));
+        let deaf = partition_blocks(
+            Shape::OneWay {
+                target: Target::Leader,
+                mute: false,
+            },
+            &members,
+            Some(4),
+        );
+        assert!(cut(&deaf, 2, 4) && !cut(&deaf, 4, 2));
+    }
+}

@@ -1,0 +1,480 @@
+//! One run: start the cluster, run the workloads while the nemesis follows its schedule,
+//! heal, settle, check, report, tear down.
+//!
+//! Bounded: the main phase ends at the run's duration (every client stops within one request
+//! timeout after), settling has its own deadline, and the checker search has step bounds.
+//! The nemesis waits for its next event by sleeping in short slices until that time (pacing,
+//! not correctness), noticing crashed nodes between slices.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::time::Instant;
+
+use super::checker;
+use super::cluster::{Cluster, Undo};
+use super::history::{History, Op, Workload};
+use super::host::{HostOptions, HostState};
+use super::linear::Limits;
+use super::nemesis::{Kind, Schedule, Timing};
+use super::net::BlockBackend;
+use super::plot;
+use super::report::{self, FaultRecord, Finding, Summary};
+use super::settle;
+use super::workload::{client_loop, Shared};
+
+/// Everything one run needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub duration: Duration,
+    pub nodes: usize,
+    pub kinds: Vec<Kind>,
+    pub workloads: Vec<Workload>,
+    pub clients_per_workload: usize,
+    pub request_timeout: Duration,
+    pub stale_reads: bool,
+    pub think_max: Duration,
+    pub host: HostOptions,
+    /// This run's directory (created).
+    pub run_dir: PathBuf,
+    pub backend: BlockBackend,
+    pub timing: Timing,
+    pub settle_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// Longest wait for the first leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slice of the nemesis's waits.
+const NEMESIS_SLICE: Duration = Duration::from_millis(100);
+
+/// A nemesis event in time order.
+enum Event {
+    Start(usize),
+    End(usize),
+    Membership(usize),
+}
+
+/// Runs once; returns the summary (anomalies are in it, not an error).
+///
+/// # Errors
+/// If the cluster cannot be set up (no root, missing tools, a command failing).
+pub fn run(config: &RunConfig) -> Result<Summary> {
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("creating {}", config.run_dir.display()))?;
+    let duration_ms = u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX);
+    let schedule = Schedule::generate(
+        config.seed,
+        duration_ms,
+        config.nodes,
+        &config.kinds,
+        config.timing,
+    );
+    let mut log = format!("seed {}\nschedule:\n", config.seed);
+    for window in &schedule.windows {
+        let _ = writeln!(
+            log,
+            "  [{} ms, {} ms] {}",
+            window.start_ms, window.end_ms, window.fault
+        );
+    }
+    for (at, step) in &schedule.membership {
+        let _ = writeln!(log, "  {at} ms membership {step:?}");
+    }
+    let octet = u8::try_from(20 + config.seed % 200).expect("below 256");
+    let mut cluster = Cluster::start(
+        config.nodes,
+        config.host.clone(),
+        config.run_dir.clone(),
+        octet,
+        config.backend,
+        LEADER_TIMEOUT,
+    )?;
+    let _ = writeln!(
+        log,
+        "subnet 10.231.{}.0/24, block backend {:?}",
+        cluster.net.subnet.octet, config.backend
+    );
+    let shared = Arc::new(Shared {
+        dialer: cluster.dialer(),
+        endpoints: cluster.endpoints.clone(),
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+        request_timeout: config.request_timeout,
+        stale_reads: config.stale_reads,
+        think_max: config.think_max,
+        next_value: AtomicU64::new(1),
+        started_ops: Default::default(),
+    });
+    let mut clients = Vec::new();
+    for (w, workload) in config.workloads.iter().enumerate() {
+        for c in 0..config.clients_per_workload {
+            let number = (w * 100 + c) as u64 + 1;
+            let seed = config.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            clients.push(cluster.client.spawn(client_loop(
+                shared.clone(),
+                *workload,
+                number,
+                seed,
+            )));
+        }
+    }
+    let (faults, mut findings) =
+        nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut history = History::new();
+    let main_ops = cluster.client.run(async move {
+        let mut all = Vec::new();
+        for client in clients {
+            // A client task that panicked loses its operations; that is a tool bug, reported.
+            all.push(client.await.map_err(|e| e.to_string()));
+        }
+        all
+    })?;
+    let mut ops: Vec<Op> = Vec::new();
+    for result in main_ops {
+        match result {
+            Ok(client_ops) => ops.extend(client_ops),
+            Err(error) => findings.push(Finding {
+                kind: "tool-error".to_owned(),
+                detail: format!("a client task failed: {error}"),
+                witness: String::new(),
+            }),
+        }
+    }
+    ops.sort_by_key(|op| (op.complete_us, op.invoke_us));
+    for op in ops {
+        history.push(op);
+    }
+    let main_end_us = shared.elapsed_us();
+    findings.extend(settle_phase(
+        &mut cluster,
+        &shared,
+        &mut history,
+        config,
+        &mut log,
+    ));
+    finish(config, cluster, history, faults, findings, main_end_us, log)
+}
+
+/// Follows the schedule until `duration`; returns the faults as they happened and any
+/// findings (nodes that crashed by themselves).
+fn nemesis_phase(
+    cluster: &mut Cluster,
+    schedule: &Schedule,
+    shared: &Shared,
+    duration: Duration,
+    log: &mut String,
+) -> (Vec<FaultRecord>, Vec<Finding>) {
+    let mut events: Vec<(u64, Event)> = Vec::new();
+    for (i, window) in schedule.windows.iter().enumerate() {
+        events.push((window.start_ms, Event::Start(i)));
+        events.push((window.end_ms, Event::End(i)));
+    }
+    for (i, (at, _)) in schedule.membership.iter().enumerate() {
+        events.push((*at, Event::Membership(i)));
+    }
+    // Ends before starts at the same time, so a window is healed before the next begins.
+    events.sort_by_key(|(at, event)| (*at, matches!(event, Event::Start(_)) as u8));
+    let mut faults: Vec<FaultRecord> = Vec::new();
+    let mut open: Vec<(usize, Undo, usize)> = Vec::new();
+    let mut findings = Vec::new();
+    let end_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let mut next = events.into_iter().peekable();
+    loop {
+        let now_ms = shared.elapsed_us() / 1000;
+        for (id, status) in cluster.poll_crashes() {
+            let _ = writeln!(log, "{now_ms} ms: node {id} exited by itself: {status}");
+            findings.push(Finding {
+                kind: "node-crashed".to_owned(),
+                detail: format!("node {id} exited by itself at {now_ms} ms: {status} (see node-{id}/kvnode.log)"),
+                witness: String::new(),
+            });
+        }
+        if now_ms >= end_ms {
+            break;
+        }
+        match next.peek() {
+            Some((at, _)) if *at <= now_ms => {
+                let (_, event) = next.next().expect("peeked");
+                nemesis_event(
+                    cluster,
+                    schedule,
+                    event,
+                    shared,
+                    &mut faults,
+                    &mut open,
+                    log,
+                );
+            }
+            _ => std::thread::sleep(NEMESIS_SLICE),
+        }
+    }
+    // Windows cut off by the end of the run are healed in the settle phase.
+    for (_, _, record) in open {
+        faults[record].end_us = shared.elapsed_us();
+    }
+    (faults, findings)
+}
+
+fn nemesis_event(
+    cluster: &mut Cluster,
+    schedule: &Schedule,
+    event: Event,
+    shared: &Shared,
+    faults: &mut Vec<FaultRecord>,
+    open: &mut Vec<(usize, Undo, usize)>,
+    log: &mut String,
+) {
+    let at_us = shared.elapsed_us();
+    let ms = at_us / 1000;
+    match event {
+        Event::Start(i) => {
+            let fault = &schedule.windows[i].fault;
+            match cluster.apply(fault) {
+                Ok((undo, what)) => {
+                    let _ = writeln!(log, "{ms} ms: start {fault}: {what}");
+                    faults.push(FaultRecord {
+                        kind: fault.kind(),
+                        what,
+                        start_us: at_us,
+                        end_us: at_us,
+                    });
+                    open.push((i, undo, faults.len() - 1));
+                }
+                Err(error) => {
+                    let _ = writeln!(log, "{ms} ms: start {fault} FAILED: {error:#}");
+                }
+            }
+        }
+        Event::End(i) => {
+            let Some(position) = open.iter().position(|(w, _, _)| *w == i) else {
+                return;
+            };
+            let (_, undo, record) = open.remove(position);
+            let result = cluster.undo(undo);
+            faults[record].end_us = shared.elapsed_us();
+            match result {
+                Ok(what) => {
+                    let _ = writeln!(log, "{ms} ms: end: {what}");
+                }
+                Err(error) => {
+                    let _ = writeln!(log, "{ms} ms: end FAILED: {error:#}");
+                }
+            }
+        }
+        Event::Membership(i) => {
+            let step = schedule.membership[i].1;
+            let what = cluster
+                .membership(step)
+                .unwrap_or_else(|error| format!("FAILED: {error:#}"));
+            let _ = writeln!(log, "{ms} ms: membership: {what}");
+            faults.push(FaultRecord {
+                kind: Kind::Membership,
+                what,
+                start_us: at_us,
+                end_us: shared.elapsed_us(),
+            });
+        }
+    }
+}
+
+/// Heals, waits for convergence, reads everything back through every node.
+fn settle_phase(
+    cluster: &mut Cluster,
+    shared: &Arc<Shared>,
+    history: &mut History,
+    config: &RunConfig,
+    log: &mut String,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Err(error) = cluster.heal_all() {
+        findings.push(Finding {
+            kind: "tool-error".to_owned(),
+            detail: format!("healing failed: {error:#}"),
+            witness: String::new(),
+        });
+    }
+    let _ = writeln!(log, "{} ms: healed everything", shared.elapsed_us() / 1000);
+    let converged = cluster.wait_converged(config.settle_timeout);
+    match &converged {
+        Ok(statuses) => {
+            let applied: Vec<String> = statuses
+                .iter()
+                .map(|(id, s)| {
+                    format!(
+                        "{id}={}",
+                        s.get("applied_index").map_or("?", String::as_str)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                log,
+                "{} ms: converged, applied {}",
+                shared.elapsed_us() / 1000,
+                applied.join(" ")
+            );
+        }
+        Err(error) => findings.push(Finding {
+            kind: "no-convergence".to_owned(),
+            detail: format!("{error:#}"),
+            witness: String::new(),
+        }),
+    }
+    let keys = settle::touched_keys(history);
+    let members: Vec<(u64, std::net::SocketAddrV4)> = cluster
+        .hosts
+        .values()
+        .filter(|h| h.state != HostState::Removed)
+        .map(|h| (h.id, h.client_addr()))
+        .collect();
+    let dialer = cluster.dialer();
+    for (node, addr) in &members {
+        let task = settle::final_reads(
+            dialer,
+            shared.clone(),
+            *node,
+            *addr,
+            keys.clone(),
+            config.settle_timeout,
+        );
+        match cluster.client.run(task) {
+            Ok(Ok(ops)) => ops.into_iter().for_each(|op| history.push(op)),
+            Ok(Err(why)) => findings.push(Finding {
+                kind: "unavailable-after-heal".to_owned(),
+                detail: why,
+                witness: String::new(),
+            }),
+            Err(error) => findings.push(Finding {
+                kind: "tool-error".to_owned(),
+                detail: format!("{error:#}"),
+                witness: String::new(),
+            }),
+        }
+    }
+    if converged.is_ok() {
+        let mut sizes = std::collections::BTreeMap::new();
+        for (node, addr) in &members {
+            let size = cluster
+                .client
+                .run(settle::dbsize(dialer, *addr, Duration::from_secs(5)))
+                .unwrap_or_else(|e| Err(format!("{e:#}")));
+            sizes.insert(*node, size);
+        }
+        let _ = writeln!(log, "DBSIZE per node: {sizes:?}");
+        findings.extend(settle::compare_sizes(&sizes));
+    }
+    findings
+}
+
+/// Checks, writes the report, tears down; keeps data directories only after an anomaly.
+fn finish(
+    config: &RunConfig,
+    mut cluster: Cluster,
+    history: History,
+    faults: Vec<FaultRecord>,
+    mut findings: Vec<Finding>,
+    main_end_us: u64,
+    log: String,
+) -> Result<Summary> {
+    for (id, status) in cluster.poll_crashes() {
+        findings.push(Finding {
+            kind: "node-crashed".to_owned(),
+            detail: format!("node {id} exited by itself after the main phase: {status}"),
+            witness: String::new(),
+        });
+    }
+    cluster.teardown();
+    let checked = checker::check(&history, config.limits);
+    for anomaly in &checked.anomalies {
+        findings.push(Finding {
+            kind: anomaly.kind.to_owned(),
+            detail: format!(
+                "{} key {}: {}",
+                anomaly.workload.name(),
+                anomaly.key,
+                anomaly.detail
+            ),
+            witness: report::witness(anomaly, &history, &faults),
+        });
+    }
+    let unexpected: Vec<&Op> = history
+        .ops()
+        .iter()
+        .filter(|op| settle::is_unexpected(&op.outcome))
+        .collect();
+    if let Some(first) = unexpected.first() {
+        findings.push(Finding {
+            kind: "unexpected-reply".to_owned(),
+            detail: format!(
+                "{} replies were neither a value, TRYAGAIN nor UNKNOWN, e.g. {first}",
+                unexpected.len()
+            ),
+            witness: String::new(),
+        });
+    }
+    let run_dir = config.run_dir.display().to_string();
+    let summary = Summary {
+        seed: config.seed,
+        nodes: config.nodes,
+        nemesis: config.kinds.clone(),
+        duration_s: config.duration.as_secs_f64(),
+        snapshot_entries: config.host.snapshot_entries,
+        stale_reads: config.stale_reads,
+        counts: report::counts(&history),
+        gaps_us: report::availability(&history, &faults, main_end_us),
+        findings,
+        unknown_keys: checked.unknown_keys.len(),
+        faults: faults.len(),
+        run_dir,
+    };
+    let mut log = log;
+    for fault in &faults {
+        let _ = writeln!(
+            log,
+            "fault [{:.3} s, {:.3} s] {}: {}",
+            fault.start_us as f64 / 1e6,
+            fault.end_us as f64 / 1e6,
+            fault.kind.name(),
+            fault.what
+        );
+    }
+    let path = config.run_dir.join("nemesis.log");
+    std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
+    report::write(&config.run_dir, &history, &summary)?;
+    let title = format!(
+        "seed {} · {} nodes · {} · {} ops · {} anomalies",
+        config.seed,
+        config.nodes,
+        config
+            .kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        summary.ops(),
+        summary.findings.len()
+    );
+    plot::draw(
+        &config.run_dir.join("latency.svg"),
+        &history,
+        &faults,
+        main_end_us,
+        &title,
+    )?;
+    if summary.findings.is_empty() {
+        for host in cluster.hosts.values() {
+            let data = host.dir.join("data");
+            if data.exists() {
+                std::fs::remove_dir_all(&data)
+                    .with_context(|| format!("removing {}", data.display()))?;
+            }
+        }
+    }
+    Ok(summary)
+}
