@@ -253,6 +253,12 @@ fn run_all(args: &RunArgs) -> Result<bool> {
         for finding in &summary.findings {
             println!("  ANOMALY {}: {}", finding.kind, finding.detail);
         }
+        if let Some(at) = summary.first_anomaly_s {
+            println!(
+                "  first anomaly at {at:.1} s; witnesses in {}/anomalies.txt",
+                summary.run_dir
+            );
+        }
         let line = format!("{}\n", summary.to_json());
         let path = args.out.join("summary.jsonl");
         std::io::Write::write_all(

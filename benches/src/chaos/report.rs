@@ -208,6 +208,8 @@ pub struct Summary {
     pub gaps_us: BTreeMap<Kind, u64>,
     pub findings: Vec<Finding>,
     pub unknown_keys: usize,
+    /// When the earliest checker anomaly happened (seconds since start), if any.
+    pub first_anomaly_s: Option<f64>,
     pub faults: usize,
     pub run_dir: String,
 }
@@ -259,6 +261,7 @@ impl Summary {
             "anomalies": self.findings.len(),
             "findings": findings,
             "unknown_keys": self.unknown_keys,
+            "first_anomaly_s": self.first_anomaly_s,
             "run_dir": self.run_dir,
         })
     }

@@ -430,6 +430,12 @@ fn finish(
         gaps_us: report::availability(&history, &faults, main_end_us),
         findings,
         unknown_keys: checked.unknown_keys.len(),
+        first_anomaly_s: checked
+            .anomalies
+            .iter()
+            .map(|a| a.window_us.1)
+            .min()
+            .map(|us| us as f64 / 1e6),
         faults: faults.len(),
         run_dir,
     };
