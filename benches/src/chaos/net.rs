@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -239,20 +239,6 @@ impl Net {
         let namespace = self.subnet.host_namespace(id);
         self.attach(&namespace, &format!("v{id}"), self.subnet.host_ip(id))
             .with_context(|| format!("creating host {id}'s namespace"))
-    }
-
-    /// A destination the clients may use: inside this run's subnet, never anything else.
-    ///
-    /// # Errors
-    /// For any address outside the subnet.
-    pub fn check_destination(&self, addr: SocketAddrV4) -> Result<SocketAddrV4> {
-        if !self.subnet.contains(*addr.ip()) {
-            bail!(
-                "refusing {addr}: outside this run's subnet 10.231.{}.0/24",
-                self.subnet.octet
-            );
-        }
-        Ok(addr)
     }
 
     /// From now on `from` cannot send to `to` (one way).

@@ -80,6 +80,7 @@ pub fn draw(
         .y_desc("latency (ms)")
         .draw()
         .map_err(|e| fail(format!("{e:?}")))?;
+    let mut labelled: Vec<Kind> = Vec::new();
     for fault in faults {
         let (start, end) = (fault.start_us as f64 / 1e6, fault.end_us as f64 / 1e6);
         let colour = kind_colour(fault.kind);
@@ -91,11 +92,16 @@ pub fn draw(
         } else {
             Rectangle::new([(start, 0.0), (end, y_max)], colour.filled())
         };
-        chart
+        let series = chart
             .draw_series(std::iter::once(shape))
-            .map_err(|e| fail(format!("{e:?}")))?
-            .label(fault.kind.name())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+            .map_err(|e| fail(format!("{e:?}")))?;
+        // One legend entry per kind.
+        if !labelled.contains(&fault.kind) {
+            labelled.push(fault.kind);
+            series.label(fault.kind.name()).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
+            });
+        }
     }
     let styles = [
         ("ok", GREEN.mix(0.5)),

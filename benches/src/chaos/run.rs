@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::checker;
@@ -111,6 +112,28 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
         next_value: AtomicU64::new(1),
         started_ops: Default::default(),
     });
+    let clients = spawn_clients(&cluster, &shared, config);
+    let (faults, mut findings) =
+        nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut history = collect_history(&cluster, clients, &mut findings)?;
+    let main_end_us = shared.elapsed_us();
+    findings.extend(settle_phase(
+        &mut cluster,
+        &shared,
+        &mut history,
+        config,
+        &mut log,
+    ));
+    finish(config, cluster, history, faults, findings, main_end_us, log)
+}
+
+/// Starts every workload's clients on the client runtime.
+fn spawn_clients(
+    cluster: &Cluster,
+    shared: &Arc<Shared>,
+    config: &RunConfig,
+) -> Vec<JoinHandle<Vec<Op>>> {
     let mut clients = Vec::new();
     for (w, workload) in config.workloads.iter().enumerate() {
         for c in 0..config.clients_per_workload {
@@ -124,22 +147,28 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
             )));
         }
     }
-    let (faults, mut findings) =
-        nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
-    shared.stop.store(true, Ordering::Relaxed);
-    let mut history = History::new();
-    let main_ops = cluster.client.run(async move {
+    clients
+}
+
+/// Waits for the clients (each stops within a request timeout of the stop flag) and puts
+/// their operations into one history, in completion order.
+fn collect_history(
+    cluster: &Cluster,
+    clients: Vec<JoinHandle<Vec<Op>>>,
+    findings: &mut Vec<Finding>,
+) -> Result<History> {
+    let results = cluster.client.run(async move {
         let mut all = Vec::new();
         for client in clients {
-            // A client task that panicked loses its operations; that is a tool bug, reported.
             all.push(client.await.map_err(|e| e.to_string()));
         }
         all
     })?;
     let mut ops: Vec<Op> = Vec::new();
-    for result in main_ops {
+    for result in results {
         match result {
             Ok(client_ops) => ops.extend(client_ops),
+            // A client task that panicked loses its operations: a tool bug, reported.
             Err(error) => findings.push(Finding {
                 kind: "tool-error".to_owned(),
                 detail: format!("a client task failed: {error}"),
@@ -148,18 +177,11 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
         }
     }
     ops.sort_by_key(|op| (op.complete_us, op.invoke_us));
+    let mut history = History::new();
     for op in ops {
         history.push(op);
     }
-    let main_end_us = shared.elapsed_us();
-    findings.extend(settle_phase(
-        &mut cluster,
-        &shared,
-        &mut history,
-        config,
-        &mut log,
-    ));
-    finish(config, cluster, history, faults, findings, main_end_us, log)
+    Ok(history)
 }
 
 /// Follows the schedule until `duration`; returns the faults as they happened and any
