@@ -242,16 +242,24 @@ fn run_all(args: &RunArgs) -> Result<bool> {
         let started = std::time::Instant::now();
         let summary = run(config).with_context(|| format!("run with seed {}", config.seed))?;
         println!(
-            "run seed {}: {} ops ({} indeterminate), {} anomalies, {:.0} s  -> {}",
+            "run seed {}: {} ops ({} indeterminate), {} faults, {} snapshot installs, {} anomalies, {:.0} s  -> {}",
             summary.seed,
             summary.ops(),
             summary.indeterminate(),
+            summary.faults,
+            summary.snapshot_installs,
             summary.findings.len(),
             started.elapsed().as_secs_f64(),
             summary.run_dir
         );
         for finding in &summary.findings {
             println!("  ANOMALY {}: {}", finding.kind, finding.detail);
+        }
+        if summary.unknown_keys > 0 {
+            println!(
+                "  note: the linearizability search gave up on {} key(s) (bound reached; neither proven nor refuted)",
+                summary.unknown_keys
+            );
         }
         if let Some(at) = summary.first_anomaly_s {
             println!(
@@ -287,12 +295,12 @@ fn table(summaries: &[Summary]) -> String {
     kinds.sort();
     kinds.dedup();
     let mut out = String::from(
-        "\n| seed | nodes | nemesis | ops | ok | failed | indeterminate | anomalies |",
+        "\n| seed | nodes | nemesis | snapshot entries | faults | snapshot installs | ops | ok | failed | indeterminate | anomalies |",
     );
     for kind in &kinds {
         out.push_str(&format!(" gap {} ms |", kind.name()));
     }
-    out.push_str("\n|---|---|---|---|---|---|---|---|");
+    out.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|");
     out.push_str(&"---|".repeat(kinds.len()));
     out.push('\n');
     let mut worst: BTreeMap<Kind, u64> = BTreeMap::new();
@@ -300,11 +308,16 @@ fn table(summaries: &[Summary]) -> String {
         let ok: u64 = s.counts.values().map(|c| c.ok).sum();
         let failed: u64 = s.counts.values().map(|c| c.failed).sum();
         let nemesis: Vec<&str> = s.nemesis.iter().map(|k| k.name()).collect();
+        let snapshot = s
+            .snapshot_entries
+            .map_or("default".to_owned(), |n| n.to_string());
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {ok} | {failed} | {} | {} |",
+            "| {} | {} | {} | {snapshot} | {} | {} | {} | {ok} | {failed} | {} | {} |",
             s.seed,
             s.nodes,
             nemesis.join(","),
+            s.faults,
+            s.snapshot_installs,
             s.ops(),
             s.indeterminate(),
             s.findings.len()

@@ -208,6 +208,9 @@ pub struct Summary {
     pub gaps_us: BTreeMap<Kind, u64>,
     pub findings: Vec<Finding>,
     pub unknown_keys: usize,
+    /// Snapshots nodes received from a leader (InstallSnapshot), counted from the node logs'
+    /// "restored a snapshot from the leader" lines: informational, not a check.
+    pub snapshot_installs: usize,
     /// When the earliest checker anomaly happened (seconds since start), if any.
     pub first_anomaly_s: Option<f64>,
     pub faults: usize,
@@ -262,6 +265,7 @@ impl Summary {
             "findings": findings,
             "unknown_keys": self.unknown_keys,
             "first_anomaly_s": self.first_anomaly_s,
+            "snapshot_installs": self.snapshot_installs,
             "run_dir": self.run_dir,
         })
     }

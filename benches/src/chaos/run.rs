@@ -51,6 +51,8 @@ pub struct RunConfig {
 
 /// Longest wait for the first leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// What kvnode logs when it installs a snapshot sent by the leader.
+const SNAPSHOT_INSTALLED: &str = "restored a snapshot from the leader";
 /// Slice of the nemesis's waits.
 const NEMESIS_SLICE: Duration = Duration::from_millis(100);
 
@@ -441,6 +443,15 @@ fn finish(
         });
     }
     let run_dir = config.run_dir.display().to_string();
+    let snapshot_installs = cluster
+        .hosts
+        .values()
+        .map(|host| {
+            std::fs::read_to_string(host.log_path())
+                .map(|log| log.matches(SNAPSHOT_INSTALLED).count())
+                .unwrap_or(0)
+        })
+        .sum();
     let summary = Summary {
         seed: config.seed,
         nodes: config.nodes,
@@ -452,6 +463,7 @@ fn finish(
         gaps_us: report::availability(&history, &faults, main_end_us),
         findings,
         unknown_keys: checked.unknown_keys.len(),
+        snapshot_installs,
         first_anomaly_s: checked
             .anomalies
             .iter()
