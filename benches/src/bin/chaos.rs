@@ -25,6 +25,8 @@ use clap::{Parser, Subcommand};
 
 /// Longest run the tool accepts (one hour).
 const DURATION_S_MAX: u64 = 3600;
+/// Most witness lines printed per run (the whole witness is in anomalies.txt).
+const WITNESS_LINES_MAX: usize = 60;
 /// Most runs in one invocation.
 const RUNS_MAX: u64 = 10_000;
 
@@ -260,6 +262,12 @@ fn run_all(args: &RunArgs) -> Result<bool> {
                 "  note: the linearizability search gave up on {} key(s) (bound reached; neither proven nor refuted)",
                 summary.unknown_keys
             );
+        }
+        if let Some(finding) = summary.findings.iter().find(|f| !f.witness.is_empty()) {
+            println!("  first witness:");
+            for line in finding.witness.lines().take(WITNESS_LINES_MAX) {
+                println!("    {line}");
+            }
         }
         if let Some(at) = summary.first_anomaly_s {
             println!(
