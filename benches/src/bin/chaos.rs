@@ -3,6 +3,7 @@
 //! ```text
 //! chaos run --runs 5 --duration 60 --nodes 5 --nemesis kill,partition --snapshot-entries 200
 //! chaos cleanup            # remove namespaces left by a crashed run
+//! chaos check chaos-report/run-7   # check a saved history again
 //! ```
 //!
 //! Exit status: 0 when every run was clean, 1 when any run found an anomaly, 2 when the
@@ -13,12 +14,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use benches::chaos::history::Workload;
+use benches::chaos::checker;
+use benches::chaos::history::{History, Workload};
 use benches::chaos::host::{HostOptions, LIBFAKETIME};
 use benches::chaos::linear::Limits;
 use benches::chaos::nemesis::{Kind, Timing};
 use benches::chaos::net::{self, BlockBackend};
-use benches::chaos::report::Summary;
+use benches::chaos::report::{self, FaultRecord, Summary};
 use benches::chaos::run::{run, RunConfig};
 use benches::chaos::sys;
 use clap::{Parser, Subcommand};
@@ -44,6 +46,12 @@ struct Cli {
 enum Command {
     /// Run N seeded runs and print a summary table.
     Run(Box<RunArgs>),
+    /// Check a run directory's saved history again (history.jsonl, faults from nemesis.log);
+    /// needs no root.
+    Check {
+        /// A run directory (`.../run-SEED`).
+        run_dir: PathBuf,
+    },
     /// Remove namespaces and owner files left by runs whose process is gone.
     Cleanup {
         /// Also remove those of runs that still seem alive.
@@ -115,6 +123,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cleanup { all } => cleanup(all).map(|()| true),
+        Command::Check { run_dir } => check(&run_dir),
         Command::Run(args) => run_all(&args),
     };
     match result {
@@ -135,6 +144,32 @@ fn cleanup(all: bool) -> Result<()> {
         removed.len()
     );
     Ok(())
+}
+
+fn check(run_dir: &std::path::Path) -> Result<bool> {
+    let path = run_dir.join("history.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let history =
+        History::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let faults: Vec<FaultRecord> = std::fs::read_to_string(run_dir.join("nemesis.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(FaultRecord::parse_log_line)
+        .collect();
+    let checked = checker::check(&history, Limits::default());
+    println!(
+        "{}: {} operations, {} faults, {} anomalies, {} key(s) undecided",
+        run_dir.display(),
+        history.len(),
+        faults.len(),
+        checked.anomalies.len(),
+        checked.unknown_keys.len()
+    );
+    for anomaly in &checked.anomalies {
+        println!("=== {}", report::witness(anomaly, &history, &faults));
+    }
+    Ok(checked.anomalies.is_empty())
 }
 
 fn parse_list<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>> {

@@ -155,6 +155,71 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Parses one line of `history.jsonl` (what [`Op::to_json`] wrote).
+    ///
+    /// # Errors
+    /// A description of the first field that is missing or malformed.
+    pub fn from_json(value: &serde_json::Value) -> Result<Op, String> {
+        let u = |name: &str| {
+            value[name]
+                .as_u64()
+                .ok_or_else(|| format!("{name} is not a number"))
+        };
+        let text = |name: &str| {
+            value[name]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{name} is not a string"))
+        };
+        let workload = Workload::parse(&text("workload")?).ok_or("unknown workload")?;
+        let call = match text("call")?.as_str() {
+            "read" => Call::Read,
+            "write" => Call::Write(u("arg")?),
+            "incr" => Call::Incr,
+            "append" => Call::Append(u("arg")?),
+            other => return Err(format!("unknown call {other}")),
+        };
+        let detail = &value["value"];
+        let outcome = match text("outcome")?.as_str() {
+            "ok" => Outcome::Ok(match (&call, workload) {
+                (Call::Write(_) | Call::Append(_), _) => Ret::Done,
+                (Call::Incr, _) | (Call::Read, Workload::Counter) => {
+                    Ret::Counter(detail.as_i64().ok_or("counter value is not a number")?)
+                }
+                (Call::Read, Workload::Register) => Ret::Register(detail.as_u64()),
+                (Call::Read, Workload::Set) => Ret::Elements(
+                    detail
+                        .as_array()
+                        .ok_or("set value is not an array")?
+                        .iter()
+                        .map(|e| e.as_u64().ok_or("set element is not a number"))
+                        .collect::<Result<_, _>>()?,
+                ),
+            }),
+            "fail" => Outcome::Failed(text("value")?),
+            "info" => Outcome::Indeterminate(text("value")?),
+            other => return Err(format!("unknown outcome {other}")),
+        };
+        Ok(Op {
+            index: usize::try_from(u("index")?).map_err(|e| e.to_string())?,
+            process: u("process")?,
+            workload,
+            key: text("key")?,
+            node: u("node")?,
+            call,
+            invoke_us: u("invoke_us")?,
+            complete_us: u("complete_us")?,
+            outcome,
+            phase: if value["final"].as_bool() == Some(true) {
+                Phase::Final
+            } else {
+                Phase::Main
+            },
+        })
+    }
+}
+
 fn call_name(call: &Call) -> &'static str {
     match call {
         Call::Read => "read",
@@ -244,6 +309,25 @@ impl History {
         self.ops.is_empty()
     }
 
+    /// Parses a `history.jsonl` file's text.
+    ///
+    /// # Errors
+    /// The first line that does not parse, with its number.
+    pub fn from_jsonl(text: &str) -> Result<History, String> {
+        let mut history = History::new();
+        for (number, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("line {}: {e}", number + 1))?;
+            let op = Op::from_json(&value).map_err(|e| format!("line {}: {e}", number + 1))?;
+            history.push(op);
+        }
+        Ok(history)
+    }
+
     /// The operations of one workload, grouped by key (keys sorted, ops in index order).
     pub fn by_key(&self, workload: Workload) -> Vec<(String, Vec<&Op>)> {
         let mut keys: std::collections::BTreeMap<&str, Vec<&Op>> = Default::default();
@@ -314,6 +398,36 @@ mod tests {
             shape,
             vec![("a".to_owned(), vec![2]), ("b".to_owned(), vec![0, 3])]
         );
+    }
+
+    #[test]
+    fn json_lines_round_trip() {
+        let mut history = History::new();
+        let mut counter = op(Call::Incr, Outcome::Ok(Ret::Counter(-3)));
+        counter.workload = Workload::Counter;
+        let mut set = op(Call::Read, Outcome::Ok(Ret::Elements(vec![4, 2])));
+        set.workload = Workload::Set;
+        set.phase = Phase::Final;
+        for op in [
+            op(Call::Write(9), Outcome::Ok(Ret::Done)),
+            op(Call::Read, Outcome::Ok(Ret::Register(None))),
+            op(Call::Read, Outcome::Ok(Ret::Register(Some(9)))),
+            op(Call::Write(10), Outcome::Failed("TRYAGAIN x".into())),
+            op(Call::Append(11), Outcome::Indeterminate("timed out".into())),
+            counter,
+            set,
+        ] {
+            history.push(op);
+        }
+        let text: String = history
+            .ops()
+            .iter()
+            .map(|op| format!("{}\n", op.to_json()))
+            .collect();
+        let parsed = History::from_jsonl(&text).expect("parses");
+        assert_eq!(parsed.ops(), history.ops());
+        let error = History::from_jsonl("{\"index\": 0}\n").expect_err("incomplete");
+        assert!(error.starts_with("line 1:"), "{error}");
     }
 
     #[test]

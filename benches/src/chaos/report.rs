@@ -31,6 +31,34 @@ pub struct FaultRecord {
     pub end_us: u64,
 }
 
+impl FaultRecord {
+    /// The `nemesis.log` line for this fault.
+    pub fn log_line(&self) -> String {
+        format!(
+            "fault [{:.3} s, {:.3} s] {}: {}",
+            self.start_us as f64 / 1e6,
+            self.end_us as f64 / 1e6,
+            self.kind.name(),
+            self.what
+        )
+    }
+
+    /// Parses a [`FaultRecord::log_line`]; `None` for any other line.
+    pub fn parse_log_line(line: &str) -> Option<FaultRecord> {
+        let rest = line.strip_prefix("fault [")?;
+        let (start, rest) = rest.split_once(" s, ")?;
+        let (end, rest) = rest.split_once(" s] ")?;
+        let (kind, what) = rest.split_once(": ")?;
+        let micros = |text: &str| text.parse::<f64>().ok().map(|s| (s * 1e6).round() as u64);
+        Some(FaultRecord {
+            kind: Kind::parse(kind)?,
+            what: what.to_owned(),
+            start_us: micros(start)?,
+            end_us: micros(end)?,
+        })
+    }
+}
+
 /// Something wrong the run found: a checker anomaly, a node that did not converge or
 /// crashed, or replies the server should never send.
 #[derive(Clone, Debug)]
@@ -305,6 +333,18 @@ pub fn write(dir: &Path, history: &History, summary: &Summary) -> Result<()> {
 mod tests {
     use super::super::history::{Call, Ret};
     use super::*;
+
+    #[test]
+    fn fault_log_lines_round_trip() {
+        let fault = FaultRecord {
+            kind: Kind::Partition,
+            what: "blocked [(1, 2)]: x".into(),
+            start_us: 2_007_000,
+            end_us: 6_808_000,
+        };
+        assert_eq!(FaultRecord::parse_log_line(&fault.log_line()), Some(fault));
+        assert_eq!(FaultRecord::parse_log_line("seed 1"), None);
+    }
 
     #[test]
     fn longest_gap_counts_the_edges() {

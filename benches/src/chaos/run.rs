@@ -475,14 +475,7 @@ fn finish(
     };
     let mut log = log;
     for fault in &faults {
-        let _ = writeln!(
-            log,
-            "fault [{:.3} s, {:.3} s] {}: {}",
-            fault.start_us as f64 / 1e6,
-            fault.end_us as f64 / 1e6,
-            fault.kind.name(),
-            fault.what
-        );
+        let _ = writeln!(log, "{}", fault.log_line());
     }
     let path = config.run_dir.join("nemesis.log");
     std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
