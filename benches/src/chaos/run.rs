@@ -115,8 +115,8 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
         started_ops: Default::default(),
     });
     let clients = spawn_clients(&cluster, &shared, config);
-    let (faults, mut findings) =
-        nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
+    let faults = nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
+    let mut findings = Vec::new();
     shared.stop.store(true, Ordering::Relaxed);
     let mut history = collect_history(&cluster, clients, &mut findings)?;
     let main_end_us = shared.elapsed_us();
@@ -186,15 +186,14 @@ fn collect_history(
     Ok(history)
 }
 
-/// Follows the schedule until `duration`; returns the faults as they happened and any
-/// findings (nodes that crashed by themselves).
+/// Follows the schedule until `duration`; returns the faults as they happened.
 fn nemesis_phase(
     cluster: &mut Cluster,
     schedule: &Schedule,
     shared: &Shared,
     duration: Duration,
     log: &mut String,
-) -> (Vec<FaultRecord>, Vec<Finding>) {
+) -> Vec<FaultRecord> {
     let mut events: Vec<(u64, Event)> = Vec::new();
     for (i, window) in schedule.windows.iter().enumerate() {
         events.push((window.start_ms, Event::Start(i)));
@@ -207,18 +206,13 @@ fn nemesis_phase(
     events.sort_by_key(|(at, event)| (*at, matches!(event, Event::Start(_)) as u8));
     let mut faults: Vec<FaultRecord> = Vec::new();
     let mut open: Vec<(usize, Undo, usize)> = Vec::new();
-    let mut findings = Vec::new();
     let end_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let mut next = events.into_iter().peekable();
     loop {
         let now_ms = shared.elapsed_us() / 1000;
+        // Reported from each host's record at the end; logged here with the time.
         for (id, status) in cluster.poll_crashes() {
             let _ = writeln!(log, "{now_ms} ms: node {id} exited by itself: {status}");
-            findings.push(Finding {
-                kind: "node-crashed".to_owned(),
-                detail: format!("node {id} exited by itself at {now_ms} ms: {status} (see node-{id}/kvnode.log)"),
-                witness: String::new(),
-            });
         }
         if now_ms >= end_ms {
             break;
@@ -243,7 +237,7 @@ fn nemesis_phase(
     for (_, _, record) in open {
         faults[record].end_us = shared.elapsed_us();
     }
-    (faults, findings)
+    faults
 }
 
 fn nemesis_event(
@@ -406,14 +400,20 @@ fn finish(
     main_end_us: u64,
     log: String,
 ) -> Result<Summary> {
-    for (id, status) in cluster.poll_crashes() {
-        findings.push(Finding {
-            kind: "node-crashed".to_owned(),
-            detail: format!("node {id} exited by itself after the main phase: {status}"),
-            witness: String::new(),
-        });
-    }
     cluster.teardown();
+    // Every exit the tool did not cause, noticed while running or at teardown.
+    for host in cluster.hosts.values() {
+        for status in &host.crashes {
+            findings.push(Finding {
+                kind: "node-crashed".to_owned(),
+                detail: format!(
+                    "node {} exited by itself: {status} (see node-{}/kvnode.log)",
+                    host.id, host.id
+                ),
+                witness: String::new(),
+            });
+        }
+    }
     let checked = checker::check(&history, config.limits);
     for anomaly in &checked.anomalies {
         findings.push(Finding {
