@@ -91,9 +91,10 @@ pub fn counts(history: &History) -> BTreeMap<Workload, Counts> {
     counts
 }
 
-/// Per fault kind, the longest gap (µs) without a successful write after a fault of that
-/// kind started and before the next fault (or `end_us`).
-pub fn availability(history: &History, faults: &[FaultRecord], end_us: u64) -> BTreeMap<Kind, u64> {
+/// For each fault (in `faults` order), the longest gap (µs) without a successful write from
+/// its start until the next fault starts (or `end_us`). A membership step's stretch ends at
+/// the next event of any kind; a window's at the next window's start.
+pub fn gaps_per_fault(history: &History, faults: &[FaultRecord], end_us: u64) -> Vec<u64> {
     let mut writes: Vec<u64> = history
         .ops()
         .iter()
@@ -101,30 +102,37 @@ pub fn availability(history: &History, faults: &[FaultRecord], end_us: u64) -> B
         .map(|op| op.complete_us)
         .collect();
     writes.sort_unstable();
-    let mut starts: Vec<&FaultRecord> = faults
+    let mut window_starts: Vec<u64> = faults
         .iter()
         .filter(|f| f.kind != Kind::Membership)
+        .map(|f| f.start_us)
         .collect();
-    starts.sort_by_key(|f| f.start_us);
+    window_starts.sort_unstable();
+    let mut all_starts: Vec<u64> = faults.iter().map(|f| f.start_us).collect();
+    all_starts.sort_unstable();
+    faults
+        .iter()
+        .map(|fault| {
+            let marks = if fault.kind == Kind::Membership {
+                &all_starts
+            } else {
+                &window_starts
+            };
+            let until = marks
+                .iter()
+                .copied()
+                .find(|&m| m > fault.start_us)
+                .unwrap_or(end_us);
+            longest_gap(&writes, fault.start_us, until)
+        })
+        .collect()
+}
+
+/// Per fault kind, the longest of [`gaps_per_fault`].
+pub fn availability(history: &History, faults: &[FaultRecord], end_us: u64) -> BTreeMap<Kind, u64> {
     let mut gaps: BTreeMap<Kind, u64> = BTreeMap::new();
-    for (i, fault) in starts.iter().enumerate() {
-        let until = starts.get(i + 1).map_or(end_us, |next| next.start_us);
-        let gap = longest_gap(&writes, fault.start_us, until);
+    for (fault, gap) in faults.iter().zip(gaps_per_fault(history, faults, end_us)) {
         let entry = gaps.entry(fault.kind).or_default();
-        *entry = (*entry).max(gap);
-    }
-    // Membership steps: the gap after each step until the next step or fault.
-    let mut marks: Vec<u64> = faults.iter().map(|f| f.start_us).collect();
-    marks.push(end_us);
-    marks.sort_unstable();
-    for fault in faults.iter().filter(|f| f.kind == Kind::Membership) {
-        let until = marks
-            .iter()
-            .copied()
-            .find(|&m| m > fault.start_us)
-            .unwrap_or(end_us);
-        let gap = longest_gap(&writes, fault.start_us, until);
-        let entry = gaps.entry(Kind::Membership).or_default();
         *entry = (*entry).max(gap);
     }
     gaps
@@ -234,6 +242,8 @@ pub struct Summary {
     pub stale_reads: bool,
     pub counts: BTreeMap<Workload, Counts>,
     pub gaps_us: BTreeMap<Kind, u64>,
+    /// Each fault with the longest gap (µs) after it: (kind, start µs, gap µs).
+    pub fault_gaps_us: Vec<(Kind, u64, u64)>,
     pub findings: Vec<Finding>,
     pub unknown_keys: usize,
     /// Snapshots nodes received from a leader (InstallSnapshot), counted from the node logs'
@@ -289,6 +299,15 @@ impl Summary {
             "counts": counts,
             "faults": self.faults,
             "longest_gap_ms": gaps,
+            "fault_gaps": self
+                .fault_gaps_us
+                .iter()
+                .map(|(kind, start, gap)| serde_json::json!({
+                    "kind": kind.name(),
+                    "start_s": *start as f64 / 1e6,
+                    "gap_ms": gap / 1000,
+                }))
+                .collect::<Vec<_>>(),
             "anomalies": self.findings.len(),
             "findings": findings,
             "unknown_keys": self.unknown_keys,

@@ -461,6 +461,11 @@ fn finish(
         stale_reads: config.stale_reads,
         counts: report::counts(&history),
         gaps_us: report::availability(&history, &faults, main_end_us),
+        fault_gaps_us: faults
+            .iter()
+            .zip(report::gaps_per_fault(&history, &faults, main_end_us))
+            .map(|(fault, gap)| (fault.kind, fault.start_us, gap))
+            .collect(),
         findings,
         unknown_keys: checked.unknown_keys.len(),
         snapshot_installs,
