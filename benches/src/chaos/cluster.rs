@@ -358,24 +358,69 @@ impl Cluster {
         }
     }
 
+    /// The RAFT.STATUS of the leader with the highest term, if any member leads.
+    pub fn leader_status(&self) -> Option<Status> {
+        self.statuses()
+            .into_values()
+            .filter(|s| s.get("role").map(String::as_str) == Some("leader"))
+            .max_by_key(|s| status_u64(s, "term"))
+    }
+
+    /// Retires the hosts `leader_status`'s configuration does not list: a removal whose reply
+    /// was indeterminate but took effect, or an addition that did not. (An addition left
+    /// uncommitted that a later leader commits after all would leave a learner with no
+    /// process; that costs availability, never a false anomaly.) Returns the ids retired.
+    pub fn reconcile(&mut self, leader_status: &Status) -> Vec<u64> {
+        let mut listed = status_ids(leader_status, "voters");
+        listed.extend(status_ids(leader_status, "voters_outgoing"));
+        listed.extend(status_ids(leader_status, "learners"));
+        if listed.is_empty() {
+            return Vec::new();
+        }
+        let gone: Vec<u64> = self
+            .hosts
+            .values()
+            .filter(|h| h.state != HostState::Removed && !listed.contains(&h.id))
+            .map(|h| h.id)
+            .collect();
+        for id in &gone {
+            self.hosts.get_mut(id).expect("listed above").retire();
+        }
+        if !gone.is_empty() {
+            self.refresh_endpoints();
+        }
+        gone
+    }
+
     /// One membership step; returns what happened.
     ///
     /// # Errors
     /// If creating or starting a new host fails.
     pub fn membership(&mut self, step: MembershipStep) -> Result<String> {
-        let statuses = self.statuses();
-        let Some(leader_status) = statuses
-            .values()
-            .filter(|s| s.get("role").map(String::as_str) == Some("leader"))
-            .max_by_key(|s| status_u64(s, "term"))
-        else {
+        let Some(leader_status) = self.leader_status() else {
             return Ok("skipped: no leader".to_owned());
         };
-        let voters = status_ids(leader_status, "voters");
-        let learners = status_ids(leader_status, "learners");
-        if !status_ids(leader_status, "voters_outgoing").is_empty() {
+        let retired = self.reconcile(&leader_status);
+        let voters = status_ids(&leader_status, "voters");
+        let learners = status_ids(&leader_status, "learners");
+        if !status_ids(&leader_status, "voters_outgoing").is_empty() {
             return Ok("skipped: a joint configuration is in progress".to_owned());
         }
+        let note = if retired.is_empty() {
+            String::new()
+        } else {
+            format!(" (stopped {retired:?}, no longer in the configuration)")
+        };
+        self.membership_step(step, &voters, &learners)
+            .map(|what| format!("{what}{note}"))
+    }
+
+    fn membership_step(
+        &mut self,
+        step: MembershipStep,
+        voters: &[u64],
+        learners: &[u64],
+    ) -> Result<String> {
         let timeout = Duration::from_secs(5);
         match step {
             MembershipStep::Transfer { pick } if !voters.is_empty() => {
@@ -437,9 +482,12 @@ impl Cluster {
         );
         if reply.starts_with('+') {
             self.refresh_endpoints();
-        } else if let Some(host) = self.hosts.get_mut(&id) {
-            // Not added (or not known to be): it must not linger as a would-be member.
-            host.retire();
+        } else if !reply.contains("UNKNOWN") {
+            // Certainly not added: it must not linger as a would-be member. (After UNKNOWN
+            // it stays until [`Cluster::reconcile`] sees whether the configuration has it.)
+            if let Some(host) = self.hosts.get_mut(&id) {
+                host.retire();
+            }
         }
         Ok(format!("add learner {id}: {reply}"))
     }

@@ -319,6 +319,19 @@ fn settle_phase(
         });
     }
     let _ = writeln!(log, "{} ms: healed everything", shared.elapsed_us() / 1000);
+    // A removal answered UNKNOWN may have taken effect: converge over the members the
+    // leader lists, not over the hosts the tool thought were members.
+    if cluster.wait_leader(config.settle_timeout).is_ok() {
+        if let Some(status) = cluster.leader_status() {
+            let retired = cluster.reconcile(&status);
+            if !retired.is_empty() {
+                let _ = writeln!(
+                    log,
+                    "stopped {retired:?}: not in the leader's configuration"
+                );
+            }
+        }
+    }
     let converged = cluster.wait_converged(config.settle_timeout);
     match &converged {
         Ok(statuses) => {
