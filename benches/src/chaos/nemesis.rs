@@ -76,7 +76,8 @@ pub enum Shape {
 /// One fault, held for a window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// SIGKILL `count` members (the first the target, the rest picked), restart at heal.
+    /// SIGKILL `count` members (the first the target, the rest picked), restart at heal:
+    /// a minority, or now and then every member.
     Kill {
         target: Target,
         count: usize,
@@ -204,6 +205,9 @@ impl Default for Timing {
     }
 }
 
+/// One kill window in this many kills every member.
+pub const KILL_ALL_ONE_IN: u64 = 6;
+
 /// Most windows or membership steps in one schedule, whatever the duration.
 pub const EVENTS_MAX: usize = 10_000;
 
@@ -275,9 +279,15 @@ fn target(rng: &mut Rng) -> Target {
 fn fault(rng: &mut Rng, kind: Kind, nodes: usize) -> Fault {
     let minority = (nodes.max(1) - 1) / 2;
     match kind {
+        // One kill in KILL_ALL_ONE_IN takes the whole cluster down at once (every
+        // acknowledged write must survive a cluster-wide crash); the others a minority.
         Kind::Kill => Fault::Kill {
             target: target(rng),
-            count: 1 + (rng.next_u64() % minority.max(1) as u64) as usize,
+            count: if rng.next_u64() % KILL_ALL_ONE_IN == 0 {
+                nodes.max(1)
+            } else {
+                1 + (rng.next_u64() % minority.max(1) as u64) as usize
+            },
             pick: rng.next_u64(),
         },
         Kind::Pause => Fault::Pause {
@@ -448,11 +458,25 @@ mod tests {
             let Fault::Kill { count, .. } = window.fault else {
                 unreachable!()
             };
-            assert_eq!(
-                count, 1,
-                "a 3-node cluster loses at most one node at a time"
+            assert!(
+                count == 1 || count == 3,
+                "a 3-node cluster loses one node (a minority) or all at once: {count}"
             );
         }
+        let long = Schedule::generate(7, 600_000, 5, &[Kind::Kill], Timing::default());
+        let counts: BTreeSet<usize> = long
+            .windows
+            .iter()
+            .map(|w| match w.fault {
+                Fault::Kill { count, .. } => count,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            BTreeSet::from([1, 2, 5]),
+            "minorities and, now and then, all"
+        );
     }
 
     fn cut(blocks: &[(u64, u64)], a: u64, b: u64) -> bool {
