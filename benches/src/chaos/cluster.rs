@@ -20,6 +20,8 @@ use super::net::{BlockBackend, Net, HOST_ID_MAX};
 
 /// How long one status or admin request may take.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most entries a learner may lag the leader's log by to be promoted.
+pub const LEARNER_LAG_MAX: u64 = 1000;
 /// Pause between polls. Pacing only.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -401,8 +403,6 @@ impl Cluster {
             return Ok("skipped: no leader".to_owned());
         };
         let retired = self.reconcile(&leader_status);
-        let voters = status_ids(&leader_status, "voters");
-        let learners = status_ids(&leader_status, "learners");
         if !status_ids(&leader_status, "voters_outgoing").is_empty() {
             return Ok("skipped: a joint configuration is in progress".to_owned());
         }
@@ -411,16 +411,13 @@ impl Cluster {
         } else {
             format!(" (stopped {retired:?}, no longer in the configuration)")
         };
-        self.membership_step(step, &voters, &learners)
+        self.membership_step(step, &leader_status)
             .map(|what| format!("{what}{note}"))
     }
 
-    fn membership_step(
-        &mut self,
-        step: MembershipStep,
-        voters: &[u64],
-        learners: &[u64],
-    ) -> Result<String> {
+    fn membership_step(&mut self, step: MembershipStep, leader_status: &Status) -> Result<String> {
+        let voters = status_ids(leader_status, "voters");
+        let learners = status_ids(leader_status, "learners");
         let timeout = Duration::from_secs(5);
         match step {
             MembershipStep::Transfer { pick } if !voters.is_empty() => {
@@ -430,9 +427,21 @@ impl Cluster {
             }
             MembershipStep::Transfer { .. } => Ok("skipped: no voters".to_owned()),
             MembershipStep::Advance { .. } if !learners.is_empty() => {
+                // As an operator would (README: add, let it catch up, promote): a learner
+                // the leader does not see caught up is not promoted. (Promoting one that is
+                // cut off leaves a joint configuration no side can commit: the cluster
+                // stalls until the partition heals.)
                 let id = learners[0];
-                let reply = self.admin(&["RAFT.PROMOTE", &id.to_string()], timeout);
-                Ok(format!("promote {id}: {reply}"))
+                let lag = leader_status
+                    .get(&format!("lag_{id}"))
+                    .and_then(|lag| lag.parse::<u64>().ok());
+                match lag {
+                    Some(lag) if lag <= LEARNER_LAG_MAX => {
+                        let reply = self.admin(&["RAFT.PROMOTE", &id.to_string()], timeout);
+                        Ok(format!("promote {id} (lag {lag}): {reply}"))
+                    }
+                    _ => Ok(format!("skipped: learner {id} not caught up (lag {lag:?})")),
+                }
             }
             MembershipStep::Advance { pick } if voters.len() > self.size => {
                 let id = voters[(pick % voters.len() as u64) as usize];
