@@ -27,8 +27,9 @@
 //! - [`net`]: namespaces, bridge, veths, one-way blocks, netem, cleanup.
 //! - [`client`]: the client runtime inside the client namespace, and the guarded dialer.
 //! - [`host`]: one kvnode host: config, process, pause, skew.
-//! - [`nemesis`]: the seeded schedule of faults (pure).
-//! - [`cluster`]: the live cluster: applying and undoing faults, membership, status.
+//! - [`nemesis`]: the seeded schedule of faults and the partition shapes (pure).
+//! - [`cluster`]: the live cluster: status, healing, convergence; applying and undoing
+//!   faults ([`cluster::faults`]), membership changes ([`cluster::membership`]).
 //! - [`workload`]: the clients and what replies mean.
 //! - [`settle`]: healing, convergence, final reads through every node.
 //! - [`report`]: counts, availability gaps, witnesses, files; [`plot`]: the latency SVG.

@@ -1,4 +1,5 @@
-//! The live cluster of one run: the network, the hosts, and what the nemesis does to them.
+//! The live cluster of one run: the network, the hosts, their status; what the nemesis does
+//! to them is in [`faults`] and [`membership`].
 //!
 //! All talk to the nodes (RAFT.STATUS, admin commands, final reads) goes through the client
 //! runtime, from inside the client namespace. Every wait polls to a deadline. Dropping the
@@ -15,8 +16,7 @@ use kvnode::resp::Frame;
 
 use super::client::{ClientNet, Dialer};
 use super::host::{Host, HostOptions, HostState};
-use super::nemesis::{self, Fault, MembershipStep};
-use super::net::{BlockBackend, Net, HOST_ID_MAX};
+use super::net::{BlockBackend, Net};
 
 /// How long one status or admin request may take.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,16 +54,10 @@ fn parse_status(frame: Frame) -> Option<Status> {
     )
 }
 
-/// What to undo when a window ends.
-#[derive(Debug)]
-pub enum Undo {
-    Restart(Vec<u64>),
-    Resume(u64),
-    Heal,
-    Unskew(u64),
-    Unshape,
-    Nothing,
-}
+pub mod faults;
+pub mod membership;
+
+pub use faults::Undo;
 
 pub struct Cluster {
     pub net: Net,
@@ -141,7 +135,7 @@ impl Cluster {
             .collect()
     }
 
-    fn refresh_endpoints(&self) {
+    pub(crate) fn refresh_endpoints(&self) {
         let endpoints = self
             .hosts
             .values()
@@ -239,266 +233,6 @@ impl Cluster {
             std::thread::sleep(POLL_INTERVAL);
         }
         last
-    }
-
-    /// Starts `fault`; returns what to undo and a description of what was done.
-    ///
-    /// # Errors
-    /// If a command fails.
-    pub fn apply(&mut self, fault: &Fault) -> Result<(Undo, String)> {
-        let members = self.member_ids();
-        let leader = self.leader();
-        match fault {
-            Fault::Kill {
-                target,
-                count,
-                pick,
-            } => {
-                let mut victims = vec![nemesis::resolve(*target, &members, leader)];
-                let mut rng = crate::kvbench::workload::Rng::new(*pick);
-                let others: Vec<u64> = members
-                    .iter()
-                    .copied()
-                    .filter(|m| *m != victims[0])
-                    .collect();
-                let mut others = others;
-                while victims.len() < *count && !others.is_empty() {
-                    victims.push(others.remove((rng.next_u64() % others.len() as u64) as usize));
-                }
-                let mut killed = Vec::new();
-                for id in victims {
-                    let host = self.hosts.get_mut(&id).expect("member");
-                    if matches!(host.state, HostState::Running | HostState::Paused) {
-                        host.kill();
-                        killed.push(id);
-                    }
-                }
-                let text = format!("killed {killed:?} (leader was {leader:?})");
-                Ok((Undo::Restart(killed), text))
-            }
-            Fault::Pause { target } => {
-                let id = nemesis::resolve(*target, &members, leader);
-                let host = self.hosts.get_mut(&id).expect("member");
-                if host.state != HostState::Running {
-                    return Ok((Undo::Nothing, format!("node {id} not running, not paused")));
-                }
-                host.pause()?;
-                Ok((
-                    Undo::Resume(id),
-                    format!("paused {id} (leader was {leader:?})"),
-                ))
-            }
-            Fault::Partition(shape) => {
-                let blocks = nemesis::partition_blocks(*shape, &members, leader);
-                for (from, to) in &blocks {
-                    self.net.block(*from, *to)?;
-                }
-                Ok((
-                    Undo::Heal,
-                    format!("blocked {blocks:?} (leader was {leader:?})"),
-                ))
-            }
-            Fault::Skew { target, offset_s } => {
-                let id = nemesis::resolve(*target, &members, leader);
-                if !self.options.faketime {
-                    bail!("the skew nemesis needs the hosts started under libfaketime");
-                }
-                self.hosts[&id].skew(*offset_s)?;
-                Ok((
-                    Undo::Unskew(id),
-                    format!("clock of {id} moved {offset_s:+} s"),
-                ))
-            }
-            Fault::Netem {
-                target,
-                delay_ms,
-                jitter_ms,
-                loss_percent,
-            } => {
-                let id = nemesis::resolve(*target, &members, leader);
-                let how = self.net.shape(id, *delay_ms, *jitter_ms, *loss_percent)?;
-                Ok((Undo::Unshape, format!("node {id}: {how}")))
-            }
-        }
-    }
-
-    /// Ends a fault.
-    ///
-    /// # Errors
-    /// If a command fails.
-    pub fn undo(&mut self, undo: Undo) -> Result<String> {
-        match undo {
-            Undo::Restart(ids) => {
-                for id in &ids {
-                    let host = self.hosts.get_mut(id).expect("member");
-                    if host.state == HostState::Killed {
-                        host.start(&self.options)?;
-                    }
-                }
-                Ok(format!("restarted {ids:?}"))
-            }
-            Undo::Resume(id) => {
-                let host = self.hosts.get_mut(&id).expect("member");
-                if host.state == HostState::Paused {
-                    host.resume()?;
-                }
-                Ok(format!("resumed {id}"))
-            }
-            Undo::Heal => {
-                self.net.heal()?;
-                Ok("healed the network".to_owned())
-            }
-            Undo::Unskew(id) => {
-                self.hosts[&id].skew(0)?;
-                Ok(format!("clock of {id} back to true time"))
-            }
-            Undo::Unshape => {
-                self.net.unshape_all()?;
-                Ok("removed netem".to_owned())
-            }
-            Undo::Nothing => Ok("nothing to undo".to_owned()),
-        }
-    }
-
-    /// The RAFT.STATUS of the leader with the highest term, if any member leads.
-    pub fn leader_status(&self) -> Option<Status> {
-        self.statuses()
-            .into_values()
-            .filter(|s| s.get("role").map(String::as_str) == Some("leader"))
-            .max_by_key(|s| status_u64(s, "term"))
-    }
-
-    /// Retires the hosts `leader_status`'s configuration does not list: a removal whose reply
-    /// was indeterminate but took effect, or an addition that did not. (An addition left
-    /// uncommitted that a later leader commits after all would leave a learner with no
-    /// process; that costs availability, never a false anomaly.) Returns the ids retired.
-    pub fn reconcile(&mut self, leader_status: &Status) -> Vec<u64> {
-        let mut listed = status_ids(leader_status, "voters");
-        listed.extend(status_ids(leader_status, "voters_outgoing"));
-        listed.extend(status_ids(leader_status, "learners"));
-        if listed.is_empty() {
-            return Vec::new();
-        }
-        let gone: Vec<u64> = self
-            .hosts
-            .values()
-            .filter(|h| h.state != HostState::Removed && !listed.contains(&h.id))
-            .map(|h| h.id)
-            .collect();
-        for id in &gone {
-            self.hosts.get_mut(id).expect("listed above").retire();
-        }
-        if !gone.is_empty() {
-            self.refresh_endpoints();
-        }
-        gone
-    }
-
-    /// One membership step; returns what happened.
-    ///
-    /// # Errors
-    /// If creating or starting a new host fails.
-    pub fn membership(&mut self, step: MembershipStep) -> Result<String> {
-        let Some(leader_status) = self.leader_status() else {
-            return Ok("skipped: no leader".to_owned());
-        };
-        let retired = self.reconcile(&leader_status);
-        if !status_ids(&leader_status, "voters_outgoing").is_empty() {
-            return Ok("skipped: a joint configuration is in progress".to_owned());
-        }
-        let note = if retired.is_empty() {
-            String::new()
-        } else {
-            format!(" (stopped {retired:?}, no longer in the configuration)")
-        };
-        self.membership_step(step, &leader_status)
-            .map(|what| format!("{what}{note}"))
-    }
-
-    fn membership_step(&mut self, step: MembershipStep, leader_status: &Status) -> Result<String> {
-        let voters = status_ids(leader_status, "voters");
-        let learners = status_ids(leader_status, "learners");
-        let timeout = Duration::from_secs(5);
-        match step {
-            MembershipStep::Transfer { pick } if !voters.is_empty() => {
-                let to = voters[(pick % voters.len() as u64) as usize];
-                let reply = self.admin(&["RAFT.TRANSFER", &to.to_string()], timeout);
-                Ok(format!("transfer to {to}: {reply}"))
-            }
-            MembershipStep::Transfer { .. } => Ok("skipped: no voters".to_owned()),
-            MembershipStep::Advance { .. } if !learners.is_empty() => {
-                // As an operator would (README: add, let it catch up, promote): a learner
-                // the leader does not see caught up is not promoted. (Promoting one that is
-                // cut off leaves a joint configuration no side can commit: the cluster
-                // stalls until the partition heals.)
-                let id = learners[0];
-                let lag = leader_status
-                    .get(&format!("lag_{id}"))
-                    .and_then(|lag| lag.parse::<u64>().ok());
-                match lag {
-                    Some(lag) if lag <= LEARNER_LAG_MAX => {
-                        let reply = self.admin(&["RAFT.PROMOTE", &id.to_string()], timeout);
-                        Ok(format!("promote {id} (lag {lag}): {reply}"))
-                    }
-                    _ => Ok(format!("skipped: learner {id} not caught up (lag {lag:?})")),
-                }
-            }
-            MembershipStep::Advance { pick } if voters.len() > self.size => {
-                let id = voters[(pick % voters.len() as u64) as usize];
-                let reply = self.admin(&["RAFT.REMOVE", &id.to_string()], timeout);
-                if reply.starts_with('+') {
-                    if let Some(host) = self.hosts.get_mut(&id) {
-                        host.retire();
-                    }
-                    self.refresh_endpoints();
-                }
-                Ok(format!("remove {id}: {reply}"))
-            }
-            MembershipStep::Advance { .. } => self.membership_add(timeout),
-        }
-    }
-
-    fn membership_add(&mut self, timeout: Duration) -> Result<String> {
-        let id = self.next_id;
-        if id > HOST_ID_MAX {
-            return Ok("skipped: out of host ids".to_owned());
-        }
-        self.next_id += 1;
-        self.net.add_host(id)?;
-        let members: Vec<(u64, std::net::Ipv4Addr)> = self
-            .hosts
-            .values()
-            .filter(|h| h.state != HostState::Removed)
-            .map(|h| (h.id, h.ip))
-            .collect();
-        let namespace = self.net.subnet.host_namespace(id);
-        let ip = self.net.subnet.host_ip(id);
-        let mut host = Host::create(
-            id,
-            namespace,
-            ip,
-            &self.run_dir,
-            &members,
-            true,
-            &self.options,
-        )?;
-        host.start(&self.options)?;
-        let (peer, client) = (host.peer_addr().to_string(), host.client_addr().to_string());
-        self.hosts.insert(id, host);
-        let reply = self.admin(
-            &["RAFT.ADDLEARNER", &id.to_string(), &peer, &client],
-            timeout,
-        );
-        if reply.starts_with('+') {
-            self.refresh_endpoints();
-        } else if !reply.contains("UNKNOWN") {
-            // Certainly not added: it must not linger as a would-be member. (After UNKNOWN
-            // it stays until [`Cluster::reconcile`] sees whether the configuration has it.)
-            if let Some(host) = self.hosts.get_mut(&id) {
-                host.retire();
-            }
-        }
-        Ok(format!("add learner {id}: {reply}"))
     }
 
     /// Ends every fault: restarts killed hosts, resumes paused ones, heals the network,

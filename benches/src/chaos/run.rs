@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::checker;
 use super::cluster::{Cluster, Undo};
 use super::history::{History, Op, Workload};
-use super::host::{HostOptions, HostState};
+use super::host::HostOptions;
 use super::linear::Limits;
 use super::nemesis::{Kind, Schedule, Timing};
 use super::net::BlockBackend;
@@ -120,11 +120,11 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
     shared.stop.store(true, Ordering::Relaxed);
     let mut history = collect_history(&cluster, clients, &mut findings)?;
     let main_end_us = shared.elapsed_us();
-    findings.extend(settle_phase(
+    findings.extend(settle::settle(
         &mut cluster,
         &shared,
         &mut history,
-        config,
+        config.settle_timeout,
         &mut log,
     ));
     finish(config, cluster, history, faults, findings, main_end_us, log)
@@ -300,107 +300,6 @@ fn nemesis_event(
             });
         }
     }
-}
-
-/// Heals, waits for convergence, reads everything back through every node.
-fn settle_phase(
-    cluster: &mut Cluster,
-    shared: &Arc<Shared>,
-    history: &mut History,
-    config: &RunConfig,
-    log: &mut String,
-) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    if let Err(error) = cluster.heal_all() {
-        findings.push(Finding {
-            kind: "tool-error".to_owned(),
-            detail: format!("healing failed: {error:#}"),
-            witness: String::new(),
-        });
-    }
-    let _ = writeln!(log, "{} ms: healed everything", shared.elapsed_us() / 1000);
-    // A removal answered UNKNOWN may have taken effect: converge over the members the
-    // leader lists, not over the hosts the tool thought were members.
-    if cluster.wait_leader(config.settle_timeout).is_ok() {
-        if let Some(status) = cluster.leader_status() {
-            let retired = cluster.reconcile(&status);
-            if !retired.is_empty() {
-                let _ = writeln!(
-                    log,
-                    "stopped {retired:?}: not in the leader's configuration"
-                );
-            }
-        }
-    }
-    let converged = cluster.wait_converged(config.settle_timeout);
-    match &converged {
-        Ok(statuses) => {
-            let applied: Vec<String> = statuses
-                .iter()
-                .map(|(id, s)| {
-                    format!(
-                        "{id}={}",
-                        s.get("applied_index").map_or("?", String::as_str)
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                log,
-                "{} ms: converged, applied {}",
-                shared.elapsed_us() / 1000,
-                applied.join(" ")
-            );
-        }
-        Err(error) => findings.push(Finding {
-            kind: "no-convergence".to_owned(),
-            detail: format!("{error:#}"),
-            witness: String::new(),
-        }),
-    }
-    let keys = settle::touched_keys(history);
-    let members: Vec<(u64, std::net::SocketAddrV4)> = cluster
-        .hosts
-        .values()
-        .filter(|h| h.state != HostState::Removed)
-        .map(|h| (h.id, h.client_addr()))
-        .collect();
-    let dialer = cluster.dialer();
-    for (node, addr) in &members {
-        let task = settle::final_reads(
-            dialer,
-            shared.clone(),
-            *node,
-            *addr,
-            keys.clone(),
-            config.settle_timeout,
-        );
-        match cluster.client.run(task) {
-            Ok(Ok(ops)) => ops.into_iter().for_each(|op| history.push(op)),
-            Ok(Err(why)) => findings.push(Finding {
-                kind: "unavailable-after-heal".to_owned(),
-                detail: why,
-                witness: String::new(),
-            }),
-            Err(error) => findings.push(Finding {
-                kind: "tool-error".to_owned(),
-                detail: format!("{error:#}"),
-                witness: String::new(),
-            }),
-        }
-    }
-    if converged.is_ok() {
-        let mut sizes = std::collections::BTreeMap::new();
-        for (node, addr) in &members {
-            let size = cluster
-                .client
-                .run(settle::dbsize(dialer, *addr, Duration::from_secs(5)))
-                .unwrap_or_else(|e| Err(format!("{e:#}")));
-            sizes.insert(*node, size);
-        }
-        let _ = writeln!(log, "DBSIZE per node: {sizes:?}");
-        findings.extend(settle::compare_sizes(&sizes));
-    }
-    findings
 }
 
 /// Checks, writes the report, tears down; keeps data directories only after an anomaly.

@@ -9,6 +9,7 @@
 //! node's `DBSIZE` (its local state) must match too, once applied indexes agree.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,9 @@ use kvnode::resp::Frame;
 use tokio::time::Instant;
 
 use super::client::Dialer;
+use super::cluster::Cluster;
 use super::history::{Call, History, Op, Outcome, Phase, Workload};
+use super::host::HostState;
 use super::report::Finding;
 use super::workload::{interpret, Shared};
 
@@ -86,6 +89,101 @@ pub async fn final_reads(
         }
     }
     Ok(ops)
+}
+
+/// Heals, waits for convergence, reads everything back through every node; returns what
+/// went wrong (the final reads go into `history`).
+pub fn settle(
+    cluster: &mut Cluster,
+    shared: &Arc<Shared>,
+    history: &mut History,
+    timeout: Duration,
+    log: &mut String,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Err(error) = cluster.heal_all() {
+        findings.push(Finding {
+            kind: "tool-error".to_owned(),
+            detail: format!("healing failed: {error:#}"),
+            witness: String::new(),
+        });
+    }
+    let _ = writeln!(log, "{} ms: healed everything", shared.elapsed_us() / 1000);
+    // A removal answered UNKNOWN may have taken effect: converge over the members the
+    // leader lists, not over the hosts the tool thought were members.
+    if cluster.wait_leader(timeout).is_ok() {
+        if let Some(status) = cluster.leader_status() {
+            let retired = cluster.reconcile(&status);
+            if !retired.is_empty() {
+                let _ = writeln!(
+                    log,
+                    "stopped {retired:?}: not in the leader's configuration"
+                );
+            }
+        }
+    }
+    let converged = cluster.wait_converged(timeout);
+    match &converged {
+        Ok(statuses) => {
+            let applied: Vec<String> = statuses
+                .iter()
+                .map(|(id, s)| {
+                    format!(
+                        "{id}={}",
+                        s.get("applied_index").map_or("?", String::as_str)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                log,
+                "{} ms: converged, applied {}",
+                shared.elapsed_us() / 1000,
+                applied.join(" ")
+            );
+        }
+        Err(error) => findings.push(Finding {
+            kind: "no-convergence".to_owned(),
+            detail: format!("{error:#}"),
+            witness: String::new(),
+        }),
+    }
+    let keys = touched_keys(history);
+    let members: Vec<(u64, std::net::SocketAddrV4)> = cluster
+        .hosts
+        .values()
+        .filter(|h| h.state != HostState::Removed)
+        .map(|h| (h.id, h.client_addr()))
+        .collect();
+    let dialer = cluster.dialer();
+    for (node, addr) in &members {
+        let task = final_reads(dialer, shared.clone(), *node, *addr, keys.clone(), timeout);
+        match cluster.client.run(task) {
+            Ok(Ok(ops)) => ops.into_iter().for_each(|op| history.push(op)),
+            Ok(Err(why)) => findings.push(Finding {
+                kind: "unavailable-after-heal".to_owned(),
+                detail: why,
+                witness: String::new(),
+            }),
+            Err(error) => findings.push(Finding {
+                kind: "tool-error".to_owned(),
+                detail: format!("{error:#}"),
+                witness: String::new(),
+            }),
+        }
+    }
+    if converged.is_ok() {
+        let mut sizes = std::collections::BTreeMap::new();
+        for (node, addr) in &members {
+            let size = cluster
+                .client
+                .run(dbsize(dialer, *addr, Duration::from_secs(5)))
+                .unwrap_or_else(|e| Err(format!("{e:#}")));
+            sizes.insert(*node, size);
+        }
+        let _ = writeln!(log, "DBSIZE per node: {sizes:?}");
+        findings.extend(compare_sizes(&sizes));
+    }
+    findings
 }
 
 /// Findings from the nodes' DBSIZE replies (all must agree).
