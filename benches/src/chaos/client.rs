@@ -1,5 +1,5 @@
 //! The clients' side of the network: a tokio runtime whose every thread lives in the client
-//! namespace, and the one function that opens sockets ([`ClientNet::connect`]).
+//! namespace, and the one function that opens sockets ([`Dialer::connect`]).
 //!
 //! Sockets to test hosts are never opened from the root namespace (whose default route would
 //! carry a private address off the machine). The runtime's threads `setns` into the client
