@@ -31,12 +31,14 @@ Options (passed to `chaos run`):
   --kvnode PATH            kvnode binary (default: the release build beside chaos)
   --out DIR                report directory (default chaos-report)
   --clients N              clients per workload (default 4)
+  --readers N              extra read-only clients per workload (default 0)
   --request-timeout-ms N   per-request deadline (default 1000)
   --think-ms N             longest pause between a client's requests (default 10)
   --election-ms N, --heartbeat-ms N   kvnode timing (default 300 and 50)
   --block-backend B        nft, route or auto (default auto)
   --settle-secs N          convergence and final-read deadline after healing (default 30)
   --stale-reads            clients send READONLY first (the seeded stale-read bug)
+  --leader-only            clients talk only to the node last seen leading
   --stop-on-anomaly        stop after the first run with an anomaly
 Script options:
   --no-build               use the binaries already in $CARGO_TARGET_DIR/release
@@ -55,9 +57,9 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
     --cleanup) CLEANUP_ONLY=1; shift ;;
-    --stale-reads|--stop-on-anomaly) ARGS+=("$1"); shift ;;
+    --stale-reads|--leader-only|--stop-on-anomaly) ARGS+=("$1"); shift ;;
     --runs|--duration|--nodes|--nemesis|--workloads|--seed|--snapshot-entries|--kvnode-arg|\
-    --kvnode|--out|--clients|--request-timeout-ms|--think-ms|--election-ms|--heartbeat-ms|\
+    --kvnode|--out|--clients|--readers|--request-timeout-ms|--think-ms|--election-ms|--heartbeat-ms|\
     --block-backend|--settle-secs)
       [ $# -ge 2 ] || { echo "chaos.sh: $1 needs a value" >&2; exit 2; }
       ARGS+=("$1" "$2"); shift 2 ;;

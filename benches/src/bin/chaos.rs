@@ -27,6 +27,8 @@ use clap::{Parser, Subcommand};
 
 /// Longest run the tool accepts (one hour).
 const DURATION_S_MAX: u64 = 3600;
+/// Most anomalies printed per run (all are in anomalies.txt).
+const FINDINGS_PRINTED_MAX: usize = 10;
 /// Most witness lines printed per run (the whole witness is in anomalies.txt).
 const WITNESS_LINES_MAX: usize = 60;
 /// Most runs in one invocation.
@@ -95,6 +97,10 @@ struct RunArgs {
     /// Concurrent clients per workload.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Extra read-only clients per workload (with --leader-only they keep reading from a
+    /// deposed leader while the writers move on).
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
     /// Hard deadline of every request; past it the outcome is indeterminate.
     #[arg(long, default_value_t = 1000)]
     request_timeout_ms: u64,
@@ -104,6 +110,9 @@ struct RunArgs {
     /// Clients send READONLY first: reads skip the ReadIndex round (a seeded bug to catch).
     #[arg(long)]
     stale_reads: bool,
+    /// Clients talk only to the node last seen leading (RAFT.STATUS every 100 ms).
+    #[arg(long)]
+    leader_only: bool,
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
     #[arg(long, default_value_t = 300)]
@@ -193,6 +202,9 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
     if !(1..=64).contains(&args.clients) {
         bail!("--clients must be in 1..=64");
     }
+    if args.readers > 64 {
+        bail!("--readers must be at most 64");
+    }
     let kinds = if args.nemesis == "all" {
         Kind::ALL.to_vec()
     } else {
@@ -245,8 +257,10 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
                 kinds: kinds.clone(),
                 workloads: workloads.clone(),
                 clients_per_workload: args.clients,
+                readers_per_workload: args.readers,
                 request_timeout: Duration::from_millis(args.request_timeout_ms),
                 stale_reads: args.stale_reads,
+                leader_only: args.leader_only,
                 think_max: Duration::from_millis(args.think_ms),
                 host: host.clone(),
                 run_dir: out.join(format!("run-{seed}")),
@@ -289,8 +303,15 @@ fn run_all(args: &RunArgs) -> Result<bool> {
             started.elapsed().as_secs_f64(),
             summary.run_dir
         );
-        for finding in &summary.findings {
+        for finding in summary.findings.iter().take(FINDINGS_PRINTED_MAX) {
             println!("  ANOMALY {}: {}", finding.kind, finding.detail);
+        }
+        if summary.findings.len() > FINDINGS_PRINTED_MAX {
+            println!(
+                "  ... and {} more (all in {}/anomalies.txt)",
+                summary.findings.len() - FINDINGS_PRINTED_MAX,
+                summary.run_dir
+            );
         }
         if summary.unknown_keys > 0 {
             println!(

@@ -240,6 +240,7 @@ pub struct Summary {
     pub duration_s: f64,
     pub snapshot_entries: Option<u64>,
     pub stale_reads: bool,
+    pub leader_only: bool,
     pub counts: BTreeMap<Workload, Counts>,
     pub gaps_us: BTreeMap<Kind, u64>,
     /// Each fault with the longest gap (µs) after it: (kind, start µs, gap µs).
@@ -295,6 +296,7 @@ impl Summary {
             "duration_s": self.duration_s,
             "snapshot_entries": self.snapshot_entries,
             "stale_reads": self.stale_reads,
+            "leader_only": self.leader_only,
             "ops": self.ops(),
             "counts": counts,
             "faults": self.faults,

@@ -26,7 +26,7 @@ use super::net::BlockBackend;
 use super::plot;
 use super::report::{self, FaultRecord, Finding, Summary};
 use super::settle;
-use super::workload::{client_loop, Shared};
+use super::workload::{client_loop, leader_watch, Shared};
 
 /// Everything one run needs.
 #[derive(Clone, Debug)]
@@ -37,8 +37,12 @@ pub struct RunConfig {
     pub kinds: Vec<Kind>,
     pub workloads: Vec<Workload>,
     pub clients_per_workload: usize,
+    /// Extra clients per workload that only read.
+    pub readers_per_workload: usize,
     pub request_timeout: Duration,
     pub stale_reads: bool,
+    /// Clients talk only to the node last seen leading.
+    pub leader_only: bool,
     pub think_max: Duration,
     pub host: HostOptions,
     /// This run's directory (created).
@@ -113,6 +117,8 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
         think_max: config.think_max,
         next_value: AtomicU64::new(1),
         started_ops: Default::default(),
+        leader_only: config.leader_only,
+        leader_hint: AtomicU64::new(0),
     });
     let clients = spawn_clients(&cluster, &shared, config);
     let faults = nemesis_phase(&mut cluster, &schedule, &shared, config.duration, &mut log);
@@ -137,15 +143,25 @@ fn spawn_clients(
     config: &RunConfig,
 ) -> Vec<JoinHandle<Vec<Op>>> {
     let mut clients = Vec::new();
+    if config.leader_only {
+        let watch = cluster.client.spawn(leader_watch(shared.clone()));
+        clients.push(cluster.client.spawn(async move {
+            // Ends with the stop flag; its result is no operations.
+            let _ = watch.await; // a panic here shows up as missing hints, not lost ops
+            Vec::new()
+        }));
+    }
     for (w, workload) in config.workloads.iter().enumerate() {
-        for c in 0..config.clients_per_workload {
+        for c in 0..config.clients_per_workload + config.readers_per_workload {
             let number = (w * 100 + c) as u64 + 1;
             let seed = config.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let reader = c >= config.clients_per_workload;
             clients.push(cluster.client.spawn(client_loop(
                 shared.clone(),
                 *workload,
                 number,
                 seed,
+                reader,
             )));
         }
     }
@@ -371,6 +387,7 @@ fn finish(
         duration_s: config.duration.as_secs_f64(),
         snapshot_entries: config.host.snapshot_entries,
         stale_reads: config.stale_reads,
+        leader_only: config.leader_only,
         counts: report::counts(&history),
         gaps_us: report::availability(&history, &faults, main_end_us),
         fault_gaps_us: faults

@@ -11,7 +11,11 @@
 //! checker in `checker/`; the client loop, deadlines, history and report take it as it is.
 //!
 //! With `stale_reads` every connection sends `READONLY` first, so reads are answered from the
-//! node's local state without the ReadIndex round: the seeded bug the suite must catch.
+//! node's local state without the ReadIndex round: the seeded bug the suite must catch. On
+//! followers that is caught at once (they apply after the leader answers); with
+//! `leader_only` as well, a client (re)connects only to the node last seen leading and stays
+//! there while it answers, as a client bound to a node would; a stale read then needs a
+//! deposed leader that still answers reads: the partition case.
 //!
 //! Bounded: a client stops at the stop flag, at its deadline, or after [`OPS_PER_CLIENT_MAX`]
 //! operations; every request waits at most the request timeout.
@@ -58,6 +62,10 @@ pub struct Shared {
     pub next_value: AtomicU64,
     /// Operations started, per workload (drives key rotation).
     pub started_ops: [AtomicU64; 3],
+    /// Clients connect only to the node last seen leading ([`leader_watch`]).
+    pub leader_only: bool,
+    /// That node's id (0: none seen yet).
+    pub leader_hint: AtomicU64,
 }
 
 impl Shared {
@@ -69,6 +77,12 @@ impl Shared {
         let endpoints = self.endpoints.read().expect("endpoints lock");
         if endpoints.is_empty() {
             return None;
+        }
+        if self.leader_only {
+            let hint = self.leader_hint.load(Ordering::Relaxed);
+            if let Some(leader) = endpoints.iter().find(|(id, _)| *id == hint) {
+                return Some(*leader);
+            }
         }
         Some(endpoints[(rng.next_u64() % endpoints.len() as u64) as usize])
     }
@@ -82,11 +96,17 @@ fn workload_index(workload: Workload) -> usize {
 }
 
 /// The next request of `workload`: its key and call.
-pub fn next_call(shared: &Shared, workload: Workload, rng: &mut Rng) -> (String, Call) {
+/// A reader (`read_only`) only sends reads.
+pub fn next_call(
+    shared: &Shared,
+    workload: Workload,
+    rng: &mut Rng,
+    read_only: bool,
+) -> (String, Call) {
     let n = shared.started_ops[workload_index(workload)].fetch_add(1, Ordering::Relaxed);
     let generation = n / OPS_PER_KEY_GENERATION;
     let slot = rng.next_u64() % KEYS_PER_GENERATION;
-    let roll = rng.next_u64() % 100;
+    let roll = if read_only { 0 } else { rng.next_u64() % 100 };
     match workload {
         Workload::Register => {
             let key = format!("r{generation}:{slot}");
@@ -177,16 +197,27 @@ fn parse_elements(bytes: &[u8]) -> Option<Vec<u64>> {
 }
 
 /// One client: `number` names it (process numbers are `number * 1_000_000 + generation`).
+/// A `read_only` client (a reader) sends only reads.
 pub async fn client_loop(
     shared: Arc<Shared>,
     workload: Workload,
     number: u64,
     seed: u64,
+    read_only: bool,
 ) -> Vec<Op> {
     let mut rng = Rng::new(seed);
     let mut ops = Vec::new();
     let mut connection: Option<(u64, Connection)> = None;
     let mut process = number * 1_000_000;
+    // With --leader-only, start once a leader has been seen (bounded: the watch polls every
+    // 100 ms; without a hint after this long, clients start on random nodes).
+    let hint_deadline = Instant::now() + LEADER_HINT_WAIT;
+    while shared.leader_only
+        && shared.leader_hint.load(Ordering::Relaxed) == 0
+        && Instant::now() < hint_deadline
+    {
+        tokio::time::sleep(LEADER_WATCH_INTERVAL).await;
+    }
     while !shared.stop.load(Ordering::Relaxed) && ops.len() < OPS_PER_CLIENT_MAX {
         let (node, mut conn) = match connection.take() {
             Some(open) => open,
@@ -198,7 +229,7 @@ pub async fn client_loop(
                 }
             },
         };
-        let (key, call) = next_call(&shared, workload, &mut rng);
+        let (key, call) = next_call(&shared, workload, &mut rng, read_only);
         let args = command(&key, &call);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let invoke_us = shared.elapsed_us();
@@ -238,6 +269,48 @@ pub async fn client_loop(
         }
     }
     ops
+}
+
+/// Longest a `--leader-only` client waits for the first leader hint.
+const LEADER_HINT_WAIT: Duration = Duration::from_secs(5);
+/// Pause between two rounds of [`leader_watch`]. Pacing only.
+const LEADER_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Until the stop flag: asks every endpoint for RAFT.STATUS and records the leader with the
+/// highest term in `leader_hint` (with `--leader-only`).
+pub async fn leader_watch(shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let endpoints = shared.endpoints.read().expect("endpoints lock").clone();
+        let timeout = Duration::from_millis(500);
+        let tasks: Vec<_> = endpoints
+            .into_iter()
+            .map(|(id, addr)| {
+                let dialer = shared.dialer;
+                tokio::spawn(async move {
+                    let reply = dialer.call_once(addr, &["RAFT.STATUS"], timeout).await;
+                    let status = match reply {
+                        Ok(Frame::Bulk(text)) => {
+                            crate::kvbench::leader::parse_status(&String::from_utf8_lossy(&text))
+                        }
+                        _ => None,
+                    };
+                    (id, status)
+                })
+            })
+            .collect();
+        let mut best: Option<(u64, u64)> = None;
+        for task in tasks {
+            if let Ok((id, Some(status))) = task.await {
+                if status.role == "leader" && best.is_none_or(|(_, term)| status.term > term) {
+                    best = Some((id, status.term));
+                }
+            }
+        }
+        if let Some((id, _)) = best {
+            shared.leader_hint.store(id, Ordering::Relaxed);
+        }
+        tokio::time::sleep(LEADER_WATCH_INTERVAL).await;
+    }
 }
 
 async fn connect(shared: &Shared, rng: &mut Rng) -> Option<(u64, Connection)> {
