@@ -8,44 +8,44 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 /// Longest an `ip`, `nft` or `tc` command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-/// Pause between two polls of a child's exit. Pacing only.
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Runs `program args...` to completion (at most [`COMMAND_TIMEOUT`]); returns its stdout.
 ///
 /// # Errors
 /// If it cannot start, exits non-zero (the error holds its stderr) or overruns the timeout.
 pub fn run(program: &str, args: &[&str]) -> Result<String> {
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {program} {}", args.join(" ")))?;
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            // It may have exited just now; wait() below reaps it either way.
-            let _ = child.kill();
-            let _ = child.wait(); // reaping only
+    let pid = child.id();
+    // A helper thread drains both pipes while waiting, so a chatty command cannot block on
+    // a full pipe; this thread waits for it at most COMMAND_TIMEOUT.
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        // The receiver may be gone after a timeout; nothing is left to tell then.
+        let _ = sender.send(child.wait_with_output());
+    });
+    let output = match receiver.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(output) => output?,
+        Err(_) => {
+            // It may have exited just now; the helper thread reaps it either way.
+            let _ = signal(pid, libc::SIGKILL);
             bail!(
                 "{program} {} did not finish within {COMMAND_TIMEOUT:?}",
                 args.join(" ")
             );
         }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-    let output = child.wait_with_output()?;
+    };
     if !output.status.success() {
         bail!(
             "{program} {} failed ({}): {}",
@@ -147,5 +147,8 @@ mod tests {
         assert!(text.contains("oops") && text.contains('3'), "{text}");
         assert!(has_program("sh"));
         assert!(!has_program("no-such-program-chaos"));
+        // More output than a pipe holds must not block the command.
+        let big = run("sh", &["-c", "head -c 300000 /dev/zero | tr '\\0' x"]).expect("runs");
+        assert_eq!(big.len(), 300_000);
     }
 }
