@@ -338,11 +338,12 @@ pub fn write(dir: &Path, history: &History, summary: &Summary) -> Result<()> {
     if !summary.findings.is_empty() {
         let mut text = String::new();
         for finding in &summary.findings {
-            let _ = writeln!(
-                text,
-                "=== {}: {}\n{}",
-                finding.kind, finding.detail, finding.witness
-            );
+            // A witness opens with the anomaly's own description.
+            if finding.witness.is_empty() {
+                let _ = writeln!(text, "=== {}: {}\n", finding.kind, finding.detail);
+            } else {
+                let _ = writeln!(text, "=== {}", finding.witness);
+            }
         }
         let path = dir.join("anomalies.txt");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
