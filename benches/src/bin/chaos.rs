@@ -4,6 +4,7 @@
 //! chaos run --runs 5 --duration 60 --nodes 5 --nemesis kill,partition --snapshot-entries 200
 //! chaos cleanup            # remove namespaces left by a crashed run
 //! chaos check chaos-report/run-7   # check a saved history again
+//! chaos schedule --seed 7 --duration 60 --nemesis all   # the faults seed 7 gives
 //! ```
 //!
 //! Exit status: 0 when every run was clean, 1 when any run found an anomaly, 2 when the
@@ -18,7 +19,7 @@ use benches::chaos::checker;
 use benches::chaos::history::{History, Workload};
 use benches::chaos::host::{HostOptions, LIBFAKETIME};
 use benches::chaos::linear::Limits;
-use benches::chaos::nemesis::{Kind, Timing};
+use benches::chaos::nemesis::{Kind, Schedule, Timing};
 use benches::chaos::net::{self, BlockBackend};
 use benches::chaos::report::{self, FaultRecord, Summary};
 use benches::chaos::run::{run, RunConfig};
@@ -53,6 +54,17 @@ enum Command {
     Check {
         /// A run directory (`.../run-SEED`).
         run_dir: PathBuf,
+    },
+    /// Print the fault schedule a seed gives (no root, nothing started).
+    Schedule {
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = "kill,pause,partition")]
+        nemesis: String,
     },
     /// Remove namespaces and owner files left by runs whose process is gone.
     Cleanup {
@@ -133,6 +145,12 @@ fn main() {
     let result = match cli.command {
         Command::Cleanup { all } => cleanup(all).map(|()| true),
         Command::Check { run_dir } => check(&run_dir),
+        Command::Schedule {
+            seed,
+            duration,
+            nodes,
+            nemesis,
+        } => print_schedule(seed, duration, nodes, &nemesis).map(|()| true),
         Command::Run(args) => run_all(&args),
     };
     match result {
@@ -181,6 +199,35 @@ fn check(run_dir: &std::path::Path) -> Result<bool> {
     Ok(checked.anomalies.is_empty())
 }
 
+fn print_schedule(seed: u64, duration_s: u64, nodes: usize, nemesis: &str) -> Result<()> {
+    let kinds = parse_kinds(nemesis)?;
+    let schedule = Schedule::generate(
+        seed,
+        duration_s.saturating_mul(1000),
+        nodes,
+        &kinds,
+        Timing::default(),
+    );
+    for window in &schedule.windows {
+        println!(
+            "[{} ms, {} ms] {}",
+            window.start_ms, window.end_ms, window.fault
+        );
+    }
+    for (at, step) in &schedule.membership {
+        println!("{at} ms membership {step:?}");
+    }
+    Ok(())
+}
+
+fn parse_kinds(nemesis: &str) -> Result<Vec<Kind>> {
+    if nemesis == "all" {
+        Ok(Kind::ALL.to_vec())
+    } else {
+        parse_list(nemesis, Kind::parse, "nemesis")
+    }
+}
+
 fn parse_list<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>> {
     text.split(',')
         .map(str::trim)
@@ -205,11 +252,7 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
     if args.readers > 64 {
         bail!("--readers must be at most 64");
     }
-    let kinds = if args.nemesis == "all" {
-        Kind::ALL.to_vec()
-    } else {
-        parse_list(&args.nemesis, Kind::parse, "nemesis")?
-    };
+    let kinds = parse_kinds(&args.nemesis)?;
     let workloads = parse_list(&args.workloads, Workload::parse, "workload")?;
     if workloads.is_empty() {
         bail!("--workloads names none");

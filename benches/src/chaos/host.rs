@@ -19,6 +19,8 @@ use super::sys;
 pub const CLIENT_PORT: u16 = 6379;
 /// The Raft peer port on every host.
 pub const PEER_PORT: u16 = 7000;
+/// Longest a node may take to shut down after SIGTERM.
+pub const TERMINATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Where Debian's `libfaketime` package puts the library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
@@ -151,6 +153,46 @@ impl Host {
             match child.wait() {
                 Ok(status) if !is_sigkill(status) => self.crashes.push(status),
                 _ => {}
+            }
+        }
+        if self.state != HostState::Removed {
+            self.state = HostState::Killed;
+        }
+    }
+
+    /// SIGTERM, then waits up to [`TERMINATE_TIMEOUT`] for a graceful exit (SIGKILL after
+    /// that). An exit other than success, or a hang, is recorded as a crash.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.state == HostState::Paused {
+            // A stopped process cannot handle SIGTERM until it runs again.
+            let _ = sys::signal(child.id(), libc::SIGCONT); // it may have exited meanwhile
+        }
+        if let Err(error) = sys::signal(child.id(), libc::SIGTERM) {
+            eprintln!("chaos: host {}: {error:#}", self.id);
+        }
+        let deadline = std::time::Instant::now() + TERMINATE_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => break None,
+            }
+        };
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => self.crashes.push(status),
+            None => {
+                // Hung in shutdown: kill it, and record how it ended (SIGKILL, so the
+                // report says "signal: 9" for a node that ignored SIGTERM).
+                let _ = sys::signal(child.id(), libc::SIGKILL); // it may have exited just now
+                if let Ok(status) = child.wait() {
+                    self.crashes.push(status);
+                }
             }
         }
         if self.state != HostState::Removed {

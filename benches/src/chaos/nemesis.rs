@@ -80,12 +80,14 @@ pub enum Shape {
 /// One fault, held for a window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// SIGKILL `count` members (the first the target, the rest picked), restart at heal:
-    /// a minority, or now and then every member.
+    /// Stop `count` members (the first the target, the rest picked), restart at heal: a
+    /// minority, or now and then every member; with SIGKILL, or with SIGTERM (`graceful`:
+    /// the node's shutdown path, requests in flight answered UNKNOWN).
     Kill {
         target: Target,
         count: usize,
         pick: u64,
+        graceful: bool,
     },
     /// SIGSTOP a member, SIGCONT at heal.
     Pause {
@@ -130,8 +132,14 @@ impl fmt::Display for Target {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::Kill { target, count, .. } => {
-                write!(f, "kill -9 {count} node(s), first {target}")
+            Fault::Kill {
+                target,
+                count,
+                graceful,
+                ..
+            } => {
+                let how = if *graceful { "SIGTERM" } else { "kill -9" };
+                write!(f, "{how} {count} node(s), first {target}")
             }
             Fault::Pause { target } => write!(f, "SIGSTOP {target}"),
             Fault::Partition(Shape::Halves { .. }) => write!(f, "partition into halves"),
@@ -209,6 +217,8 @@ impl Default for Timing {
     }
 }
 
+/// One kill window in this many stops its nodes with SIGTERM instead of SIGKILL.
+pub const GRACEFUL_ONE_IN: u64 = 4;
 /// One kill window in this many kills every member.
 pub const KILL_ALL_ONE_IN: u64 = 6;
 
@@ -293,6 +303,7 @@ fn fault(rng: &mut Rng, kind: Kind, nodes: usize) -> Fault {
                 1 + (rng.next_u64() % minority.max(1) as u64) as usize
             },
             pick: rng.next_u64(),
+            graceful: rng.next_u64() % GRACEFUL_ONE_IN == 0,
         },
         Kind::Pause => Fault::Pause {
             target: target(rng),

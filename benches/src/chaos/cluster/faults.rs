@@ -31,6 +31,7 @@ impl Cluster {
                 target,
                 count,
                 pick,
+                graceful,
             } => {
                 let mut victims = vec![nemesis::resolve(*target, &members, leader)];
                 let mut rng = crate::kvbench::workload::Rng::new(*pick);
@@ -47,11 +48,20 @@ impl Cluster {
                 for id in victims {
                     let host = self.hosts.get_mut(&id).expect("member");
                     if matches!(host.state, HostState::Running | HostState::Paused) {
-                        host.kill();
+                        if *graceful {
+                            host.terminate();
+                        } else {
+                            host.kill();
+                        }
                         killed.push(id);
                     }
                 }
-                let text = format!("killed {killed:?} (leader was {leader:?})");
+                let how = if *graceful {
+                    "stopped (SIGTERM)"
+                } else {
+                    "killed"
+                };
+                let text = format!("{how} {killed:?} (leader was {leader:?})");
                 Ok((Undo::Restart(killed), text))
             }
             Fault::Pause { target } => {
