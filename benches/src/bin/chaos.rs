@@ -125,8 +125,11 @@ struct RunArgs {
     /// Clients talk only to the node last seen leading (RAFT.STATUS every 100 ms).
     #[arg(long)]
     leader_only: bool,
+    /// kvnode's heartbeat (and tick).
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
+    /// kvnode's minimum election timeout (above its default of 150, so a loaded two-core
+    /// machine does not see spurious elections).
     #[arg(long, default_value_t = 300)]
     election_ms: u64,
     /// How partitions are made: nft (silent drops), route (blackhole routes), auto.
@@ -251,6 +254,15 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
     }
     if args.readers > 64 {
         bail!("--readers must be at most 64");
+    }
+    if !(10..=60_000).contains(&args.request_timeout_ms) {
+        bail!("--request-timeout-ms must be in 10..=60000");
+    }
+    if args.think_ms > 10_000 {
+        bail!("--think-ms must be at most 10000");
+    }
+    if !(1..=3600).contains(&args.settle_secs) {
+        bail!("--settle-secs must be in 1..=3600");
     }
     let kinds = parse_kinds(&args.nemesis)?;
     let workloads = parse_list(&args.workloads, Workload::parse, "workload")?;
