@@ -414,12 +414,12 @@ fn table(summaries: &[Summary]) -> String {
     kinds.sort();
     kinds.dedup();
     let mut out = String::from(
-        "\n| seed | nodes | nemesis | snapshot entries | faults | snapshot installs | ops | ok | failed | indeterminate | anomalies |",
+        "\n| seed | nodes | nemesis | snapshot entries | faults | elections | snapshot installs | ops | ok | failed | indeterminate | anomalies |",
     );
     for kind in &kinds {
         out.push_str(&format!(" gap {} ms |", kind.name()));
     }
-    out.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|");
+    out.push_str("\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     out.push_str(&"---|".repeat(kinds.len()));
     out.push('\n');
     let mut worst: BTreeMap<Kind, u64> = BTreeMap::new();
@@ -431,11 +431,12 @@ fn table(summaries: &[Summary]) -> String {
             .snapshot_entries
             .map_or("default".to_owned(), |n| n.to_string());
         out.push_str(&format!(
-            "| {} | {} | {} | {snapshot} | {} | {} | {} | {ok} | {failed} | {} | {} |",
+            "| {} | {} | {} | {snapshot} | {} | {} | {} | {} | {ok} | {failed} | {} | {} |",
             s.seed,
             s.nodes,
             nemesis.join(","),
             s.faults,
+            s.elections,
             s.snapshot_installs,
             s.ops(),
             s.indeterminate(),

@@ -250,6 +250,9 @@ pub struct Summary {
     /// Snapshots nodes received from a leader (InstallSnapshot), counted from the node logs'
     /// "restored a snapshot from the leader" lines: informational, not a check.
     pub snapshot_installs: usize,
+    /// Times a node became leader (the first election included), from the node logs'
+    /// "role=Leader" lines: informational, not a check.
+    pub elections: usize,
     /// When the earliest checker anomaly happened (seconds since start), if any.
     pub first_anomaly_s: Option<f64>,
     pub faults: usize,
@@ -315,6 +318,7 @@ impl Summary {
             "unknown_keys": self.unknown_keys,
             "first_anomaly_s": self.first_anomaly_s,
             "snapshot_installs": self.snapshot_installs,
+            "elections": self.elections,
             "run_dir": self.run_dir,
         })
     }

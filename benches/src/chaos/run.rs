@@ -57,6 +57,8 @@ pub struct RunConfig {
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What kvnode logs when it installs a snapshot sent by the leader.
 const SNAPSHOT_INSTALLED: &str = "restored a snapshot from the leader";
+/// What kvnode logs when it becomes leader.
+const BECAME_LEADER: &str = "role=Leader";
 /// Slice of the nemesis's waits.
 const NEMESIS_SLICE: Duration = Duration::from_millis(100);
 
@@ -371,15 +373,19 @@ fn finish(
         });
     }
     let run_dir = config.run_dir.display().to_string();
-    let snapshot_installs = cluster
-        .hosts
-        .values()
-        .map(|host| {
-            std::fs::read_to_string(host.log_path())
-                .map(|log| log.matches(SNAPSHOT_INSTALLED).count())
-                .unwrap_or(0)
-        })
-        .sum();
+    let count_in_logs = |needle: &str| -> usize {
+        cluster
+            .hosts
+            .values()
+            .map(|host| {
+                std::fs::read_to_string(host.log_path())
+                    .map(|log| log.matches(needle).count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let snapshot_installs = count_in_logs(SNAPSHOT_INSTALLED);
+    let elections = count_in_logs(BECAME_LEADER);
     let summary = Summary {
         seed: config.seed,
         nodes: config.nodes,
@@ -398,6 +404,7 @@ fn finish(
         findings,
         unknown_keys: checked.unknown_keys.len(),
         snapshot_installs,
+        elections,
         first_anomaly_s: checked
             .anomalies
             .iter()
