@@ -348,10 +348,12 @@ fn run_all(args: &RunArgs) -> Result<bool> {
         let started = std::time::Instant::now();
         let summary = run(config).with_context(|| format!("run with seed {}", config.seed))?;
         println!(
-            "run seed {}: {} ops ({} indeterminate), {} faults, {} snapshot installs, {} anomalies, {:.0} s  -> {}",
+            "run seed {}: {} ops ({} indeterminate; p50 {:.1} ms, p99 {:.1} ms), {} faults, {} snapshot installs, {} anomalies, {:.0} s  -> {}",
             summary.seed,
             summary.ops(),
             summary.indeterminate(),
+            summary.latency_us[0] as f64 / 1000.0,
+            summary.latency_us[1] as f64 / 1000.0,
             summary.faults,
             summary.snapshot_installs,
             summary.findings.len(),

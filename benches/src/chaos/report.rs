@@ -128,6 +128,26 @@ pub fn gaps_per_fault(history: &History, faults: &[FaultRecord], end_us: u64) ->
         .collect()
 }
 
+/// Latency percentiles (µs) of the main phase's acknowledged operations: p50, p99, p99.9,
+/// max, from an HDR histogram (kvbench's bounds).
+pub fn latency_percentiles(history: &History) -> [u64; 4] {
+    let mut histogram = crate::kvbench::stats::new_histogram();
+    for op in history.ops() {
+        if op.phase == Phase::Main && op.outcome.is_ok() {
+            histogram.saturating_record(op.complete_us.saturating_sub(op.invoke_us).max(1));
+        }
+    }
+    if histogram.is_empty() {
+        return [0; 4];
+    }
+    [
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.max(),
+    ]
+}
+
 /// Per fault kind, the longest of [`gaps_per_fault`].
 pub fn availability(history: &History, faults: &[FaultRecord], end_us: u64) -> BTreeMap<Kind, u64> {
     let mut gaps: BTreeMap<Kind, u64> = BTreeMap::new();
@@ -243,6 +263,8 @@ pub struct Summary {
     pub leader_only: bool,
     pub counts: BTreeMap<Workload, Counts>,
     pub gaps_us: BTreeMap<Kind, u64>,
+    /// [`latency_percentiles`] of the run.
+    pub latency_us: [u64; 4],
     /// Each fault with the longest gap (µs) after it: (kind, start µs, gap µs).
     pub fault_gaps_us: Vec<(Kind, u64, u64)>,
     pub findings: Vec<Finding>,
@@ -304,6 +326,12 @@ impl Summary {
             "counts": counts,
             "faults": self.faults,
             "longest_gap_ms": gaps,
+            "latency_ms": {
+                "p50": self.latency_us[0] as f64 / 1000.0,
+                "p99": self.latency_us[1] as f64 / 1000.0,
+                "p999": self.latency_us[2] as f64 / 1000.0,
+                "max": self.latency_us[3] as f64 / 1000.0,
+            },
             "fault_gaps": self
                 .fault_gaps_us
                 .iter()
@@ -370,6 +398,21 @@ mod tests {
         };
         assert_eq!(FaultRecord::parse_log_line(&fault.log_line()), Some(fault));
         assert_eq!(FaultRecord::parse_log_line("seed 1"), None);
+    }
+
+    #[test]
+    fn latency_percentiles_of_acknowledged_operations() {
+        let mut history = History::new();
+        assert_eq!(latency_percentiles(&history), [0; 4]);
+        for t in 1..=100u64 {
+            let mut op = write_op(0, 10_000 + t * 1000);
+            op.invoke_us = op.complete_us - t * 1000;
+            history.push(op);
+        }
+        let [p50, p99, _, max] = latency_percentiles(&history);
+        assert!((49_900..=50_100).contains(&p50), "{p50}");
+        assert!((98_900..=99_100).contains(&p99), "{p99}");
+        assert!((99_900..=100_100).contains(&max), "{max}");
     }
 
     #[test]

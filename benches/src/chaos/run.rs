@@ -396,6 +396,7 @@ fn finish(
         leader_only: config.leader_only,
         counts: report::counts(&history),
         gaps_us: report::availability(&history, &faults, main_end_us),
+        latency_us: report::latency_percentiles(&history),
         fault_gaps_us: faults
             .iter()
             .zip(report::gaps_per_fault(&history, &faults, main_end_us))
