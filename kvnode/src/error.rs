@@ -55,6 +55,8 @@ pub enum ClusterError {
     Stopping,
     #[error("node {id} is not in sync with the leader (not heard from within an election timeout, or more than 1000 entries behind); wait until it has caught up")]
     LearnerNotInSync { id: raft_core::NodeId },
+    #[error("removing node {id} would leave a configuration without a quorum of voters in sync with the leader")]
+    RemovalLeavesNoQuorum { id: raft_core::NodeId },
     #[error("leadership was not handed to node {target}: {reason}")]
     TransferFailed {
         target: raft_core::NodeId,

@@ -104,6 +104,12 @@ pub struct Metrics {
     pub snapshots_total: AtomicU64,
     pub snapshot_bytes: AtomicU64,
     pub leader_changes_total: AtomicU64,
+    /// Elections this node won (it became leader).
+    pub elections_won_total: AtomicU64,
+    /// Snapshots received from a leader and restored.
+    pub snapshots_restored_total: AtomicU64,
+    /// How long each pass of the raft loop took, waiting excluded.
+    pub loop_pass_latency: Histogram,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub connections_refused_total: AtomicU64,
@@ -209,6 +215,25 @@ impl Metrics {
             "Leader changes this node has seen.",
             "counter",
             load(&self.leader_changes_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_elections_won_total",
+            "Elections this node won.",
+            "counter",
+            load(&self.elections_won_total),
+        );
+        counter(
+            &mut out,
+            "raftkv_snapshots_restored_total",
+            "Snapshots received from a leader and restored.",
+            "counter",
+            load(&self.snapshots_restored_total),
+        );
+        self.loop_pass_latency.render(
+            &mut out,
+            "raftkv_loop_pass_seconds",
+            "One pass of the raft loop (inputs, tick, Readys), waiting excluded.",
         );
         counter(
             &mut out,

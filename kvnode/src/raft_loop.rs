@@ -35,7 +35,10 @@ use std::time::Instant;
 
 use raft_core::{Node, Pipeline, SyncMode};
 use raft_net::Transport;
-use tracing::info;
+use tracing::{info, warn};
+
+/// A pass of the loop at least this long is logged (heartbeats are 50 ms apart by default).
+const SLOW_PASS: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub use bootstrap::bootstrap;
 pub use inbox::{inbox, Inbox, RaftHandle};
@@ -109,6 +112,8 @@ impl RaftLoop {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             self.inbox.take(&mut taken, wait);
+            let pass_started = Instant::now();
+            let (peer_messages, requests) = (taken.peers.len(), taken.requests.len());
             self.node.set_clock(wall_clock_ms());
             for message in taken.peers.drain(..) {
                 self.node.step(message);
@@ -131,6 +136,7 @@ impl RaftLoop {
                 };
             }
             self.run_pipeline();
+            self.observe_pass(pass_started.elapsed(), peer_messages, requests);
             if taken.shutdown {
                 break;
             }
@@ -152,6 +158,21 @@ impl RaftLoop {
         self.io
             .pending
             .settle_transfers(self.node.leader(), self.node.transfer_target());
+    }
+
+    /// A pass that holds the loop this long delays heartbeats and their answers by as
+    /// much: worth a log line, since a few of them look like a dead node to the others.
+    fn observe_pass(&self, took: std::time::Duration, peer_messages: usize, requests: usize) {
+        self.io.metrics.loop_pass_latency.observe(took);
+        if took >= SLOW_PASS {
+            warn!(
+                node = self.io.node_id.0,
+                millis = took.as_millis() as u64,
+                peer_messages,
+                requests,
+                "slow raft loop pass"
+            );
+        }
     }
 
     fn finish_sync_if_done(&mut self) {

@@ -30,6 +30,10 @@ pub struct NodeStatus {
     pub matched: Vec<(NodeId, LogIndex)>,
     /// The storage backend and where it keeps its files.
     pub storage: String,
+    /// Elections this node has won since it started.
+    pub elections_won: u64,
+    /// Snapshots this node has received from a leader and restored since it started.
+    pub snapshots_restored: u64,
 }
 
 /// A status text that does not parse.
@@ -83,6 +87,8 @@ impl Default for NodeStatus {
             keys: 0,
             matched: Vec::new(),
             storage: String::new(),
+            elections_won: 0,
+            snapshots_restored: 0,
         }
     }
 }
@@ -111,7 +117,8 @@ impl NodeStatus {
         let mut out = format!(
             "node_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\nleader_client_addr:{}\r\n\
              commit_index:{}\r\napplied_index:{}\r\nfirst_index:{}\r\nlast_log_index:{}\r\n\
-             voters:{}\r\nvoters_outgoing:{}\r\nlearners:{}\r\nkeys:{}\r\nstorage:{}\r\n",
+             voters:{}\r\nvoters_outgoing:{}\r\nlearners:{}\r\nkeys:{}\r\nstorage:{}\r\n\
+             elections_won:{}\r\nsnapshots_restored:{}\r\n",
             self.node_id.0,
             role_name(self.role),
             self.term.0,
@@ -126,6 +133,8 @@ impl NodeStatus {
             list(&self.learners),
             self.keys,
             self.storage,
+            self.elections_won,
+            self.snapshots_restored,
         );
         for (peer, matched) in &self.matched {
             let lag = self.last_index.0.saturating_sub(matched.0);
@@ -192,6 +201,8 @@ impl NodeStatus {
             keys: number("keys")?,
             matched,
             storage: get("storage")?.to_owned(),
+            elections_won: number("elections_won")?,
+            snapshots_restored: number("snapshots_restored")?,
         })
     }
 }
@@ -217,6 +228,8 @@ mod tests {
             keys: 5,
             matched: vec![(NodeId(2), LogIndex(12)), (NodeId(3), LogIndex(8))],
             storage: "wal in data/node-1/wal".into(),
+            elections_won: 2,
+            snapshots_restored: 1,
         }
     }
 

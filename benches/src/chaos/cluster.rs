@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kvnode::resp::Frame;
+use kvnode::status::{role_name, NodeStatus};
+use raft_core::NodeId;
 
 use super::client::{ClientNet, Dialer};
 use super::host::{Host, HostOptions, HostState};
@@ -20,38 +22,22 @@ use super::net::{BlockBackend, Net};
 
 /// How long one status or admin request may take.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
-/// Most entries a learner may lag the leader's log by to be promoted.
-pub const LEARNER_LAG_MAX: u64 = 1000;
 /// Pause between polls. Pacing only.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// One node's RAFT.STATUS as key/value pairs.
-pub type Status = BTreeMap<String, String>;
+/// One node's RAFT.STATUS, parsed by kvnode's own [`NodeStatus`].
+pub type Status = NodeStatus;
 
-/// A status field as a number (0 when absent or not a number).
-pub fn status_u64(status: &Status, key: &str) -> u64 {
-    status.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// A status field holding a comma-separated id list.
-pub fn status_ids(status: &Status, key: &str) -> Vec<u64> {
-    status
-        .get(key)
-        .map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect())
-        .unwrap_or_default()
+/// An id list as plain numbers.
+pub fn id_list(ids: &[NodeId]) -> Vec<u64> {
+    ids.iter().map(|id| id.0).collect()
 }
 
 fn parse_status(frame: Frame) -> Option<Status> {
     let Frame::Bulk(text) = frame else {
         return None;
     };
-    Some(
-        String::from_utf8_lossy(&text)
-            .lines()
-            .filter_map(|line| line.trim_end_matches('\r').split_once(':'))
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect(),
-    )
+    NodeStatus::parse(&String::from_utf8_lossy(&text)).ok()
 }
 
 pub mod faults;
@@ -181,8 +167,8 @@ impl Cluster {
     pub fn leader(&self) -> Option<u64> {
         self.statuses()
             .iter()
-            .filter(|(_, s)| s.get("role").map(String::as_str) == Some("leader"))
-            .max_by_key(|(_, s)| status_u64(s, "term"))
+            .filter(|(_, s)| s.is_leader())
+            .max_by_key(|(_, s)| s.term)
             .map(|(id, _)| *id)
     }
 
@@ -267,17 +253,10 @@ impl Cluster {
         loop {
             let statuses = self.statuses();
             let all_answer = members.iter().all(|id| statuses.contains_key(id));
-            let has_leader = statuses
-                .values()
-                .any(|s| s.get("role").map(String::as_str) == Some("leader"));
+            let has_leader = statuses.values().any(|s| s.is_leader());
             let applied: Vec<(u64, u64)> = statuses
                 .values()
-                .map(|s| {
-                    (
-                        status_u64(s, "applied_index"),
-                        status_u64(s, "commit_index"),
-                    )
-                })
+                .map(|s| (s.applied_index.0, s.commit_index.0))
                 .collect();
             let same = applied
                 .first()
@@ -291,10 +270,10 @@ impl Cluster {
                     .map(|(id, s)| {
                         format!(
                             "{id}: {} term {} applied {} commit {}",
-                            s.get("role").map_or("?", String::as_str),
-                            status_u64(s, "term"),
-                            status_u64(s, "applied_index"),
-                            status_u64(s, "commit_index")
+                            role_name(s.role),
+                            s.term.0,
+                            s.applied_index.0,
+                            s.commit_index.0
                         )
                     })
                     .collect();

@@ -127,12 +127,7 @@ pub fn settle(
         Ok(statuses) => {
             let applied: Vec<String> = statuses
                 .iter()
-                .map(|(id, s)| {
-                    format!(
-                        "{id}={}",
-                        s.get("applied_index").map_or("?", String::as_str)
-                    )
-                })
+                .map(|(id, s)| format!("{id}={}", s.applied_index.0))
                 .collect();
             let _ = writeln!(
                 log,

@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kvnode::resp::Frame;
+use kvnode::status::NodeStatus;
 use tokio::time::Instant;
 
 use super::client::Dialer;
@@ -290,7 +291,7 @@ pub async fn leader_watch(shared: Arc<Shared>) {
                     let reply = dialer.call_once(addr, &["RAFT.STATUS"], timeout).await;
                     let status = match reply {
                         Ok(Frame::Bulk(text)) => {
-                            crate::kvbench::leader::parse_status(&String::from_utf8_lossy(&text))
+                            NodeStatus::parse(&String::from_utf8_lossy(&text)).ok()
                         }
                         _ => None,
                     };
@@ -301,8 +302,8 @@ pub async fn leader_watch(shared: Arc<Shared>) {
         let mut best: Option<(u64, u64)> = None;
         for task in tasks {
             if let Ok((id, Some(status))) = task.await {
-                if status.role == "leader" && best.is_none_or(|(_, term)| status.term > term) {
-                    best = Some((id, status.term));
+                if status.is_leader() && best.is_none_or(|(_, term)| status.term.0 > term) {
+                    best = Some((id, status.term.0));
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! entries (the new member's addresses in the entry's context), leadership transfer, and
 //! the node's [`NodeStatus`].
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -73,12 +74,42 @@ impl RaftLoop {
                 }
                 (vec![ConfChange::AddVoter(id)], Bytes::new())
             }
-            AdminCommand::Remove { id } => (vec![ConfChange::Remove(id)], Bytes::new()),
+            AdminCommand::Remove { id } => {
+                // The configuration without `id` must be able to commit: a quorum of its
+                // voters in sync with this leader (it counts itself unless removed).
+                if !self.quorum_in_sync_without(id) {
+                    answer(
+                        reply,
+                        Outcome::Failed(ClusterError::RemovalLeavesNoQuorum { id }),
+                    );
+                    return;
+                }
+                (vec![ConfChange::Remove(id)], Bytes::new())
+            }
         };
         match self.node.propose_conf_change(&changes, context) {
             Ok(index) => self.io.track_write(index, self.node.term(), reply),
             Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
         }
+    }
+
+    /// Whether the voters left after removing `removed` include a quorum this leader
+    /// hears from and that keep up.
+    fn quorum_in_sync_without(&self, removed: NodeId) -> bool {
+        let own = self.node.id();
+        let voters: Vec<NodeId> = self
+            .node
+            .membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != removed)
+            .collect();
+        let in_sync = voters
+            .iter()
+            .filter(|id| **id == own || self.node.replica_in_sync(**id, PROMOTE_LAG_MAX))
+            .count();
+        in_sync > voters.len() / 2
     }
 
     pub(super) fn status(&self) -> NodeStatus {
@@ -103,6 +134,12 @@ impl RaftLoop {
             keys: self.io.machine.len() as u64,
             matched: self.node.replication_status(),
             storage: self.node.store().describe(&self.data_dir),
+            elections_won: self.io.metrics.elections_won_total.load(Ordering::Relaxed),
+            snapshots_restored: self
+                .io
+                .metrics
+                .snapshots_restored_total
+                .load(Ordering::Relaxed),
         }
     }
 }

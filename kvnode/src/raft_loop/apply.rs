@@ -62,6 +62,9 @@ impl LoopIo {
                     "restored a snapshot from the leader"
                 );
                 self.machine = machine;
+                self.metrics
+                    .snapshots_restored_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.snapshots
                     .restored(snapshot.meta.index, snapshot.data.len() as u64);
                 self.peers_dirty = true;

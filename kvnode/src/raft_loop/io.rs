@@ -135,6 +135,11 @@ impl LoopIo {
             info!(node = self.node_id.0, term = soft.term.0, leader = soft.leader.0, role = ?soft.role, "leader changed");
         }
         let is_leader = soft.role == Role::Leader;
+        if is_leader && !self.was_leader {
+            self.metrics
+                .elections_won_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if self.was_leader && !is_leader {
             // Proposals not yet applied may still commit under the next leader, or not.
             self.pending.fail_writes(|| ClusterError::LeaderLost);

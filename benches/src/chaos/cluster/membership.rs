@@ -9,15 +9,15 @@ use anyhow::Result;
 use super::super::host::{Host, HostState};
 use super::super::nemesis::MembershipStep;
 use super::super::net::HOST_ID_MAX;
-use super::{status_ids, status_u64, Cluster, Status, LEARNER_LAG_MAX};
+use super::{id_list, Cluster, Status};
 
 impl Cluster {
     /// The RAFT.STATUS of the leader with the highest term, if any member leads.
     pub fn leader_status(&self) -> Option<Status> {
         self.statuses()
             .into_values()
-            .filter(|s| s.get("role").map(String::as_str) == Some("leader"))
-            .max_by_key(|s| status_u64(s, "term"))
+            .filter(|s| s.is_leader())
+            .max_by_key(|s| s.term)
     }
 
     /// Retires the hosts `leader_status`'s configuration does not list: a removal whose reply
@@ -25,9 +25,9 @@ impl Cluster {
     /// uncommitted that a later leader commits after all would leave a learner with no
     /// process; that costs availability, never a false anomaly.) Returns the ids retired.
     pub fn reconcile(&mut self, leader_status: &Status) -> Vec<u64> {
-        let mut listed = status_ids(leader_status, "voters");
-        listed.extend(status_ids(leader_status, "voters_outgoing"));
-        listed.extend(status_ids(leader_status, "learners"));
+        let mut listed = id_list(&leader_status.voters);
+        listed.extend(id_list(&leader_status.voters_outgoing));
+        listed.extend(id_list(&leader_status.learners));
         if listed.is_empty() {
             return Vec::new();
         }
@@ -55,7 +55,7 @@ impl Cluster {
             return Ok("skipped: no leader".to_owned());
         };
         let retired = self.reconcile(&leader_status);
-        if !status_ids(&leader_status, "voters_outgoing").is_empty() {
+        if !id_list(&leader_status.voters_outgoing).is_empty() {
             return Ok("skipped: a joint configuration is in progress".to_owned());
         }
         let note = if retired.is_empty() {
@@ -68,8 +68,8 @@ impl Cluster {
     }
 
     fn membership_step(&mut self, step: MembershipStep, leader_status: &Status) -> Result<String> {
-        let voters = status_ids(leader_status, "voters");
-        let learners = status_ids(leader_status, "learners");
+        let voters = id_list(&leader_status.voters);
+        let learners = id_list(&leader_status.learners);
         let timeout = Duration::from_secs(5);
         match step {
             MembershipStep::Transfer { pick } if !voters.is_empty() => {
@@ -79,21 +79,12 @@ impl Cluster {
             }
             MembershipStep::Transfer { .. } => Ok("skipped: no voters".to_owned()),
             MembershipStep::Advance { .. } if !learners.is_empty() => {
-                // As an operator would (README: add, let it catch up, promote): a learner
-                // the leader does not see caught up is not promoted. (Promoting one that is
-                // cut off leaves a joint configuration no side can commit: the cluster
-                // stalls until the partition heals.)
+                // The leader refuses (TRYAGAIN) a learner it does not see in sync: promoting
+                // one that is cut off would leave a joint configuration no side can commit.
                 let id = learners[0];
-                let lag = leader_status
-                    .get(&format!("lag_{id}"))
-                    .and_then(|lag| lag.parse::<u64>().ok());
-                match lag {
-                    Some(lag) if lag <= LEARNER_LAG_MAX => {
-                        let reply = self.admin(&["RAFT.PROMOTE", &id.to_string()], timeout);
-                        Ok(format!("promote {id} (lag {lag}): {reply}"))
-                    }
-                    _ => Ok(format!("skipped: learner {id} not caught up (lag {lag:?})")),
-                }
+                let lag = leader_status.lag(raft_core::NodeId(id));
+                let reply = self.admin(&["RAFT.PROMOTE", &id.to_string()], timeout);
+                Ok(format!("promote {id} (lag {lag:?}): {reply}"))
             }
             MembershipStep::Advance { pick } if voters.len() > self.size => {
                 let id = voters[(pick % voters.len() as u64) as usize];
