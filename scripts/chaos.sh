@@ -38,6 +38,11 @@ Options (passed to `chaos run`):
   --block-backend B        nft, route or auto (default auto)
   --settle-secs N          convergence and final-read deadline after healing (default 30)
   --stale-reads            clients send READONLY first (the seeded stale-read bug)
+  --test-fault NAME        give kvnode a deliberate bug: reads-without-read-index (every
+                           node answers reads from its own state, no ReadIndex round) or
+                           ack-before-commit (a leader acknowledges a SET before it
+                           commits); builds kvnode with --features test-faults into
+                           $CARGO_TARGET_DIR/test-faults
   --leader-only            clients talk only to the node last seen leading
   --stop-on-anomaly        stop after the first run with an anomaly
 Script options:
@@ -51,6 +56,7 @@ USAGE
 }
 
 CLEANUP_ONLY=0
+TEST_FAULT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -58,6 +64,9 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0; shift ;;
     --cleanup) CLEANUP_ONLY=1; shift ;;
     --stale-reads|--leader-only|--stop-on-anomaly) ARGS+=("$1"); shift ;;
+    --test-fault)
+      [ $# -ge 2 ] || { echo "chaos.sh: $1 needs a value" >&2; exit 2; }
+      TEST_FAULT="$2"; shift 2 ;;
     --runs|--duration|--nodes|--nemesis|--workloads|--seed|--snapshot-entries|--kvnode-arg|\
     --kvnode|--out|--clients|--readers|--request-timeout-ms|--think-ms|--election-ms|--heartbeat-ms|\
     --block-backend|--settle-secs)
@@ -95,6 +104,14 @@ if [ "$BUILD" = 1 ]; then
   echo "== cargo build --release -p kvnode -p benches (kvnode, chaos)"
   (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p kvnode -p benches \
     --bin kvnode --bin chaos)
+fi
+
+if [ -n "$TEST_FAULT" ]; then
+  faulty_target="$TARGET_DIR/test-faults"
+  echo "== cargo build --release -p kvnode --features test-faults (a deliberate bug: $TEST_FAULT)"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$faulty_target" cargo build --release -p kvnode \
+    --features test-faults --bin kvnode)
+  ARGS+=(--kvnode "$faulty_target/release/kvnode" --kvnode-arg "--test-fault=$TEST_FAULT")
 fi
 
 # A crash of the tool leaves namespaces behind; remove them whatever happens.

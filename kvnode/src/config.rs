@@ -118,6 +118,22 @@ pub struct Settings {
     /// Log filter (RUST_LOG syntax, e.g. "info" or "kvnode=debug") [default: RUST_LOG or info].
     #[arg(long)]
     pub log_level: Option<String>,
+    /// A deliberate bug, for showing that the fault suite catches one: accepted only by a
+    /// build with the `test-faults` feature (scripts/chaos.sh --test-fault). Never in
+    /// production.
+    #[arg(long, hide = true)]
+    pub test_fault: Option<String>,
+}
+
+/// A deliberate bug a `test-faults` build can be told to have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestFault {
+    /// Every node answers linearizable reads from its own state, without the ReadIndex
+    /// round: a follower behind, or a deposed leader, serves stale values.
+    ReadsWithoutReadIndex,
+    /// The leader answers a plain SET as soon as it is appended, before it commits: a
+    /// leader lost right after loses writes it acknowledged.
+    AckBeforeCommit,
 }
 
 /// Validated settings with defaults filled in.
@@ -146,6 +162,8 @@ pub struct NodeConfig {
     pub wal_spare_segments: usize,
     pub password: Option<String>,
     pub log_level: Option<String>,
+    /// Always `None` except in a `test-faults` build told to have a bug.
+    pub test_fault: Option<TestFault>,
 }
 
 impl Settings {
@@ -193,7 +211,8 @@ impl Settings {
             wal_segment_bytes,
             wal_spare_segments,
             password,
-            log_level
+            log_level,
+            test_fault
         )
     }
 
@@ -290,7 +309,25 @@ impl Settings {
                 .unwrap_or(raft_wal::config::SPARE_SEGMENTS_DEFAULT),
             password: self.password,
             log_level: self.log_level,
+            test_fault: self
+                .test_fault
+                .as_deref()
+                .map(parse_test_fault)
+                .transpose()?,
         })
+    }
+}
+
+fn parse_test_fault(name: &str) -> Result<TestFault> {
+    if !cfg!(feature = "test-faults") {
+        bail!("invalid config: test_fault: this build has no test faults (a deliberate bug needs a build with --features test-faults)");
+    }
+    match name {
+        "reads-without-read-index" => Ok(TestFault::ReadsWithoutReadIndex),
+        "ack-before-commit" => Ok(TestFault::AckBeforeCommit),
+        other => bail!(
+            "invalid config: test_fault: {other:?} is not reads-without-read-index or ack-before-commit"
+        ),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct RaftLoop {
     election_timeout: std::time::Duration,
     data_dir: PathBuf,
     leader_watch: tokio::sync::watch::Sender<LeaderView>,
+    /// A deliberate bug (`test-faults` builds only; see `config::TestFault`).
+    test_fault: Option<crate::config::TestFault>,
 }
 
 impl RaftLoop {
@@ -102,6 +104,7 @@ impl RaftLoop {
             election_timeout: config.heartbeat * config.election_ticks,
             data_dir: config.data_dir.clone(),
             leader_watch,
+            test_fault: config.test_fault,
         })
     }
 

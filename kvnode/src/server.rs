@@ -45,6 +45,13 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn run(config: NodeConfig) -> Result<()> {
+    if let Some(fault) = config.test_fault {
+        warn!(
+            node = config.node_id.0,
+            ?fault,
+            "this node runs with a DELIBERATE BUG (test_fault): never in production"
+        );
+    }
     let mut storage = Storage::open(&config)?;
     if storage.is_empty() && !config.join {
         bootstrap(&mut storage, &config).context("bootstrapping a new cluster")?;

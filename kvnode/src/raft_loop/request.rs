@@ -7,8 +7,9 @@ use tokio::sync::oneshot;
 
 use super::RaftLoop;
 use crate::cmd::AdminCommand;
+use crate::config::TestFault;
 use crate::error::ClusterError;
-use crate::state_machine::{ReadCommand, Reply, WriteCommand};
+use crate::state_machine::{ReadCommand, Reply, SetCondition, WriteCommand};
 use crate::status::NodeStatus;
 
 /// What a request's sender gets back.
@@ -83,14 +84,25 @@ impl RaftLoop {
             answer(reply, Outcome::NotLeader);
             return;
         }
+        let acked_at_once = self.test_fault == Some(TestFault::AckBeforeCommit)
+            && matches!(
+                command,
+                WriteCommand::Set {
+                    condition: SetCondition::Always,
+                    get: false,
+                    ..
+                }
+            );
         match self.node.propose(command.encode()) {
+            Ok(_) if acked_at_once => answer(reply, Outcome::Reply(Reply::Ok)),
             Ok(index) => self.io.track_write(index, self.node.term(), reply),
             Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
         }
     }
 
     fn read(&mut self, command: ReadCommand, linearizable: bool, reply: ReplyTo) {
-        if !linearizable {
+        let unconfirmed = self.test_fault == Some(TestFault::ReadsWithoutReadIndex);
+        if !linearizable || unconfirmed {
             answer(reply, Outcome::Reply(self.io.machine.read(&command)));
             return;
         }
