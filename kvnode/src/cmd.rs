@@ -56,6 +56,8 @@ pub enum Command {
     Read(ReadCommand),
     Local(LocalCommand),
     Admin(AdminCommand),
+    /// A backup's steps, served by the connection with a copy from the raft loop.
+    Backup(internal::BackupCommand),
 }
 
 /// How the server must execute a command.
@@ -78,7 +80,7 @@ impl Command {
             Command::Write(_) => CommandKind::Write,
             Command::Read(_) => CommandKind::Read,
             Command::Local(_) => CommandKind::Local,
-            Command::Admin(_) => CommandKind::Admin,
+            Command::Admin(_) | Command::Backup(_) => CommandKind::Admin,
         }
     }
 
@@ -149,6 +151,8 @@ pub(crate) const SPECS: &[Spec] = &[
     spec!("raft.remove", 2, admin::parse_remove),
     spec!("raft.transfer", 2, admin::parse_transfer),
     spec!("raftkv.propose", 2, internal::parse_propose),
+    spec!("raftkv.backup", 1, internal::parse_backup),
+    spec!("raftkv.backupread", 2, internal::parse_backup_read),
 ];
 
 /// Parses a request (as [`crate::resp::decode_request`] returns it) into a command.

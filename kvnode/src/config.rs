@@ -42,6 +42,13 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Build this node's data directory from a backup (`kvctl snapshot save`) as a member of
+    /// a new cluster, then exit: give the new cluster's --member list and a new
+    /// --cluster-id (the same on every node restored from the backup), and an empty or
+    /// missing --data-dir. Start the node normally afterwards.
+    #[arg(long, value_name = "BACKUP_FILE")]
+    #[serde(skip)]
+    pub restore: Option<PathBuf>,
     /// This node's id (unique in the cluster, never reused; not 0).
     #[arg(long)]
     pub node_id: Option<u64>,
@@ -164,6 +171,10 @@ pub struct NodeConfig {
     pub log_level: Option<String>,
     /// Always `None` except in a `test-faults` build told to have a bug.
     pub test_fault: Option<TestFault>,
+    /// `--restore`: build the data directory from this backup and exit.
+    pub restore: Option<PathBuf>,
+    /// The cluster id was given (not the default): a restore requires a new one.
+    pub cluster_id_given: bool,
 }
 
 impl Settings {
@@ -187,6 +198,7 @@ impl Settings {
         macro_rules! pick {
             ($($field:ident),*) => { Settings { $($field: self.$field.or(file.$field),)*
                 config: self.config,
+                restore: self.restore,
                 members: if self.members.is_empty() { file.members } else { self.members },
                 join: self.join || file.join,
             } };
@@ -314,6 +326,8 @@ impl Settings {
                 .as_deref()
                 .map(parse_test_fault)
                 .transpose()?,
+            restore: self.restore,
+            cluster_id_given: self.cluster_id.is_some(),
         })
     }
 }

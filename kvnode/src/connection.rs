@@ -7,6 +7,7 @@
 //! writes. A write sent to a follower is forwarded to the leader's client port and the
 //! leader's answer relayed (one hop: a forwarded request is never forwarded again).
 
+mod backup;
 mod forward;
 
 use std::sync::atomic::Ordering;
@@ -50,6 +51,9 @@ pub struct Shared {
     /// Who leads, as the raft loop last saw it.
     pub leader_watch: watch::Receiver<LeaderView>,
     pub forward_timeouts: ForwardTimeouts,
+    /// Where backups are written while they are read (the node's data directory).
+    pub backup_dir: std::path::PathBuf,
+    pub cluster_id: u64,
 }
 
 /// The server's shutdown signals, shared by every connection.
@@ -111,6 +115,8 @@ pub struct Connection {
     closing: bool,
     forwarder: Forwarder,
     stop: Stop,
+    /// The backup this connection is reading, if any.
+    backup: Option<backup::BackupFile>,
 }
 
 impl Connection {
@@ -126,6 +132,7 @@ impl Connection {
             closing: false,
             forwarder: Forwarder::new(shared.leader_watch.clone(), shared.forward_timeouts),
             stop,
+            backup: None,
         }
     }
 
@@ -203,6 +210,7 @@ impl Connection {
             }
             let submitted = match command {
                 Command::Local(local) => Pending::Done(self.local(local).await),
+                Command::Backup(step) => Pending::Done(self.backup(step).await),
                 Command::Write(command) => self.submit(Retry::Write(command)),
                 Command::Admin(command) => self.submit(Retry::Admin(command, request)),
                 Command::Read(command) => {
@@ -400,6 +408,57 @@ impl Connection {
                 ))),
             },
             other => unreachable!("{other:?} has a stateless reply"),
+        }
+    }
+
+    async fn backup(&mut self, step: cmd::internal::BackupCommand) -> Frame {
+        use cmd::internal::BackupCommand;
+        let failed = |reason: String| Frame::Error(format!("ERR backup failed: {reason}"));
+        match step {
+            BackupCommand::Begin => {
+                let (sender, receiver) = oneshot::channel();
+                if let Err(refused) = self.shared.raft.submit(Request::Capture { reply: sender }) {
+                    return error_reply(&Error::Cluster(refused));
+                }
+                let captured = match receiver.await {
+                    Ok(Ok(captured)) => captured,
+                    Ok(Err(failure)) => return error_reply(&Error::Cluster(failure)),
+                    Err(_) => return error_reply(&Error::Cluster(ClusterError::Stopping)),
+                };
+                let dir = self.shared.backup_dir.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || backup::BackupFile::write(&dir, captured))
+                        .await;
+                let file = match written {
+                    Ok(Ok(file)) => file,
+                    Ok(Err(failure)) => return failed(failure.to_string()),
+                    Err(failure) => return failed(failure.to_string()),
+                };
+                let reply = Frame::Array(
+                    [file.index, file.term, self.shared.cluster_id, file.bytes]
+                        .into_iter()
+                        .map(|n| Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+                        .collect(),
+                );
+                self.backup = Some(file);
+                reply
+            }
+            BackupCommand::Read { offset } => {
+                let Some(file) = self.backup.as_ref().map(backup::BackupFile::share) else {
+                    return Frame::Error(
+                        "ERR no backup on this connection: send RAFTKV.BACKUP first".into(),
+                    );
+                };
+                if offset >= file.bytes {
+                    self.backup = None;
+                    return Frame::Bulk(Bytes::new());
+                }
+                match tokio::task::spawn_blocking(move || file.chunk(offset)).await {
+                    Ok(Ok(chunk)) => Frame::Bulk(chunk),
+                    Ok(Err(failure)) => failed(failure.to_string()),
+                    Err(failure) => failed(failure.to_string()),
+                }
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 //! A failed write or sync of the log ends the process (fail-stop).
 //!
 //! Module map:
+//! - [`backup`]: the backup file `kvctl snapshot save` writes and `kvnode --restore` reads.
 //! - [`config`]: settings, defaults, validation naming the bad key; [`limits`]: the
 //!   chain of size limits from a request to a WAL record and a peer frame.
 //! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
@@ -20,6 +21,7 @@
 //!   syncs its log on a `log-sync` thread meanwhile.
 //! - [`connection`]: one client: pipelining, auth, stale-read mode, forwarding to the leader.
 //! - [`storage`]: the `wal` / `memory` backend switch.
+//! - [`restore`]: `kvnode --restore` and the cluster id each data directory records.
 //! - [`status`]: the node's typed status, rendered and parsed in one place.
 //! - [`info`], [`metrics`]: INFO and the Prometheus text.
 //! - [`reply`]: the state machine's typed replies as RESP frames.
@@ -33,6 +35,7 @@
 //! `COMMANDS.md` beside this crate's `Cargo.toml` lists the commands, their error replies,
 //! and the log-entry and snapshot byte formats.
 
+pub mod backup;
 pub mod cmd;
 pub mod config;
 pub mod connection;
@@ -43,6 +46,7 @@ pub mod metrics;
 pub mod raft_loop;
 pub mod reply;
 pub mod resp;
+pub mod restore;
 pub mod server;
 pub mod state_machine;
 pub mod status;

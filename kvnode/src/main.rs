@@ -16,6 +16,13 @@ fn main() -> Result<()> {
             std::process::exit(2);
         }
     };
+    if let Some(backup) = &config.restore {
+        return restore(&config, backup);
+    }
+    if let Err(invalid) = kvnode::restore::check_cluster_id(&config) {
+        eprintln!("kvnode: {invalid:#}");
+        std::process::exit(2);
+    }
     let filter = match &config.log_level {
         Some(level) => EnvFilter::new(level),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -38,4 +45,29 @@ fn main() -> Result<()> {
             tracing::error!(node = node_id, error = %format!("{failure:#}"), "kvnode failed");
             failure
         })
+}
+
+/// `--restore`: builds the data directory and exits (2 for settings that do not allow it,
+/// 1 for a damaged backup or a failed write).
+fn restore(config: &kvnode::config::NodeConfig, backup: &std::path::Path) -> Result<()> {
+    match kvnode::restore::restore(config, backup) {
+        Ok(restored) => {
+            println!(
+                "restored {} keys at index {} (term {}) of cluster {} into {} as node {} of cluster {}",
+                restored.keys,
+                restored.header.index.0,
+                restored.header.term.0,
+                restored.header.cluster_id,
+                restored.data_dir.display(),
+                config.node_id,
+                config.cluster_id
+            );
+            Ok(())
+        }
+        Err(failure) => {
+            eprintln!("kvnode: restore failed: {failure:#}");
+            let invalid = format!("{failure:#}").starts_with("invalid config");
+            std::process::exit(if invalid { 2 } else { 1 });
+        }
+    }
 }

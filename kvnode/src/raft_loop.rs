@@ -43,7 +43,7 @@ const SLOW_PASS: std::time::Duration = std::time::Duration::from_millis(100);
 pub use bootstrap::bootstrap;
 pub use inbox::{inbox, Inbox, RaftHandle};
 pub use leadership::{leader_watch, LeaderView};
-pub use request::{Outcome, ReplyTo, Request};
+pub use request::{Captured, Outcome, ReplyTo, Request};
 
 use crate::config::NodeConfig;
 use crate::error::ClusterError;

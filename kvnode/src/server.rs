@@ -130,6 +130,8 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         started: Instant::now(),
         node_id: config.node_id.0,
         leader_watch: leader_view,
+        backup_dir: config.data_dir.clone(),
+        cluster_id: config.cluster_id,
         forward_timeouts: ForwardTimeouts::from_election(config.heartbeat * config.election_ticks),
     });
     if let Some(addr) = config.metrics_listen {

@@ -143,6 +143,12 @@ impl StateMachine {
         self.members.retain(|id, _| members.contains(id));
     }
 
+    /// Replaces the address book: for `kvnode --restore` only, before the node starts,
+    /// done alike on every node restored from one backup for one new cluster.
+    pub fn reset_members(&mut self, members: &BTreeMap<NodeId, MemberAddress>) {
+        self.members = members.clone();
+    }
+
     /// The address book: every member whose address is known.
     pub fn members(&self) -> &BTreeMap<NodeId, MemberAddress> {
         &self.members

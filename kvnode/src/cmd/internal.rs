@@ -4,6 +4,11 @@
 //! log-entry encoding ([`WriteCommand::encode`]), not as the client's words, so what the
 //! follower parsed (a SELECTed database, a transaction with its watched revisions) reaches
 //! the leader whole. The leader decodes it (never trusting the bytes) and proposes it.
+//!
+//! `RAFTKV.BACKUP` and `RAFTKV.BACKUPREAD <offset>`: what `kvctl snapshot save` sends. The
+//! first copies the state at a linearizable point into a file only this connection can
+//! read (unlinked at once) and answers `[index, term, cluster id, bytes]`; the second
+//! reads it in chunks. Any node can serve a backup: its read point is the leader's.
 
 use bytes::Bytes;
 
@@ -14,6 +19,27 @@ use crate::state_machine::WriteCommand;
 
 /// The command name, as a follower sends it.
 pub const PROPOSE: &str = "RAFTKV.PROPOSE";
+
+/// A backup's two steps (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupCommand {
+    Begin,
+    Read { offset: u64 },
+}
+
+/// `RAFTKV.BACKUP`
+pub(super) fn parse_backup(_: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+    Ok(Command::Backup(BackupCommand::Begin))
+}
+
+/// `RAFTKV.BACKUPREAD offset`
+pub(super) fn parse_backup_read(
+    args: &[Bytes],
+    _: &CommandLimits,
+) -> Result<Command, CommandError> {
+    let offset = super::args::unsigned(&args[0]).ok_or(CommandError::NotInteger)?;
+    Ok(Command::Backup(BackupCommand::Read { offset }))
+}
 
 /// `RAFTKV.PROPOSE bytes`
 pub(super) fn parse_propose(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {

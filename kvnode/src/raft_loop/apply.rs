@@ -12,6 +12,7 @@ impl LoopIo {
     pub(super) fn apply_entries(&mut self, entries: &[Entry]) {
         for entry in entries {
             let reply = self.apply_entry(entry);
+            self.applied_term = entry.term;
             self.pending
                 .write_applied(entry.index, entry.term, reply, &self.metrics);
         }
@@ -62,6 +63,7 @@ impl LoopIo {
                     "restored a snapshot from the leader"
                 );
                 self.machine = machine;
+                self.applied_term = snapshot.meta.term;
                 self.metrics
                     .snapshots_restored_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -44,6 +44,8 @@ pub struct LoopIo {
     pub syncs: SyncThread,
     /// The peer set must be brought up to date (the address book changed).
     pub peers_dirty: bool,
+    /// The term of the last entry applied (or of the snapshot restored).
+    pub applied_term: Term,
     last_leader: NodeId,
     was_leader: bool,
     /// When each kind of send failure was last logged.
@@ -79,6 +81,7 @@ impl LoopIo {
             snapshots,
             syncs: SyncThread::start("log-sync", move || wake.synced())?,
             peers_dirty: true,
+            applied_term: node.snapshot_meta_at_applied().term,
             last_leader: NodeId::NONE,
             was_leader: false,
             send_failures_logged: [None; SendFailure::KINDS],
@@ -205,7 +208,7 @@ impl ReadyIo<Storage> for LoopIo {
         for read in read_states {
             self.pending.read_released(read.request_id, read.index);
         }
-        self.pending.serve_reads(&self.machine);
+        self.pending.serve_reads(&self.machine, self.applied_term);
         Ok(())
     }
 

@@ -10,7 +10,9 @@ use std::time::Instant;
 use raft_core::{LogIndex, NodeId, Term};
 
 use super::read_ids::ReadIds;
-use super::request::{answer, Outcome, ReplyTo};
+use tokio::sync::oneshot;
+
+use super::request::{answer, Captured, Outcome, ReplyTo};
 use crate::error::ClusterError;
 use crate::metrics::Metrics;
 use crate::state_machine::{ReadCommand, Reply, StateMachine};
@@ -23,6 +25,23 @@ struct PendingTransfer {
     deadline: Instant,
 }
 
+/// Who waits for a read point: a read command, or a capture of the whole state.
+enum Reader {
+    Command(ReadCommand, ReplyTo),
+    Capture(oneshot::Sender<Result<Captured, ClusterError>>),
+}
+
+impl Reader {
+    fn fail(self, failure: ClusterError) {
+        match self {
+            Reader::Command(_, reply) => answer(reply, Outcome::Failed(failure)),
+            Reader::Capture(reply) => {
+                let _ = reply.send(Err(failure));
+            }
+        }
+    }
+}
+
 struct PendingWrite {
     term: Term,
     reply: ReplyTo,
@@ -33,9 +52,9 @@ pub struct Pending {
     /// Proposals by log index, with the term they were proposed in.
     writes: BTreeMap<LogIndex, PendingWrite>,
     /// ReadIndex requests awaiting their read point.
-    reads: BTreeMap<u64, (ReadCommand, ReplyTo)>,
+    reads: BTreeMap<u64, Reader>,
     /// Reads with a read point, waiting for the applied index to reach it.
-    waiting_reads: BTreeMap<LogIndex, Vec<(ReadCommand, ReplyTo)>>,
+    waiting_reads: BTreeMap<LogIndex, Vec<Reader>>,
     read_ids: ReadIds,
     transfers: Vec<PendingTransfer>,
 }
@@ -124,34 +143,52 @@ impl Pending {
     }
 
     pub fn read_requested(&mut self, request_id: u64, command: ReadCommand, reply: ReplyTo) {
-        self.reads.insert(request_id, (command, reply));
+        self.reads
+            .insert(request_id, Reader::Command(command, reply));
+    }
+
+    pub fn capture_requested(
+        &mut self,
+        request_id: u64,
+        reply: oneshot::Sender<Result<Captured, ClusterError>>,
+    ) {
+        self.reads.insert(request_id, Reader::Capture(reply));
     }
 
     /// The node released a read: with a read point it waits to be served; without one it
     /// could not be confirmed and fails (nothing was read, so the client may retry).
     pub fn read_released(&mut self, request_id: u64, index: Option<LogIndex>) {
-        let Some((command, reply)) = self.reads.remove(&request_id) else {
+        let Some(reader) = self.reads.remove(&request_id) else {
             return;
         };
         match index {
-            None => answer(reply, Outcome::Failed(ClusterError::ReadNotConfirmed)),
-            Some(index) => self
-                .waiting_reads
-                .entry(index)
-                .or_default()
-                .push((command, reply)),
+            None => reader.fail(ClusterError::ReadNotConfirmed),
+            Some(index) => self.waiting_reads.entry(index).or_default().push(reader),
         }
     }
 
-    /// Answers every read whose read point `machine` has applied.
-    pub fn serve_reads(&mut self, machine: &StateMachine) {
+    /// Answers every read whose read point `machine` has applied; `applied_term` is the
+    /// term of the last entry it applied (for captures).
+    pub fn serve_reads(&mut self, machine: &StateMachine, applied_term: Term) {
         let applied = machine.applied_index();
         while let Some(entry) = self.waiting_reads.first_entry() {
             if *entry.key() > applied {
                 break;
             }
-            for (command, reply) in entry.remove() {
-                answer(reply, Outcome::Reply(machine.read(&command)));
+            for reader in entry.remove() {
+                match reader {
+                    Reader::Command(command, reply) => {
+                        answer(reply, Outcome::Reply(machine.read(&command)));
+                    }
+                    Reader::Capture(reply) => {
+                        let captured = Captured {
+                            machine: machine.clone(),
+                            index: applied,
+                            term: applied_term,
+                        };
+                        let _ = reply.send(Ok(captured));
+                    }
+                }
             }
         }
     }
@@ -171,12 +208,12 @@ impl Pending {
         for transfer in std::mem::take(&mut self.transfers) {
             answer(transfer.reply, stopping());
         }
-        for (_, (_, reply)) in std::mem::take(&mut self.reads) {
-            answer(reply, stopping());
+        for (_, reader) in std::mem::take(&mut self.reads) {
+            reader.fail(ClusterError::Stopping);
         }
-        for (_, reads) in std::mem::take(&mut self.waiting_reads) {
-            for (_, reply) in reads {
-                answer(reply, stopping());
+        for (_, readers) in std::mem::take(&mut self.waiting_reads) {
+            for reader in readers {
+                reader.fail(ClusterError::Stopping);
             }
         }
     }

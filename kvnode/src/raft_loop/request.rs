@@ -2,14 +2,14 @@
 //! and how the loop starts each request: a write is proposed, a read asks for a read
 //! point, anything that needs the leader is turned away with the leader's address.
 
-use raft_core::Role;
+use raft_core::{LogIndex, Role, Term};
 use tokio::sync::oneshot;
 
 use super::RaftLoop;
 use crate::cmd::AdminCommand;
 use crate::config::TestFault;
 use crate::error::ClusterError;
-use crate::state_machine::{ReadCommand, Reply, SetCondition, WriteCommand};
+use crate::state_machine::{ReadCommand, Reply, SetCondition, StateMachine, WriteCommand};
 use crate::status::NodeStatus;
 
 /// What a request's sender gets back.
@@ -41,6 +41,18 @@ pub enum Request {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// A copy of the state at a linearizable point (a read's), for a backup.
+    Capture {
+        reply: oneshot::Sender<Result<Captured, ClusterError>>,
+    },
+}
+
+/// The state machine as of a linearizable point, and where in the log that is.
+pub struct Captured {
+    /// A copy-on-write clone: it shares the key space with the live state.
+    pub machine: StateMachine,
+    pub index: LogIndex,
+    pub term: Term,
 }
 
 impl Request {
@@ -54,6 +66,9 @@ impl Request {
                 let _ = reply.send(Outcome::Failed(failure()));
             }
             Request::Status { .. } => {}
+            Request::Capture { reply } => {
+                let _ = reply.send(Err(failure()));
+            }
         }
     }
 }
@@ -76,6 +91,7 @@ impl RaftLoop {
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Request::Capture { reply } => self.capture(reply),
         }
     }
 
@@ -97,6 +113,21 @@ impl RaftLoop {
             Ok(_) if acked_at_once => answer(reply, Outcome::Reply(Reply::Ok)),
             Ok(index) => self.io.track_write(index, self.node.term(), reply),
             Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
+        }
+    }
+
+    /// A capture is a linearizable read of the whole state: it waits for a read point like
+    /// any read, then takes a copy-on-write clone.
+    fn capture(&mut self, reply: oneshot::Sender<Result<Captured, ClusterError>>) {
+        let request_id = self.io.pending.next_read_id();
+        match self.node.read_index(request_id) {
+            Ok(()) => self.io.pending.capture_requested(request_id, reply),
+            Err(raft_core::Error::NotLeader { .. }) => {
+                let _ = reply.send(Err(ClusterError::NoLeader));
+            }
+            Err(refusal) => {
+                let _ = reply.send(Err(ClusterError::Refused(refusal)));
+            }
         }
     }
 

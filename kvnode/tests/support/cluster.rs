@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -244,6 +244,10 @@ pub struct Options {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub snapshot_entries: Option<u64>,
+    /// `--cluster-id` of every node (kvnode's default when `None`).
+    pub cluster_id: Option<u64>,
+    /// Build every node's data directory with `kvnode --restore FILE` before starting it.
+    pub restore_from: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -255,6 +259,8 @@ impl Default for Options {
             // elections; still a sub-second failover.
             election_ms: 300,
             snapshot_entries: None,
+            cluster_id: None,
+            restore_from: None,
         }
     }
 }
@@ -295,6 +301,11 @@ impl Cluster {
             args.push(format!("--node-id={id}"));
             cluster.add_node(*id, *peer, *client, args);
         }
+        if let Some(backup) = cluster.options.restore_from.clone() {
+            for id in 1..=count {
+                cluster.restore_node(id, &backup);
+            }
+        }
         for id in 1..=count {
             cluster.start_node(id);
         }
@@ -302,6 +313,21 @@ impl Cluster {
             cluster.wait_serving(id, Duration::from_secs(20));
         }
         cluster
+    }
+
+    /// Runs `kvnode --restore` with node `id`'s arguments; it must succeed.
+    fn restore_node(&self, id: u64, backup: &Path) {
+        let node = &self.nodes[&id];
+        let output = Command::new(env!("CARGO_BIN_EXE_kvnode"))
+            .args(&node.args)
+            .arg(format!("--restore={}", backup.display()))
+            .output()
+            .expect("run kvnode --restore");
+        assert!(
+            output.status.success(),
+            "kvnode --restore for node {id}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn add_node(&mut self, id: u64, peer: SocketAddr, client: SocketAddr, mut args: Vec<String>) {
@@ -313,6 +339,9 @@ impl Cluster {
         args.push(format!("--election-ms={}", self.options.election_ms));
         if let Some(entries) = self.options.snapshot_entries {
             args.push(format!("--snapshot-entries={entries}"));
+        }
+        if let Some(cluster_id) = self.options.cluster_id {
+            args.push(format!("--cluster-id={cluster_id}"));
         }
         self.nodes.insert(
             id,

@@ -21,6 +21,8 @@ use kvnode::resp::{decode_frame, encode, Frame, Limits, Protocol};
 use kvnode::status::{role_name, NodeStatus};
 use raft_core::NodeId;
 
+mod snapshot;
+
 /// Largest reply kvctl accepts, in bytes (a value is at most 8 MiB by default; a status
 /// bulk is a few hundred bytes).
 const REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -85,10 +87,28 @@ enum Command {
     Get { key: String },
     /// Write a key.
     Set { key: String, value: String },
+    /// Back up the cluster: `kvctl snapshot save FILE` writes a consistent copy of its state
+    /// (taken at a linearizable point, checksummed) for `kvnode --restore`.
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
     /// Send any command and print the reply, e.g. `kvctl call INFO raft`.
     Call {
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotAction {
+    /// Write a backup to FILE (through a temporary file, synced and renamed into place).
+    Save {
+        file: std::path::PathBuf,
+        /// How long the node may take to copy its state before the first byte arrives, in
+        /// seconds (it writes the whole state to a file first).
+        #[arg(long, default_value_t = 300)]
+        prepare_secs: u64,
     },
 }
 
@@ -134,6 +154,9 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Transfer { id, wait_secs } => run_transfer(&client, *id, *wait_secs),
         Command::Get { key } => print_reply(&client.call(&["GET", key])?),
         Command::Set { key, value } => print_reply(&client.call(&["SET", key, value])?),
+        Command::Snapshot {
+            action: SnapshotAction::Save { file, prepare_secs },
+        } => snapshot::save(&client, file, Duration::from_secs(*prepare_secs)),
         Command::Call { args } => {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             print_reply(&client.call(&args)?)
@@ -426,12 +449,28 @@ fn status_of(endpoint: &str, timeout: Duration) -> Result<NodeStatus> {
 
 /// One connection, one request, one reply; every step bounded by `timeout`.
 fn call_once(endpoint: &str, args: &[&str], timeout: Duration) -> Result<Frame> {
+    let mut stream = connect(endpoint, timeout)?;
+    request(&mut stream, endpoint, args, timeout)
+}
+
+/// A connection whose every read and write is bounded by `timeout`.
+fn connect(endpoint: &str, timeout: Duration) -> Result<TcpStream> {
     let address = resolve(endpoint)?;
-    let mut stream = TcpStream::connect_timeout(&address, timeout)
+    let stream = TcpStream::connect_timeout(&address, timeout)
         .with_context(|| format!("connecting to {endpoint}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends one request on `stream` and reads its reply, within `timeout` overall.
+fn request(
+    stream: &mut TcpStream,
+    endpoint: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Frame> {
     let request = Frame::Array(
         args.iter()
             .map(|arg| Frame::Bulk(Bytes::copy_from_slice(arg.as_bytes())))
@@ -442,7 +481,7 @@ fn call_once(endpoint: &str, args: &[&str], timeout: Duration) -> Result<Frame> 
     stream
         .write_all(&out)
         .with_context(|| format!("sending {} to {endpoint}", args[0]))?;
-    read_reply(&mut stream, timeout).with_context(|| format!("reading the reply from {endpoint}"))
+    read_reply(stream, timeout).with_context(|| format!("reading the reply from {endpoint}"))
 }
 
 /// Reads until one whole frame has arrived, within `timeout` overall.
