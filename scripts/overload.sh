@@ -4,6 +4,7 @@
 # changes, even while every node writes snapshots of 100+ MB to the one disk.
 #
 #   scripts/overload.sh [--out DIR] [--flood-secs 60] [--connections-secs 60] [--keys-secs 120]
+#   (a duration of 0 skips that run)
 #
 # Three runs of kvbench against one fresh cluster (scripts/cluster.sh, release binaries):
 #   flood        200 connections, pipelines of 64 SETs, spread over every node
@@ -11,10 +12,12 @@
 #   keys         50 connections, pipelines of 64 SETs over 1,000,000 distinct keys of 128 B:
 #                every node writes snapshots of the whole state (well over 100 MB) meanwhile
 # Before and after each run it reads every node's /metrics and prints, per run: operations,
-# errors by kind (tryagain, unknown, timeout, connection), leader changes (kvbench's and the
-# nodes' own counters), peer messages dropped (queue full, inbound, send failures), and the
-# largest snapshot. Exits 1 if any run changed leader, dropped a peer message or timed out a
-# client. Writes kvbench's JSON and each node's log to --out (default ./overload-report).
+# errors by kind (tryagain, unknown, timeout, connection), elections won, leader changes
+# kvbench saw, how often a node lost its leader for a moment (a follower that missed an
+# election timeout of heartbeats and pre-campaigned in vain), peer messages dropped (queue
+# full, inbound, send failures), and the largest snapshot. Exits 1 if any run held an
+# election, dropped a peer message or timed out a client. Writes kvbench's JSON and each
+# node's log to --out (default ./overload-report).
 #
 # Settings (environment): RAFTKV_BIN_DIR (prebuilt binaries; default: build release),
 # OVERLOAD_BASE_PORT (16380: clients BASE+i, peers BASE+1000+i, metrics BASE+2000+i).
@@ -29,7 +32,7 @@ BASE_PORT="${OVERLOAD_BASE_PORT:-16380}"
 NODES=3
 
 usage() {
-    sed --quiet '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed --quiet '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 while [[ $# -gt 0 ]]; do
@@ -100,13 +103,14 @@ metric_max() {
     echo "$best"
 }
 
-COUNTERS=(raftkv_leader_changes_total raftkv_peer_drops_total raftkv_peer_inbound_drops_total raftkv_peer_send_failures_total)
+COUNTERS=(raftkv_elections_won_total raftkv_leader_changes_total raftkv_peer_drops_total raftkv_peer_inbound_drops_total raftkv_peer_send_failures_total)
 FAILED=0
 ROWS=()
 
 run() {
     local name="$1" secs="$2"
     shift 2
+    [[ $secs -gt 0 ]] || return 0
     local -A before
     local counter
     for counter in "${COUNTERS[@]}"; do
@@ -115,29 +119,30 @@ run() {
     echo "== $name: $secs s"
     "$KVBENCH" --endpoints "$ENDPOINTS" --spread --duration "$secs" --warmup 1 \
         --timeout-ms 2000 --quiet --json "$OUT_DIR/$name.json" "$@" >"$OUT_DIR/$name.txt"
-    local changes drops inbound send snapshot
+    local elections changes drops inbound send snapshot
+    elections=$(($(metric_sum raftkv_elections_won_total) - before[raftkv_elections_won_total]))
     changes=$(($(metric_sum raftkv_leader_changes_total) - before[raftkv_leader_changes_total]))
     drops=$(($(metric_sum raftkv_peer_drops_total) - before[raftkv_peer_drops_total]))
     inbound=$(($(metric_sum raftkv_peer_inbound_drops_total) - before[raftkv_peer_inbound_drops_total]))
     send=$(($(metric_sum raftkv_peer_send_failures_total) - before[raftkv_peer_send_failures_total]))
     snapshot=$(metric_max raftkv_snapshot_bytes)
     local row
-    row=$(python3 - "$OUT_DIR/$name.json" "$name" "$changes" "$drops" "$inbound" "$send" "$snapshot" <<'PY'
+    row=$(python3 - "$OUT_DIR/$name.json" "$name" "$elections" "$changes" "$drops" "$inbound" "$send" "$snapshot" <<'PY'
 import json, sys
-path, name, changes, drops, inbound, send, snapshot = sys.argv[1:]
+path, name, elections, changes, drops, inbound, send, snapshot = sys.argv[1:]
 result = json.load(open(path))
 errors = result["errors"]
 kvbench_changes = result["leader_changes"]
 print(f"| {name} | {result['ops']:,} | {result['throughput_ops_s']:,.0f} | "
       f"{errors['tryagain']} | {errors['unknown']} | {errors['timeout']} | {errors['connection']} | "
-      f"{kvbench_changes} / {changes} | {drops} / {inbound} / {send} | {int(snapshot) / 2**20:.0f} MiB |")
+      f"{elections} | {kvbench_changes} | {changes} | {drops} / {inbound} / {send} | {int(snapshot) / 2**20:.0f} MiB |")
 PY
 )
     ROWS+=("$row")
     echo "$row"
     local timeouts
     timeouts=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["errors"]; print(e["timeout"]+e["connection"])' "$OUT_DIR/$name.json")
-    if [[ $changes -ne 0 || $drops -ne 0 || $inbound -ne 0 || $send -ne 0 || $timeouts -ne 0 ]]; then
+    if [[ $elections -ne 0 || $drops -ne 0 || $inbound -ne 0 || $send -ne 0 || $timeouts -ne 0 ]]; then
         FAILED=1
     fi
 }
@@ -147,8 +152,8 @@ run connections "$CONNECTIONS_SECS" -c 256
 run keys "$KEYS_SECS" -c 50 -P 64 --keyspace 1000000 --value-size 128
 
 {
-    echo "| run | ops | ops/s | tryagain | unknown | timeout | connection | leader changes (kvbench / nodes) | peer drops (queue / inbound / send) | largest snapshot |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---|---|---:|"
+    echo "| run | ops | ops/s | tryagain | unknown | timeout | connection | elections | leader changes kvbench saw | times a node lost its leader | peer drops (queue / inbound / send) | largest snapshot |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
     printf '%s\n' "${ROWS[@]}"
 } | tee "$OUT_DIR/summary.md"
 if [[ $FAILED -ne 0 ]]; then

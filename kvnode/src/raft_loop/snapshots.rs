@@ -26,6 +26,25 @@ struct SnapshotJob {
 
 type StagedResult = Result<(StagedSnapshot, u64), raft_wal::Error>;
 
+/// How much lower than the rest of the process the snapshot thread runs (nice levels).
+/// Encoding and checksumming a large state takes seconds of CPU, and on a machine it
+/// saturates the raft loop must still run promptly: a loop descheduled past an election
+/// timeout looks like a dead node to the others.
+const SNAPSHOT_NICENESS: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux keeps a nice value per thread).
+/// Raising niceness needs no privilege; a refusal costs only the preference.
+fn lower_this_threads_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch only this thread.
+    let refused = unsafe {
+        let thread = libc::id_t::try_from(libc::gettid()).unwrap_or_default();
+        libc::setpriority(libc::PRIO_PROCESS, thread, SNAPSHOT_NICENESS) != 0
+    };
+    if refused {
+        tracing::warn!("could not lower the snapshot thread's priority; it competes with the raft loop for CPU");
+    }
+}
+
 pub struct Snapshots {
     node_id: NodeId,
     every_entries: u64,
@@ -58,6 +77,7 @@ impl Snapshots {
         std::thread::Builder::new()
             .name("snapshot-writer".into())
             .spawn(move || {
+                lower_this_threads_priority();
                 // Ends when the loop drops its sender; a job cut short by the process
                 // exiting leaves a temporary file that the next open removes.
                 for job in job_queue {
