@@ -100,7 +100,10 @@ fn a_read_forwarded_to_a_leader_that_pauses_is_answered_promptly() {
         other => panic!("GET replied {other:?}"),
     }
     eprintln!("GET through a follower of a paused leader: {reply:?} after {waited:?}");
-    assert!(waited < Duration::from_secs(2), "the read waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "the read waited {waited:?}"
+    );
 }
 
 #[test]

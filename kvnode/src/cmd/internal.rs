@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::args::CommandLimits;
+use super::args::Context;
 use super::error::CommandError;
 use super::Command;
 use crate::state_machine::WriteCommand;
@@ -16,7 +16,7 @@ use crate::state_machine::WriteCommand;
 pub const PROPOSE: &str = "RAFTKV.PROPOSE";
 
 /// `RAFTKV.PROPOSE bytes`
-pub(super) fn parse_propose(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_propose(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     WriteCommand::decode(&args[0])
         .map(Command::Write)
         .map_err(|undecodable| CommandError::Internal {

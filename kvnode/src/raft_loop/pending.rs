@@ -34,8 +34,9 @@ pub struct Pending {
     writes: BTreeMap<LogIndex, PendingWrite>,
     /// ReadIndex requests awaiting their read point.
     reads: BTreeMap<u64, (ReadCommand, ReplyTo)>,
-    /// Reads with a read point, waiting for the applied index to reach it.
-    waiting_reads: BTreeMap<LogIndex, Vec<(ReadCommand, ReplyTo)>>,
+    /// Reads with a read point, waiting for the applied index to reach it, with the
+    /// confirming leader's clock (the time they are judged at).
+    waiting_reads: BTreeMap<LogIndex, Vec<(ReadCommand, ReplyTo, u64)>>,
     read_ids: ReadIds,
     transfers: Vec<PendingTransfer>,
 }
@@ -127,9 +128,10 @@ impl Pending {
         self.reads.insert(request_id, (command, reply));
     }
 
-    /// The node released a read: with a read point it waits to be served; without one it
-    /// could not be confirmed and fails (nothing was read, so the client may retry).
-    pub fn read_released(&mut self, request_id: u64, index: Option<LogIndex>) {
+    /// The node released a read: with a read point it waits to be served, judged at
+    /// `clock` (the confirming leader's); without one it could not be confirmed and fails
+    /// (nothing was read, so the client may retry).
+    pub fn read_released(&mut self, request_id: u64, index: Option<LogIndex>, clock: u64) {
         let Some((command, reply)) = self.reads.remove(&request_id) else {
             return;
         };
@@ -139,19 +141,20 @@ impl Pending {
                 .waiting_reads
                 .entry(index)
                 .or_default()
-                .push((command, reply)),
+                .push((command, reply, clock)),
         }
     }
 
-    /// Answers every read whose read point `machine` has applied.
+    /// Answers every read whose read point `machine` has applied, each judged at
+    /// `max(its leader's clock, the machine's applied time)` ([`StateMachine::read`]).
     pub fn serve_reads(&mut self, machine: &StateMachine) {
         let applied = machine.applied_index();
         while let Some(entry) = self.waiting_reads.first_entry() {
             if *entry.key() > applied {
                 break;
             }
-            for (command, reply) in entry.remove() {
-                answer(reply, Outcome::Reply(machine.read(&command)));
+            for (command, reply, clock) in entry.remove() {
+                answer(reply, Outcome::Reply(machine.read(&command, clock)));
             }
         }
     }
@@ -175,7 +178,7 @@ impl Pending {
             answer(reply, stopping());
         }
         for (_, reads) in std::mem::take(&mut self.waiting_reads) {
-            for (_, reply) in reads {
+            for (_, reply, _) in reads {
                 answer(reply, stopping());
             }
         }

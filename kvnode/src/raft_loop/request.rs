@@ -1,14 +1,15 @@
 //! What the async side asks of the loop ([`Request`]), what it gets back ([`Outcome`]),
-//! and how the loop starts each request: a write is proposed, a read asks for a read
-//! point, anything that needs the leader is turned away with the leader's address.
+//! and how the loop starts each request: a write is proposed (stamped by the leader's
+//! clock, `clock`), a read asks for a read point, anything that needs the leader is
+//! turned away with the leader's address.
 
 use raft_core::Role;
 use tokio::sync::oneshot;
 
-use super::RaftLoop;
+use super::{wall_clock_ms, RaftLoop};
 use crate::cmd::AdminCommand;
 use crate::error::ClusterError;
-use crate::state_machine::{ReadCommand, Reply, WriteCommand};
+use crate::state_machine::{LogEntry, ReadCommand, Reply, WriteCommand};
 use crate::status::NodeStatus;
 
 /// What a request's sender gets back.
@@ -83,7 +84,8 @@ impl RaftLoop {
             answer(reply, Outcome::NotLeader);
             return;
         }
-        match self.node.propose(command.encode()) {
+        let stamp = self.io.clock.stamp(wall_clock_ms());
+        match self.node.propose(LogEntry::encode(stamp, &command)) {
             Ok(index) => self.io.track_write(index, self.node.term(), reply),
             Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
         }
@@ -91,7 +93,9 @@ impl RaftLoop {
 
     fn read(&mut self, command: ReadCommand, linearizable: bool, reply: ReplyTo) {
         if !linearizable {
-            answer(reply, Outcome::Reply(self.io.machine.read(&command)));
+            // A stale read: judged by this node's clock, clamped to its applied time.
+            let reply_now = self.io.machine.read(&command, wall_clock_ms());
+            answer(reply, Outcome::Reply(reply_now));
             return;
         }
         let request_id = self.io.pending.next_read_id();
