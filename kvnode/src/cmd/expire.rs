@@ -167,35 +167,35 @@ pub(super) fn parse_pexpiretime(
 /// `GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]`: a read without an option.
 pub(super) fn parse_getex(args: &[Bytes], context: &Context<'_>) -> Result<Command, CommandError> {
     let key = key(&args[0], context.limits)?;
-    let mut ttl: Option<GetExTtl> = None;
+    let mut persist = false;
+    // The time option's unit and kind, and its value (if it is an integer).
+    let mut time: Option<(TimeUnit, bool, Option<i64>)> = None;
     let mut options = args[1..].iter();
     // Bounded by the argument count.
     while let Some(option) = options.next() {
-        if is(option, "PERSIST") && !matches!(ttl, Some(GetExTtl::Expire(_))) {
-            ttl = Some(GetExTtl::Persist);
+        if is(option, "PERSIST") && time.is_none() {
+            persist = true;
         } else if let Some((unit, absolute)) = time_option(option) {
-            let same_kind = match ttl {
-                None => true,
-                Some(GetExTtl::Persist) => false,
-                Some(GetExTtl::Expire(expiry)) => {
-                    expiry.unit == unit && expiry.absolute == absolute
-                }
-            };
+            let same_kind = !persist && time.is_none_or(|(u, a, _)| u == unit && a == absolute);
             let Some(amount) = options.next().filter(|_| same_kind) else {
                 return Err(CommandError::Syntax);
             };
-            ttl = Some(GetExTtl::Expire(Expiry {
-                value: integer(amount)?,
-                unit,
-                absolute,
-                command: TtlCommand::GetEx,
-            }));
+            time = Some((unit, absolute, integer(amount).ok()));
         } else {
             return Err(CommandError::Syntax);
         }
     }
-    match ttl {
-        None => read(context, ReadOp::Get { key }),
-        Some(ttl) => write(context, WriteOp::GetEx { key, ttl }),
-    }
+    let ttl = match time {
+        // Redis looks the key up before it reads the time (a missing key: nil).
+        Some((_, _, None)) => GetExTtl::NotInteger,
+        Some((unit, absolute, Some(value))) => GetExTtl::Expire(Expiry {
+            value,
+            unit,
+            absolute,
+            command: TtlCommand::GetEx,
+        }),
+        None if persist => GetExTtl::Persist,
+        None => return read(context, ReadOp::Get { key }),
+    };
+    write(context, WriteOp::GetEx { key, ttl })
 }

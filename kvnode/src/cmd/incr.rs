@@ -8,9 +8,6 @@ use super::error::CommandError;
 use super::{write, Command};
 use crate::state_machine::{float_is_valid, WriteOp};
 
-/// Longest INCRBYFLOAT increment accepted (Redis' `MAX_LONG_DOUBLE_CHARS`).
-const FLOAT_BYTES_MAX: usize = 5 * 1024;
-
 fn incr_by(args: &[Bytes], delta: i64, context: &Context<'_>) -> Result<Command, CommandError> {
     write(
         context,
@@ -45,14 +42,14 @@ pub(super) fn parse_decrby(args: &[Bytes], context: &Context<'_>) -> Result<Comm
     incr_by(args, delta, context)
 }
 
-/// `INCRBYFLOAT key increment`: the increment must be a number (`ERR value is not a valid
-/// float`); the sum is computed at apply (see the state machine's float rules).
+/// `INCRBYFLOAT key increment`: the increment must be a number `strtold` reads (`ERR value
+/// is not a valid float`); the sum is computed at apply, as Redis' `long double`s would.
 pub(super) fn parse_incrbyfloat(
     args: &[Bytes],
     context: &Context<'_>,
 ) -> Result<Command, CommandError> {
     let delta = &args[1];
-    if delta.len() > FLOAT_BYTES_MAX || !float_is_valid(delta) {
+    if !float_is_valid(delta) {
         return Err(CommandError::NotFloat);
     }
     write(

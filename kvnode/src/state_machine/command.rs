@@ -104,6 +104,9 @@ pub enum SetTtl {
 pub enum GetExTtl {
     Persist,
     Expire(Expiry),
+    /// The time was not an integer: Redis looks the key up first, so a missing key
+    /// answers nil and an existing one `ERR value is not an integer or out of range`.
+    NotInteger,
 }
 
 /// EXPIRE's NX / XX / GT / LT (XX combines with GT or LT; the parser refuses the rest).

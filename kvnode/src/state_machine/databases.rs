@@ -137,8 +137,12 @@ impl Databases {
         self.len() == 0
     }
 
-    /// Swaps two databases and raises both floors to `revision`.
+    /// Swaps two databases and raises both floors to `revision` (a database swapped with
+    /// itself does not change, as in Redis).
     pub fn swap(&mut self, a: DbIndex, b: DbIndex, revision: u64) {
+        if a == b {
+            return;
+        }
         self.get_mut(a.max(b));
         self.dbs.swap(a.0 as usize, b.0 as usize);
         self.get_mut(a).revision_floor = revision;

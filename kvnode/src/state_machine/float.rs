@@ -1,33 +1,48 @@
-//! INCRBYFLOAT's arithmetic, so replies match Redis' digits.
+//! INCRBYFLOAT's arithmetic, digit for digit as Redis on x86-64 computes it.
 //!
-//! Redis adds two `long double`s and prints the sum with `%.17Lf`, then trims trailing
-//! zeros. A `long double` carries about 19 significant digits, so for the numbers people
-//! increment (a few integer digits, a few decimals) that is the exact decimal sum rounded
-//! to 17 decimals: `0.1 + 0.2` is `0.3`, where `f64` arithmetic would say
-//! `0.30000000000000004`. So sums of decimals that fit in an `i128` with at most
-//! [`SCALE_MAX`] decimals are computed exactly; anything else (huge exponents, `inf`)
-//! falls back to `f64`, whose range is smaller than Redis' (`1e400` overflows here and is
-//! refused as Infinity; Redis prints 400 digits).
+//! Redis parses both numbers with `strtold` into x87 80-bit `long double`s (a 64-bit
+//! mantissa), adds them, and prints the sum with `%.17Lf` (17 decimals, correctly
+//! rounded from the binary value), trimming trailing zeros. So `0.1 + 0.2` prints `0.3`,
+//! while `900717.5547409920 + 0.25` prints `900717.80474099200000637`: the binary value's
+//! own digits. This module does the same in exact integer arithmetic: each number is
+//! rounded (to nearest, ties to even) to `mantissa * 2^exponent` with a 64-bit mantissa,
+//! the sum is rounded the same way, and the print is the exact decimal value rounded to 17
+//! decimals. Deterministic on every platform (no floating-point unit involved).
 //!
-//! Deterministic: integer arithmetic, and IEEE `f64` addition and formatting, which every
-//! platform Rust supports computes identically.
+//! Limits, as Redis: inputs longer than [`FLOAT_TEXT_BYTES_MAX`] are not numbers, nor are
+//! `nan` and numbers `strtold` cannot hold (beyond about 1.19e4932, or so small they
+//! round to zero); `inf` is a number, and a sum that is infinite is refused as Infinity.
+//! Hexadecimal input (`0x10`, which `strtold` reads) is refused here.
 
-/// Most decimals kept exactly (beyond, the value is rounded as `%.17Lf` would print it).
-const SCALE_MAX: u32 = 40;
-/// Most significant digits an exact mantissa may have (an `i128` holds 38).
-const DIGITS_MAX: usize = 36;
+use num_bigint::BigUint;
+
+/// Longest text read as a number (Redis' `MAX_LONG_DOUBLE_CHARS`).
+pub const FLOAT_TEXT_BYTES_MAX: usize = 5 * 1024;
 /// Decimals in the printed result, as Redis' `%.17Lf`.
 const PRINTED_DECIMALS: u32 = 17;
+/// Bits of a `long double` mantissa.
+const MANTISSA_BITS: u64 = 64;
+/// A `long double`'s largest binary exponent: values at or above 2^16384 are Infinity.
+const EXPONENT_LIMIT: i64 = 16384;
+/// Decimal magnitudes past which a number is certainly beyond a `long double` (refused, as
+/// `strtold`'s overflow and underflow are) or below its smallest subnormal.
+const DECIMAL_EXPONENT_MAX: i64 = 4940;
+const DECIMAL_EXPONENT_MIN: i64 = -4950;
+
+/// A finite `long double`: `(-1)^negative * mantissa * 2^exponent`, the mantissa's top bit
+/// set (or the mantissa zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LongDouble {
+    negative: bool,
+    mantissa: u64,
+    exponent: i64,
+}
 
 /// A parsed number.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Number {
-    /// `mantissa / 10^scale`, exactly.
-    Exact {
-        mantissa: i128,
-        scale: u32,
-    },
-    Float(f64),
+    Finite(LongDouble),
+    Infinite { negative: bool },
 }
 
 /// Why an increment failed (Redis' two errors).
@@ -52,79 +67,120 @@ pub fn add(current: &[u8], delta: &[u8]) -> Result<String, FloatError> {
     let (Some(a), Some(b)) = (parse(current), parse(delta)) else {
         return Err(FloatError::NotFloat);
     };
-    if let (Some(a), Some(b)) = (exact_parts(a), exact_parts(b)) {
-        if let Some(sum) = add_exact(a, b) {
-            return Ok(print_exact(sum));
+    match (a, b) {
+        (Number::Finite(a), Number::Finite(b)) => match sum(a, b) {
+            Number::Finite(sum) => Ok(print(sum)),
+            Number::Infinite { .. } => Err(FloatError::NanOrInfinity),
+        },
+        _ => Err(FloatError::NanOrInfinity),
+    }
+}
+
+/// Rounds `numerator / denominator * 2^shift` to a `long double` (nearest, ties to even).
+fn round(negative: bool, numerator: &BigUint, denominator: &BigUint, shift: i64) -> Number {
+    if numerator.bits() == 0 {
+        return Number::Finite(LongDouble {
+            negative,
+            mantissa: 0,
+            exponent: 0,
+        });
+    }
+    // Find e with 2^63 <= numerator / denominator / 2^e < 2^64, then divide.
+    let mut exponent =
+        numerator.bits() as i64 - denominator.bits() as i64 - MANTISSA_BITS as i64 + 1;
+    // Bounded: the first guess is off by at most one in either direction.
+    for _ in 0..3 {
+        let (scaled_numerator, scaled_denominator) = if exponent >= 0 {
+            (numerator.clone(), denominator << exponent as u64)
+        } else {
+            (numerator << (-exponent) as u64, denominator.clone())
+        };
+        let quotient = &scaled_numerator / &scaled_denominator;
+        let bits = quotient.bits();
+        if bits > MANTISSA_BITS {
+            exponent += 1;
+            continue;
         }
-    }
-    let sum = to_f64(a) + to_f64(b);
-    if !sum.is_finite() {
-        return Err(FloatError::NanOrInfinity);
-    }
-    Ok(trim(format!("{:.*}", PRINTED_DECIMALS as usize, sum)))
-}
-
-fn exact_parts(number: Number) -> Option<(i128, u32)> {
-    match number {
-        Number::Exact { mantissa, scale } => Some((mantissa, scale)),
-        Number::Float(_) => None,
-    }
-}
-
-fn to_f64(number: Number) -> f64 {
-    match number {
-        // Exact numbers came from text that also parses as f64; rebuild from it.
-        Number::Exact { mantissa, scale } => {
-            let text = format!("{mantissa}e-{scale}");
-            text.parse().unwrap_or(f64::NAN)
+        if bits < MANTISSA_BITS {
+            exponent -= 1;
+            continue;
         }
-        Number::Float(value) => value,
+        let remainder = &scaled_numerator - &quotient * &scaled_denominator;
+        let twice = remainder << 1u32;
+        let mut mantissa = quotient.to_u64_digits().first().copied().unwrap_or(0);
+        let round_up =
+            twice > scaled_denominator || (twice == scaled_denominator && mantissa & 1 == 1);
+        let mut exponent = exponent + shift;
+        if round_up {
+            match mantissa.checked_add(1) {
+                Some(next) => mantissa = next,
+                None => {
+                    mantissa = 1 << 63;
+                    exponent += 1;
+                }
+            }
+        }
+        if exponent + MANTISSA_BITS as i64 > EXPONENT_LIMIT {
+            return Number::Infinite { negative };
+        }
+        return Number::Finite(LongDouble {
+            negative,
+            mantissa,
+            exponent,
+        });
     }
+    unreachable!("the exponent converges within three steps")
 }
 
-fn add_exact((a, a_scale): (i128, u32), (b, b_scale): (i128, u32)) -> Option<(i128, u32)> {
-    let scale = a_scale.max(b_scale);
-    let a = a.checked_mul(10i128.checked_pow(scale - a_scale)?)?;
-    let b = b.checked_mul(10i128.checked_pow(scale - b_scale)?)?;
-    Some((a.checked_add(b)?, scale))
+/// The exact sum, rounded.
+fn sum(a: LongDouble, b: LongDouble) -> Number {
+    let low = a.exponent.min(b.exponent);
+    let magnitude = |x: LongDouble| BigUint::from(x.mantissa) << (x.exponent - low) as u64;
+    let (x, y) = (magnitude(a), magnitude(b));
+    let (negative, total) = match (a.negative, b.negative) {
+        (sa, sb) if sa == sb => (sa, x + y),
+        (sa, _) if x >= y => (sa, x - y),
+        (_, sb) => (sb, y - x),
+    };
+    round(
+        negative && total.bits() > 0,
+        &total,
+        &BigUint::from(1u32),
+        low,
+    )
 }
 
-/// Prints `mantissa / 10^scale` with at most 17 decimals (rounded half to even), trailing
-/// zeros and a bare point trimmed, `-0` as `0`.
-fn print_exact((mut mantissa, mut scale): (i128, u32)) -> String {
-    if scale > PRINTED_DECIMALS {
-        let divisor = 10i128.pow(scale - PRINTED_DECIMALS);
-        let (quotient, remainder) = (mantissa / divisor, mantissa % divisor);
-        let twice = remainder.abs() * 2;
-        let round_away = twice > divisor || (twice == divisor && quotient % 2 != 0);
-        mantissa = quotient + if round_away { mantissa.signum() } else { 0 };
-        scale = PRINTED_DECIMALS;
-    }
-    let negative = mantissa < 0;
-    let digits = mantissa.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (integer, fraction) = padded.split_at(padded.len() - scale);
+/// `%.17Lf` of the exact value, trailing zeros and a bare point trimmed, `-0` as `0`.
+fn print(value: LongDouble) -> String {
+    let ten17 = BigUint::from(10u32).pow(PRINTED_DECIMALS);
+    let scaled = BigUint::from(value.mantissa) * ten17;
+    let fixed = if value.exponent >= 0 {
+        scaled << value.exponent as u64
+    } else {
+        let divisor = BigUint::from(1u32) << (-value.exponent) as u64;
+        let quotient = &scaled / &divisor;
+        let twice = (&scaled - &quotient * &divisor) << 1u32;
+        let odd = quotient.bits() > 0 && quotient.to_u64_digits()[0] & 1 == 1;
+        if twice > divisor || (twice == divisor && odd) {
+            quotient + 1u32
+        } else {
+            quotient
+        }
+    };
+    let digits = format!("{fixed:0>18}");
+    let (integer, fraction) = digits.split_at(digits.len() - PRINTED_DECIMALS as usize);
     let mut text = String::new();
-    if negative {
+    if value.negative {
         text.push('-');
     }
     text.push_str(integer);
-    if !fraction.is_empty() {
-        text.push('.');
-        text.push_str(fraction);
+    text.push('.');
+    text.push_str(fraction);
+    while text.ends_with('0') {
+        text.pop();
     }
-    trim(text)
-}
-
-fn trim(mut text: String) -> String {
-    if text.contains('.') {
-        while text.ends_with('0') {
-            text.pop();
-        }
-        if text.ends_with('.') {
-            text.pop();
-        }
+    if text.ends_with('.') {
+        text.pop();
     }
     if text == "-0" {
         text = "0".to_owned();
@@ -133,27 +189,37 @@ fn trim(mut text: String) -> String {
 }
 
 /// Parses what `strtold` would, less hexadecimal: `[+-]digits[.digits][e[+-]digits]`, or
-/// `inf`/`infinity`/`nan` in any case. No spaces; nothing after the number.
+/// `inf`/`infinity` in any case. No spaces; nothing after the number.
 fn parse(text: &[u8]) -> Option<Number> {
+    if text.is_empty() || text.len() > FLOAT_TEXT_BYTES_MAX {
+        return None;
+    }
     let text = std::str::from_utf8(text).ok()?;
-    if text.is_empty() || text.starts_with(|c: char| c.is_whitespace()) {
-        return None;
-    }
-    let value: f64 = text.parse().ok()?;
-    if value.is_nan() {
-        return None;
-    }
-    Some(parse_exact(text).unwrap_or(Number::Float(value)))
-}
-
-fn parse_exact(text: &str) -> Option<Number> {
-    let (sign, rest) = match text.as_bytes().first()? {
-        b'-' => (-1i128, &text[1..]),
-        b'+' => (1, &text[1..]),
-        _ => (1, text),
+    let (negative, rest) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
     };
+    if rest.eq_ignore_ascii_case("inf") || rest.eq_ignore_ascii_case("infinity") {
+        return Some(Number::Infinite { negative });
+    }
     let (number, exponent) = match rest.find(['e', 'E']) {
-        Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+        Some(at) => {
+            let exponent = &rest[at + 1..];
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            // Saturates: a ten-thousand-digit exponent is as infinite as a five-digit one.
+            let exponent = exponent
+                .parse::<i64>()
+                .unwrap_or(if exponent.starts_with('-') {
+                    i64::MIN / 2
+                } else {
+                    i64::MAX / 2
+                });
+            (&rest[..at], exponent)
+        }
         None => (rest, 0),
     };
     let (integer, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -163,32 +229,35 @@ fn parse_exact(text: &str) -> Option<Number> {
     }
     let digits = format!("{integer}{fraction}");
     let digits = digits.trim_start_matches('0');
-    if digits.len() > DIGITS_MAX {
+    let zero = BigUint::from(0u32);
+    if digits.is_empty() {
+        return Some(Number::Finite(LongDouble {
+            negative,
+            mantissa: 0,
+            exponent: 0,
+        }));
+    }
+    let exponent = exponent.saturating_sub(fraction.len() as i64);
+    let magnitude = exponent.saturating_add(digits.len() as i64);
+    if !(DECIMAL_EXPONENT_MIN..=DECIMAL_EXPONENT_MAX).contains(&magnitude) {
         return None;
     }
-    let mut mantissa: i128 = if digits.is_empty() {
-        0
+    let value = BigUint::parse_bytes(digits.as_bytes(), 10).unwrap_or(zero);
+    let power = BigUint::from(10u32).pow(exponent.unsigned_abs() as u32);
+    let number = if exponent >= 0 {
+        round(negative, &(value * power), &BigUint::from(1u32), 0)
     } else {
-        digits.parse().ok()?
+        round(negative, &value, &power, 0)
     };
-    let mut scale = i64::try_from(fraction.len()).ok()? - i64::from(exponent);
-    if scale < 0 {
-        mantissa = mantissa.checked_mul(10i128.checked_pow(u32::try_from(-scale).ok()?)?)?;
-        scale = 0;
-    }
-    let scale = u32::try_from(scale)
-        .ok()
-        .filter(|scale| *scale <= SCALE_MAX)?;
-    Some(Number::Exact {
-        mantissa: sign * mantissa,
-        scale,
-    })
+    // Overflow is refused as strtold's ERANGE is; only the literal `inf` is infinite.
+    matches!(number, Number::Finite(_)).then_some(number)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Expected digits from Redis 7 on x86-64 (`INCRBYFLOAT` replies).
     #[test]
     fn sums_print_as_redis_prints_them() {
         let cases: &[(&str, &str, &str)] = &[
@@ -200,11 +269,25 @@ mod tests {
             ("5", "1e3", "1005"),
             ("5.0e3", "200", "5200"),
             ("3", "-3.5", "-0.5"),
-            ("1", "0.000000000000000001", "1"),
-            ("1", "0.000000000000000009", "1.00000000000000001"),
-            ("17179869184", "1.5", "17179869185.5"),
             (".5", "5.", "5.5"),
             ("+1", "-2", "-1"),
+            ("900717.5547409920", "2.5e-1", "900717.80474099200000637"),
+            ("109223372036854775807", "3", "109223372036854775808"),
+            ("-9223372036854775807", "2.5e-1", "-9223372036854775807"),
+            ("100000.1", "0", "100000.10000000000000142"),
+            (
+                "123456789.123456789",
+                "0.000000001",
+                "123456789.12345678999554366",
+            ),
+            ("1", "1e-4940", "1"),
+            ("9223372036854775807", "0.5", "9223372036854775807.5"),
+            ("17179869184", "1.5", "17179869185.5"),
+            (
+                "1e50",
+                "1",
+                "100000000000000000003583830118858923890798487404544",
+            ),
         ];
         for (current, delta, expected) in cases {
             assert_eq!(
@@ -217,6 +300,7 @@ mod tests {
 
     #[test]
     fn bad_numbers_and_infinities_are_refused_as_redis_refuses_them() {
+        let long = "1".repeat(FLOAT_TEXT_BYTES_MAX + 1);
         let cases: &[(&str, &str, FloatError)] = &[
             ("abc", "1", FloatError::NotFloat),
             ("1", "abc", FloatError::NotFloat),
@@ -224,9 +308,15 @@ mod tests {
             ("1", "1 ", FloatError::NotFloat),
             ("1", "", FloatError::NotFloat),
             ("1", "nan", FloatError::NotFloat),
+            ("1", "1e", FloatError::NotFloat),
+            ("1", "0x10", FloatError::NotFloat),
+            ("1", &long, FloatError::NotFloat),
             ("1", "inf", FloatError::NanOrInfinity),
-            ("1", "1e400", FloatError::NanOrInfinity),
-            ("1e308", "1e308", FloatError::NanOrInfinity),
+            ("1", "-Infinity", FloatError::NanOrInfinity),
+            ("1", "1e5000", FloatError::NotFloat),
+            ("1", "1e99999999999999999999", FloatError::NotFloat),
+            ("1", "1e-99999", FloatError::NotFloat),
+            ("1.18e4932", "1e4932", FloatError::NanOrInfinity),
         ];
         for (current, delta, expected) in cases {
             assert_eq!(
@@ -235,14 +325,13 @@ mod tests {
                 "{current} + {delta}"
             );
         }
-    }
-
-    #[test]
-    fn numbers_beyond_exact_range_fall_back_to_f64() {
         assert_eq!(
-            add(b"1e50", b"1").as_deref(),
-            Ok("100000000000000007629769841091887003294964970946560")
+            add(b"1", b"1e4000").map(|sum| sum.len()),
+            Ok(4000),
+            "long double's range, as Redis"
         );
-        assert!(is_float(b"1e-300"));
+        assert!(
+            add(b"1", b"1e4000").is_ok_and(|sum| sum.starts_with("9999999999999999999965463873"))
+        );
     }
 }

@@ -127,6 +127,7 @@ pub(super) fn get_ex(
             dbs.get_mut(db).keys.set_meta(key, at.revision, None);
         }
         GetExTtl::Persist => {}
+        GetExTtl::NotInteger => return Reply::Error(CommandError::NotInteger),
         GetExTtl::Expire(expiry) => match set_deadline(expiry, at.now) {
             Err(invalid) => return Reply::Error(invalid),
             Ok(deadline) if deadline > at.now => {

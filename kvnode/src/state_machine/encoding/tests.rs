@@ -129,6 +129,13 @@ fn samples() -> Vec<WriteCommand> {
                 ttl: GetExTtl::Expire(expiry(-1, true)),
             },
         ),
+        on(
+            0,
+            WriteOp::GetEx {
+                key: b("k"),
+                ttl: GetExTtl::NotInteger,
+            },
+        ),
         on(0, WriteOp::GetDel { key: b("k") }),
         on(0, WriteOp::Del { keys: vec![] }),
         on(

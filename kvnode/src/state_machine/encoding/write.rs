@@ -9,7 +9,7 @@
 //! Set         1: flags:u8 [expiry] key value
 //!                flags bits 0-1 condition (0 always, 1 NX, 2 XX), bits 2-3 reply (0 OK,
 //!                1 old value, 2 flag), bits 4-5 TTL (0 clear, 1 keep, 2 expiry follows)
-//! GetEx       2: mode:u8 (0 persist, 1 expiry follows) [expiry] key
+//! GetEx       2: mode:u8 (0 persist, 1 expiry follows, 2 time not an integer) [expiry] key
 //! GetDel      3: key
 //! Del         4: count:u32le key*
 //! IncrBy      5: key delta:i64le
@@ -113,6 +113,7 @@ fn encode_body(command: &WriteCommand, out: &mut BytesMut) {
                     out.put_u8(1);
                     encode_expiry(*expiry, out);
                 }
+                GetExTtl::NotInteger => out.put_u8(2),
             }
             put_bytes(out, key);
         }
@@ -292,6 +293,7 @@ pub(super) fn decode_command(
             let ttl = match reader.u8()? {
                 0 => GetExTtl::Persist,
                 1 => GetExTtl::Expire(decode_expiry(reader)?),
+                2 => GetExTtl::NotInteger,
                 value => {
                     return Err(DecodeError::InvalidField {
                         what: "GETEX mode",
