@@ -12,6 +12,12 @@
 //!   backlog: at most 100,000 keys a second;
 //! - with no backlog, a look every [`IDLE_INTERVAL`] (a walk over each database's
 //!   bucket deadlines: O(keys / 96), no per-key work).
+//!
+//! Every node, once it holds at least [`TRIM_AFTER_KEYS`] fewer keys than at its peak and
+//! has deleted none for [`TRIM_QUIET`] (a mass deletion is over: reclamation, FLUSHALL, a
+//! large DEL), asks the allocator to return its free memory to the system once: glibc
+//! keeps freed small allocations in its arenas, and the resident size would stay at its
+//! peak.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +37,10 @@ pub const ENTRY_INTERVAL: Duration = Duration::from_millis(10);
 pub const IDLE_INTERVAL: Duration = Duration::from_millis(100);
 /// An entry not applied after this long (a stalled commit) no longer blocks the next.
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys deleted since the peak that make a finished mass deletion worth a trim.
+pub const TRIM_AFTER_KEYS: usize = 10_000;
+/// How long without a deletion before a trim (a trim walks the heap: not during a burst).
+pub const TRIM_QUIET: Duration = Duration::from_secs(1);
 
 /// The leader's reclamation state.
 #[derive(Debug)]
@@ -43,6 +53,11 @@ pub struct Reclaimer {
     key_bytes_max: usize,
     /// Keys listed by the entries this node proposed (for logs and tests).
     pub proposed_keys: u64,
+    /// The most keys stored since the allocator was last asked to return memory.
+    peak_keys: usize,
+    /// Keys stored at the last look, and when that count last went down.
+    last_keys: usize,
+    last_drop: Instant,
 }
 
 impl Reclaimer {
@@ -53,6 +68,22 @@ impl Reclaimer {
             next_at: Instant::now(),
             key_bytes_max: KEY_BYTES_PER_ENTRY_MAX.min(entry_bytes_max / 2),
             proposed_keys: 0,
+            peak_keys: 0,
+            last_keys: 0,
+            last_drop: Instant::now(),
+        }
+    }
+
+    /// Returns free memory to the system once a mass deletion is over (module docs).
+    fn trim_after_deletions(&mut self, stored: usize, now: Instant) {
+        if stored < self.last_keys {
+            self.last_drop = now;
+        }
+        self.last_keys = stored;
+        self.peak_keys = self.peak_keys.max(stored);
+        if self.peak_keys - stored >= TRIM_AFTER_KEYS && now - self.last_drop >= TRIM_QUIET {
+            self.peak_keys = stored;
+            release_free_memory();
         }
     }
 
@@ -65,18 +96,21 @@ impl Reclaimer {
 impl RaftLoop {
     /// Proposes the next reclamation entry if this node leads and one is due.
     pub(super) fn reclaim_expired(&mut self) {
+        let now = Instant::now();
         let reclaimer = &mut self.io.reclaimer;
+        reclaimer.trim_after_deletions(self.io.machine.len(), now);
         if self.node.role() != Role::Leader {
             reclaimer.in_flight = None;
             return;
         }
-        let now = Instant::now();
         if now < reclaimer.next_at {
             return;
         }
         if let Some((index, proposed_at)) = reclaimer.in_flight {
             let applied = self.io.machine.applied_index() >= index;
             if !applied && now.duration_since(proposed_at) < IN_FLIGHT_TIMEOUT {
+                // Look again shortly; the loop must not spin while the entry commits.
+                reclaimer.next_at = now + ENTRY_INTERVAL;
                 return;
             }
             reclaimer.in_flight = None;
@@ -121,5 +155,23 @@ impl RaftLoop {
             // Refused (a transfer, a full proposal queue): look again later.
             Err(_) => reclaimer.next_at = now + IDLE_INTERVAL,
         }
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc's `malloc_trim`), after a
+/// mass deletion: O(heap), so only then. A no-op elsewhere.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only walks and shrinks glibc's own heaps; it takes no
+        // pointers from us and is safe to call from any thread at any time.
+        let released = unsafe { malloc_trim(0) };
+        debug!(
+            released,
+            "returned free memory to the system after reclaiming keys"
+        );
     }
 }
