@@ -1,7 +1,8 @@
 //! What each request is: GET or SET, which key, which value, from a seeded PRNG.
 //!
-//! Keys are `k` followed by the key index in decimal, zero-padded to the key size, so every key
-//! has exactly `key_bytes` bytes and the keyspace is exactly `keyspace` keys. Requests are
+//! Keys are `k` (`c` for the INCR workload) followed by the key index in decimal, zero-padded
+//! to the key size, so every key has exactly `key_bytes` bytes and the keyspace is exactly
+//! `keyspace` keys. Requests are
 //! encoded straight into RESP bytes; nothing per request is allocated beyond the output buffer.
 
 use bytes::{BufMut, BytesMut};
@@ -139,7 +140,7 @@ impl Workload {
         }
     }
 
-    /// The key of `index`: `k` and the index zero-padded to `key_bytes`.
+    /// The key of `index`: `k` (`c` for counters) and the index zero-padded to `key_bytes`.
     ///
     /// # Panics
     /// If `index` is outside the keyspace.
@@ -150,7 +151,13 @@ impl Workload {
             self.keyspace
         );
         let digits = self.key_bytes - 1;
-        format!("k{index:0digits$}").into_bytes()
+        // Counters get keys of their own: INCR of a SET workload's value is an error.
+        let prefix = if self.write == WriteKind::IncrMulti {
+            'c'
+        } else {
+            'k'
+        };
+        format!("{prefix}{index:0digits$}").into_bytes()
     }
 
     /// The value every SET writes.
@@ -217,7 +224,7 @@ mod tests {
             decode_all(out.split()),
             vec![
                 vec![b"MULTI".to_vec()],
-                vec![b"INCR".to_vec(), b"k3".to_vec()],
+                vec![b"INCR".to_vec(), b"c3".to_vec()],
                 vec![b"EXEC".to_vec()]
             ]
         );
