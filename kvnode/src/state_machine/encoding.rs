@@ -82,7 +82,7 @@ pub struct LogEntry {
 impl LogEntry {
     /// The entry bytes for `command` stamped `stamp`.
     pub fn encode(stamp: u64, command: &WriteCommand) -> Bytes {
-        let mut out = BytesMut::with_capacity(64);
+        let mut out = BytesMut::with_capacity(ENVELOPE_BYTES + write::encoded_len_hint(command));
         out.put_u8(ENTRY_VERSION);
         out.put_u64_le(stamp);
         write::encode_command(command, &mut out);
@@ -126,7 +126,7 @@ impl LogEntry {
 impl WriteCommand {
     /// The command's bytes, without a stamp: what a follower forwards to the leader.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(64);
+        let mut out = BytesMut::with_capacity(write::encoded_len_hint(self));
         write::encode_command(self, &mut out);
         out.freeze()
     }

@@ -53,6 +53,11 @@ pub(super) fn set(
         },
         SetTtl::Clear | SetTtl::Keep => None,
     };
+    // A plain SET (the common case) looks the key up once, in the insert.
+    if condition == SetCondition::Always && reply == SetReply::Ok && ttl != SetTtl::Keep {
+        store(dbs, at, db, key, value, new_deadline);
+        return Reply::Ok;
+    }
     let old = live_value(dbs, at.now, db, key);
     let write = match condition {
         SetCondition::Always => true,

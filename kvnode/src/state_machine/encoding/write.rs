@@ -65,6 +65,26 @@ const TAG_EXEC: u8 = 20;
 const ITEM_WRITE: u8 = 1;
 const ITEM_READ: u8 = 2;
 
+/// About how many bytes [`encode_command`] writes (exact for the common commands), so the
+/// buffer is allocated once.
+pub(super) fn encoded_len_hint(command: &WriteCommand) -> usize {
+    let framed = |data: &[u8]| data.len() + 4;
+    let body = match &command.op {
+        WriteOp::Set { key, value, .. }
+        | WriteOp::Append { key, value }
+        | WriteOp::IncrByFloat { key, delta: value }
+        | WriteOp::SetRange { key, value, .. } => framed(key) + framed(value),
+        WriteOp::Del { keys } => keys.iter().map(|key| framed(key)).sum(),
+        WriteOp::MSet { pairs } | WriteOp::MSetNx { pairs } => {
+            pairs.iter().map(|(k, v)| framed(k) + framed(v)).sum()
+        }
+        WriteOp::Reclaim { keys } => keys.iter().map(|(_, key)| 4 + framed(key)).sum(),
+        _ => 64,
+    };
+    // Version, database, tag, flags, an expiry and the count fields.
+    32 + body
+}
+
 /// Appends `0x02 db tag body`.
 pub(super) fn encode_command(command: &WriteCommand, out: &mut BytesMut) {
     out.put_u8(COMMAND_VERSION);
