@@ -9,24 +9,33 @@
 //! - **write**: a [`WriteCommand`], proposed to the Raft log and answered once applied;
 //! - **read**: a [`ReadCommand`], answered after a ReadIndex (linearizable), or at once
 //!   from local state when the connection opted into stale reads with READONLY;
-//! - **local**: a [`LocalCommand`] the node answers itself (connection state, HELLO, INFO);
+//! - **local**: a [`LocalCommand`] the node answers itself (connection state, HELLO, INFO,
+//!   and the transaction commands MULTI/EXEC/DISCARD/WATCH/UNWATCH, which the connection
+//!   runs: EXEC becomes one write);
 //! - **admin**: an [`AdminCommand`] for cluster membership and leadership.
 //!
 //! Prohibitions: parsing never allocates for a size that was not already received (the
 //! RESP decoder capped the request), and never consults node state.
 //!
+//! Every keyed command carries the connection's database ([`Context::db`]), so a
+//! forwarded write or a transaction holds it whole. Each row also states what COMMAND INFO
+//! reports (flags, key positions).
+//!
 //! One file per command family: [`get`], [`set`], [`del`], [`incr`], [`append`],
-//! [`keyspace`], [`connection`], [`hello`], [`client`], [`introspection`], [`admin`],
-//! [`internal`] (what nodes send each other);
-//! [`local`] holds the local command type, [`args`] argument helpers, [`error`] the errors.
+//! [`expire`], [`keyspace`], [`databases`], [`transaction`], [`connection`], [`hello`],
+//! [`client`], [`introspection`], [`admin`], [`internal`] (what nodes send each other);
+//! [`local`] holds the local command type, [`args`] argument helpers and the parse
+//! [`Context`], [`error`] the errors.
 
 pub mod admin;
 pub mod append;
 pub mod args;
 pub mod client;
 pub mod connection;
+pub mod databases;
 pub mod del;
 pub mod error;
+pub mod expire;
 pub mod get;
 pub mod hello;
 pub mod incr;
@@ -35,11 +44,12 @@ pub mod introspection;
 pub mod keyspace;
 pub mod local;
 pub mod set;
+pub mod transaction;
 
 use bytes::Bytes;
 
 pub use admin::AdminCommand;
-pub use args::CommandLimits;
+pub use args::{CommandLimits, Context};
 pub use client::{ClientAttribute, ClientCommand};
 pub use error::CommandError;
 pub use hello::{check_credentials, hello_reply, Credentials, Hello};
@@ -47,7 +57,7 @@ pub use introspection::CommandQuery;
 pub use local::LocalCommand;
 
 use crate::resp::Frame;
-use crate::state_machine::{ReadCommand, WriteCommand};
+use crate::state_machine::{ReadCommand, ReadOp, WriteCommand, WriteOp};
 
 /// A parsed client command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,65 +104,327 @@ impl Command {
     }
 }
 
-type ParseFn = fn(&[Bytes], &CommandLimits) -> Result<Command, CommandError>;
+/// A write on the context's database.
+pub(crate) fn write(context: &Context<'_>, op: WriteOp) -> Result<Command, CommandError> {
+    Ok(Command::Write(WriteCommand { db: context.db, op }))
+}
 
-/// One row of the command table.
+/// A read of the context's database.
+pub(crate) fn read(context: &Context<'_>, op: ReadOp) -> Result<Command, CommandError> {
+    Ok(Command::Read(ReadCommand { db: context.db, op }))
+}
+
+type ParseFn = fn(&[Bytes], &Context<'_>) -> Result<Command, CommandError>;
+
+/// Command flags, with Redis' names, for COMMAND INFO.
+pub mod flags {
+    /// Changes the data (goes through the log).
+    pub const WRITE: u16 = 1;
+    /// Only reads the data.
+    pub const READONLY: u16 = 1 << 1;
+    /// Cluster administration.
+    pub const ADMIN: u16 = 1 << 2;
+    /// O(1) or O(log n).
+    pub const FAST: u16 = 1 << 3;
+    /// May grow memory use (Redis' `denyoom`).
+    pub const DENYOOM: u16 = 1 << 4;
+    /// Not allowed inside a transaction (MULTI, WATCH: Redis' `no-multi` where it has it).
+    pub const NO_MULTI: u16 = 1 << 5;
+    /// Allowed before authentication.
+    pub const NO_AUTH: u16 = 1 << 6;
+    /// Judged by the clock (TTL, TIME): replies depend on when they run.
+    pub const TIME: u16 = 1 << 7;
+
+    /// Every flag with its Redis name.
+    pub const NAMES: [(u16, &str); 8] = [
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (ADMIN, "admin"),
+        (FAST, "fast"),
+        (DENYOOM, "denyoom"),
+        (NO_MULTI, "no-multi"),
+        (NO_AUTH, "no-auth"),
+        (TIME, "time"),
+    ];
+}
+
+/// One row of the command table: what COMMAND INFO reports, and the parser.
 pub(crate) struct Spec {
     /// Redis' lower-case name, used in arity errors.
     pub(crate) name: &'static str,
     /// Redis' arity: `n > 0` exactly n words with the name, `n < 0` at least -n.
-    arity: i32,
+    pub(crate) arity: i32,
+    /// [`flags`] bits.
+    pub(crate) flags: u16,
+    /// Key positions as Redis' COMMAND INFO gives them: first, last (-1: the last
+    /// argument), step; 0, 0, 0 for a command without keys.
+    pub(crate) keys: (i32, i32, i32),
     parse: ParseFn,
 }
 
 macro_rules! spec {
-    ($name:literal, $arity:literal, $parse:path) => {
+    ($name:literal, $arity:literal, $flags:expr, ($first:literal, $last:literal, $step:literal), $parse:path) => {
         Spec {
             name: $name,
             arity: $arity,
+            flags: $flags,
+            keys: ($first, $last, $step),
             parse: $parse,
         }
     };
 }
 
+use flags::*;
+
 /// Every command this server knows.
 pub(crate) const SPECS: &[Spec] = &[
-    spec!("get", 2, get::parse_get),
-    spec!("set", -3, set::parse_set),
-    spec!("getset", 3, set::parse_getset),
-    spec!("del", -2, del::parse_del),
-    spec!("exists", -2, get::parse_exists),
-    spec!("incr", 2, incr::parse_incr),
-    spec!("incrby", 3, incr::parse_incrby),
-    spec!("decr", 2, incr::parse_decr),
-    spec!("decrby", 3, incr::parse_decrby),
-    spec!("append", 3, append::parse_append),
-    spec!("strlen", 2, get::parse_strlen),
-    spec!("mget", -2, get::parse_mget),
-    spec!("mset", -3, set::parse_mset),
-    spec!("dbsize", 1, keyspace::parse_dbsize),
-    spec!("keys", 2, keyspace::parse_keys),
-    spec!("scan", -2, keyspace::parse_scan),
-    spec!("ping", -1, connection::parse_ping),
-    spec!("echo", 2, connection::parse_echo),
-    spec!("quit", -1, connection::parse_quit),
-    spec!("select", 2, connection::parse_select),
-    spec!("readonly", 1, connection::parse_readonly),
-    spec!("readwrite", 1, connection::parse_readwrite),
-    spec!("hello", -1, hello::parse_hello),
-    spec!("auth", -2, hello::parse_auth),
-    spec!("client", -2, client::parse_client),
-    spec!("command", -1, introspection::parse_command),
-    spec!("info", -1, introspection::parse_info),
-    spec!("config", -2, introspection::parse_config),
-    spec!("raft.status", 1, admin::parse_status),
-    spec!("raft.addlearner", 4, admin::parse_add_learner),
-    spec!("raft.promote", 2, admin::parse_promote),
-    spec!("raft.remove", 2, admin::parse_remove),
-    spec!("raft.transfer", 2, admin::parse_transfer),
-    spec!("raftkv.propose", 2, internal::parse_propose),
-    spec!("raftkv.backup", 1, internal::parse_backup),
-    spec!("raftkv.backupread", 2, internal::parse_backup_read),
+    spec!("get", 2, READONLY | FAST, (1, 1, 1), get::parse_get),
+    spec!("set", -3, WRITE | DENYOOM, (1, 1, 1), set::parse_set),
+    spec!(
+        "setnx",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        set::parse_setnx
+    ),
+    spec!("setex", 4, WRITE | DENYOOM, (1, 1, 1), set::parse_setex),
+    spec!("psetex", 4, WRITE | DENYOOM, (1, 1, 1), set::parse_psetex),
+    spec!(
+        "getset",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        set::parse_getset
+    ),
+    spec!("getex", -2, WRITE | FAST, (1, 1, 1), expire::parse_getex),
+    spec!("getdel", 2, WRITE | FAST, (1, 1, 1), get::parse_getdel),
+    spec!("getrange", 4, READONLY, (1, 1, 1), get::parse_getrange),
+    spec!(
+        "setrange",
+        4,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        set::parse_setrange
+    ),
+    spec!("del", -2, WRITE, (1, -1, 1), del::parse_del),
+    spec!("unlink", -2, WRITE | FAST, (1, -1, 1), del::parse_del),
+    spec!("exists", -2, READONLY | FAST, (1, -1, 1), get::parse_exists),
+    spec!("touch", -2, READONLY | FAST, (1, -1, 1), get::parse_exists),
+    spec!(
+        "incr",
+        2,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        incr::parse_incr
+    ),
+    spec!(
+        "incrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        incr::parse_incrby
+    ),
+    spec!(
+        "incrbyfloat",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        incr::parse_incrbyfloat
+    ),
+    spec!(
+        "decr",
+        2,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        incr::parse_decr
+    ),
+    spec!(
+        "decrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        incr::parse_decrby
+    ),
+    spec!(
+        "append",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        append::parse_append
+    ),
+    spec!("strlen", 2, READONLY | FAST, (1, 1, 1), get::parse_strlen),
+    spec!("mget", -2, READONLY | FAST, (1, -1, 1), get::parse_mget),
+    spec!("mset", -3, WRITE | DENYOOM, (1, -1, 2), set::parse_mset),
+    spec!("msetnx", -3, WRITE | DENYOOM, (1, -1, 2), set::parse_msetnx),
+    spec!("expire", -3, WRITE | FAST, (1, 1, 1), expire::parse_expire),
+    spec!(
+        "pexpire",
+        -3,
+        WRITE | FAST,
+        (1, 1, 1),
+        expire::parse_pexpire
+    ),
+    spec!(
+        "expireat",
+        -3,
+        WRITE | FAST,
+        (1, 1, 1),
+        expire::parse_expireat
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        WRITE | FAST,
+        (1, 1, 1),
+        expire::parse_pexpireat
+    ),
+    spec!("persist", 2, WRITE | FAST, (1, 1, 1), expire::parse_persist),
+    spec!(
+        "ttl",
+        2,
+        READONLY | FAST | TIME,
+        (1, 1, 1),
+        expire::parse_ttl
+    ),
+    spec!(
+        "pttl",
+        2,
+        READONLY | FAST | TIME,
+        (1, 1, 1),
+        expire::parse_pttl
+    ),
+    spec!(
+        "expiretime",
+        2,
+        READONLY | FAST,
+        (1, 1, 1),
+        expire::parse_expiretime
+    ),
+    spec!(
+        "pexpiretime",
+        2,
+        READONLY | FAST,
+        (1, 1, 1),
+        expire::parse_pexpiretime
+    ),
+    spec!("type", 2, READONLY | FAST, (1, 1, 1), keyspace::parse_type),
+    spec!("rename", 3, WRITE, (1, 2, 1), keyspace::parse_rename),
+    spec!(
+        "renamenx",
+        3,
+        WRITE | FAST,
+        (1, 2, 1),
+        keyspace::parse_renamenx
+    ),
+    spec!("copy", -3, WRITE | DENYOOM, (1, 2, 1), keyspace::parse_copy),
+    spec!("move", 3, WRITE | FAST, (1, 1, 1), keyspace::parse_move),
+    spec!(
+        "randomkey",
+        1,
+        READONLY,
+        (0, 0, 0),
+        keyspace::parse_randomkey
+    ),
+    spec!(
+        "dbsize",
+        1,
+        READONLY | FAST,
+        (0, 0, 0),
+        keyspace::parse_dbsize
+    ),
+    spec!("keys", 2, READONLY, (0, 0, 0), keyspace::parse_keys),
+    spec!("scan", -2, READONLY, (0, 0, 0), keyspace::parse_scan),
+    spec!(
+        "revision",
+        2,
+        READONLY | FAST,
+        (1, 1, 1),
+        keyspace::parse_revision
+    ),
+    spec!(
+        "time",
+        1,
+        READONLY | FAST | TIME,
+        (0, 0, 0),
+        keyspace::parse_time
+    ),
+    spec!("select", 2, FAST, (0, 0, 0), databases::parse_select),
+    spec!(
+        "swapdb",
+        3,
+        WRITE | FAST,
+        (0, 0, 0),
+        databases::parse_swapdb
+    ),
+    spec!("flushdb", -1, WRITE, (0, 0, 0), databases::parse_flushdb),
+    spec!("flushall", -1, WRITE, (0, 0, 0), databases::parse_flushall),
+    spec!(
+        "multi",
+        1,
+        FAST | NO_MULTI,
+        (0, 0, 0),
+        transaction::parse_multi
+    ),
+    spec!("exec", 1, 0, (0, 0, 0), transaction::parse_exec),
+    spec!("discard", 1, FAST, (0, 0, 0), transaction::parse_discard),
+    spec!(
+        "watch",
+        -2,
+        FAST | NO_MULTI,
+        (1, -1, 1),
+        transaction::parse_watch
+    ),
+    spec!("unwatch", 1, FAST, (0, 0, 0), transaction::parse_unwatch),
+    spec!("ping", -1, FAST, (0, 0, 0), connection::parse_ping),
+    spec!("echo", 2, FAST, (0, 0, 0), connection::parse_echo),
+    spec!(
+        "quit",
+        -1,
+        FAST | NO_AUTH,
+        (0, 0, 0),
+        connection::parse_quit
+    ),
+    spec!("readonly", 1, FAST, (0, 0, 0), connection::parse_readonly),
+    spec!("readwrite", 1, FAST, (0, 0, 0), connection::parse_readwrite),
+    spec!("hello", -1, FAST | NO_AUTH, (0, 0, 0), hello::parse_hello),
+    spec!("auth", -2, FAST | NO_AUTH, (0, 0, 0), hello::parse_auth),
+    spec!("client", -2, 0, (0, 0, 0), client::parse_client),
+    spec!("command", -1, 0, (0, 0, 0), introspection::parse_command),
+    spec!("info", -1, 0, (0, 0, 0), introspection::parse_info),
+    spec!("config", -2, ADMIN, (0, 0, 0), introspection::parse_config),
+    spec!("raft.status", 1, ADMIN, (0, 0, 0), admin::parse_status),
+    spec!(
+        "raft.addlearner",
+        4,
+        ADMIN,
+        (0, 0, 0),
+        admin::parse_add_learner
+    ),
+    spec!("raft.promote", 2, ADMIN, (0, 0, 0), admin::parse_promote),
+    spec!("raft.remove", 2, ADMIN, (0, 0, 0), admin::parse_remove),
+    spec!("raft.transfer", 2, ADMIN, (0, 0, 0), admin::parse_transfer),
+    spec!(
+        "raftkv.digest",
+        1,
+        READONLY | ADMIN,
+        (0, 0, 0),
+        keyspace::parse_digest
+    ),
+    spec!(
+        "raftkv.propose",
+        2,
+        WRITE | ADMIN,
+        (0, 0, 0),
+        internal::parse_propose
+    ),
+    spec!("raftkv.backup", 1, ADMIN, (0, 0, 0), internal::parse_backup),
+    spec!(
+        "raftkv.backupread",
+        2,
+        ADMIN,
+        (0, 0, 0),
+        internal::parse_backup_read
+    ),
 ];
 
 /// Parses a request (as [`crate::resp::decode_request`] returns it) into a command.
@@ -160,25 +432,33 @@ pub(crate) const SPECS: &[Spec] = &[
 /// # Errors
 /// A [`CommandError`] worded as Redis words it; send it back with
 /// [`crate::error::error_reply`] and keep the connection open.
-pub fn parse(frame: Frame, limits: &CommandLimits) -> Result<Command, CommandError> {
+pub fn parse(frame: Frame, context: &Context<'_>) -> Result<Command, CommandError> {
+    parse_words(&words(frame)?, context)
+}
+
+/// The words of a request frame (name first).
+///
+/// # Errors
+/// [`CommandError::Syntax`] for a frame that is not an array of bulk strings.
+pub fn words(frame: Frame) -> Result<Vec<Bytes>, CommandError> {
     let Frame::Array(items) = frame else {
         return Err(CommandError::Syntax);
     };
-    let words = items
+    items
         .into_iter()
         .map(|item| match item {
             Frame::Bulk(word) => Ok(word),
             _ => Err(CommandError::Syntax),
         })
-        .collect::<Result<Vec<Bytes>, CommandError>>()?;
-    parse_words(&words, limits)
+        .collect()
 }
 
-/// Parses a command given as its words (name first).
+/// Checks a command's name and arity (what Redis checks before queuing it in a
+/// transaction) and returns its table row.
 ///
 /// # Errors
-/// As [`parse`].
-pub fn parse_words(words: &[Bytes], limits: &CommandLimits) -> Result<Command, CommandError> {
+/// `ERR unknown command ...` or `ERR wrong number of arguments ...`.
+pub(crate) fn check(words: &[Bytes]) -> Result<&'static Spec, CommandError> {
     let (name, args) = words.split_first().ok_or(CommandError::Syntax)?;
     let Some(spec) = SPECS
         .iter()
@@ -199,7 +479,16 @@ pub fn parse_words(words: &[Bytes], limits: &CommandLimits) -> Result<Command, C
     if !arity_ok {
         return Err(CommandError::WrongArity { command: spec.name });
     }
-    (spec.parse)(args, limits)
+    Ok(spec)
+}
+
+/// Parses a command given as its words (name first).
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_words(words: &[Bytes], context: &Context<'_>) -> Result<Command, CommandError> {
+    let spec = check(words)?;
+    (spec.parse)(&words[1..], context)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use raft_core::NodeId;
 use serde::Deserialize;
 
 use crate::limits::{LimitSettings, SizeLimits};
-use crate::state_machine::MemberAddress;
+use crate::state_machine::{MemberAddress, DATABASES_MAX};
 
 /// Where the Raft log lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +119,10 @@ pub struct Settings {
     /// Compacted WAL segments kept for reuse instead of deleted; 0 disables [default: 2].
     #[arg(long)]
     pub wal_spare_segments: Option<usize>,
+    /// Databases clients may SELECT (0 to N-1), as Redis' `databases`; a cluster-wide
+    /// setting: every node must have the same [default: 16].
+    #[arg(long)]
+    pub databases: Option<u32>,
     /// Require AUTH with this password.
     #[arg(long)]
     pub password: Option<String>,
@@ -167,6 +171,8 @@ pub struct NodeConfig {
     pub request_queue_max: usize,
     pub wal_segment_bytes: u64,
     pub wal_spare_segments: usize,
+    /// Databases clients may select; the same on every node.
+    pub databases: u32,
     pub password: Option<String>,
     pub log_level: Option<String>,
     /// Always `None` except in a `test-faults` build told to have a bug.
@@ -222,6 +228,7 @@ impl Settings {
             request_queue_max,
             wal_segment_bytes,
             wal_spare_segments,
+            databases,
             password,
             log_level,
             test_fault
@@ -319,6 +326,13 @@ impl Settings {
             wal_spare_segments: self
                 .wal_spare_segments
                 .unwrap_or(raft_wal::config::SPARE_SEGMENTS_DEFAULT),
+            databases: match self.databases.unwrap_or(16) {
+                0 => bail!("invalid config: databases: must be at least 1"),
+                n if n > DATABASES_MAX => {
+                    bail!("invalid config: databases: at most {DATABASES_MAX}")
+                }
+                n => n,
+            },
             password: self.password,
             log_level: self.log_level,
             test_fault: self
@@ -459,6 +473,20 @@ mod tests {
                     ..base()
                 },
                 "wal_segment_bytes",
+            ),
+            (
+                Settings {
+                    databases: Some(0),
+                    ..base()
+                },
+                "databases",
+            ),
+            (
+                Settings {
+                    databases: Some(DATABASES_MAX + 1),
+                    ..base()
+                },
+                "databases",
             ),
         ];
         for (settings, key) in cases {

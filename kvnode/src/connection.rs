@@ -6,9 +6,12 @@
 //! for the writes before it on the same connection, so a client always sees its own
 //! writes. A write sent to a follower is forwarded to the leader's client port and the
 //! leader's answer relayed (one hop: a forwarded request is never forwarded again).
+//! The selected database and MULTI/EXEC/WATCH live in `transaction`; EXEC is one write,
+//! forwarded whole like any other.
 
 mod backup;
 mod forward;
+mod transaction;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,15 +26,17 @@ use tracing::debug;
 pub use forward::{ForwardTimeouts, FORWARDER_NAME};
 
 use crate::cmd::{
-    self, check_credentials, hello_reply, ClientCommand, Command, CommandLimits, LocalCommand,
+    self, check_credentials, hello_reply, ClientCommand, Command, CommandLimits, Context,
+    LocalCommand,
 };
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
 use crate::raft_loop::{LeaderView, Outcome, RaftHandle, Request};
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
-use crate::state_machine::WriteCommand;
+use crate::state_machine::{DbIndex, ReadCommand, ReadOp, WriteCommand};
 use crate::status::NodeStatus;
 use forward::{Forwarded, Forwarder};
+use transaction::{ExecPlan, Queued, Session};
 
 /// Times one batch may be proposed here again because this node became the leader while
 /// it was being forwarded.
@@ -117,6 +122,8 @@ pub struct Connection {
     stop: Stop,
     /// The backup this connection is reading, if any.
     backup: Option<backup::BackupFile>,
+    /// The selected database and the transaction state (`transaction`).
+    session: Session,
 }
 
 impl Connection {
@@ -133,6 +140,7 @@ impl Connection {
             forwarder: Forwarder::new(shared.leader_watch.clone(), shared.forward_timeouts),
             stop,
             backup: None,
+            session: Session::default(),
         }
     }
 
@@ -187,6 +195,8 @@ impl Connection {
 
     async fn execute(&mut self, batch: Vec<Frame>) -> Vec<Frame> {
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
+        // EXECs whose replies are merged with the answers the connection gave itself.
+        let mut execs: Vec<(usize, ExecPlan)> = Vec::new();
         for request in batch {
             self.shared
                 .metrics
@@ -195,7 +205,27 @@ impl Connection {
             if self.closing {
                 break;
             }
-            let command = match cmd::parse(request.clone(), &self.shared.command_limits) {
+            if self.session.in_transaction() {
+                match self
+                    .session
+                    .queue(request.clone(), &self.shared.command_limits)
+                {
+                    Queued::Reply(frame) => {
+                        pending.push(Pending::Done(frame));
+                        continue;
+                    }
+                    Queued::Exec(plan) => {
+                        self.exec(plan, &mut pending, &mut execs).await;
+                        continue;
+                    }
+                    Queued::Run => {}
+                }
+            }
+            let context = Context {
+                limits: &self.shared.command_limits,
+                db: self.session.db,
+            };
+            let command = match cmd::parse(request.clone(), &context) {
                 Ok(command) => command,
                 Err(invalid) => {
                     pending.push(Pending::Done(error_reply(&Error::Command(invalid))));
@@ -209,6 +239,11 @@ impl Connection {
                 continue;
             }
             let submitted = match command {
+                Command::Local(LocalCommand::Watch { db, keys }) => {
+                    // WATCH reads linearizably, after this connection's earlier writes.
+                    self.settle(&mut pending).await;
+                    Pending::Done(self.watch(db, keys).await)
+                }
                 Command::Local(local) => Pending::Done(self.local(local).await),
                 Command::Backup(step) => Pending::Done(self.backup(step).await),
                 Command::Write(command) => self.submit(Retry::Write(command)),
@@ -227,13 +262,71 @@ impl Connection {
             pending.push(submitted);
         }
         self.settle(&mut pending).await;
-        pending
+        let mut frames: Vec<Frame> = pending
             .into_iter()
             .map(|item| match item {
                 Pending::Done(frame) => frame,
                 Pending::Waiting { .. } => unreachable!("settled above"),
             })
-            .collect()
+            .collect();
+        for (position, plan) in execs {
+            let logged = std::mem::replace(&mut frames[position], Frame::Null);
+            frames[position] = plan.merge(Some(logged));
+        }
+        frames
+    }
+
+    /// Runs a planned EXEC: one write, or an answer at once when nothing needs the log.
+    /// A transaction that SELECTs is waited for: the database changes only if it ran.
+    async fn exec(
+        &mut self,
+        plan: ExecPlan,
+        pending: &mut Vec<Pending>,
+        execs: &mut Vec<(usize, ExecPlan)>,
+    ) {
+        let Some(command) = plan.command.clone() else {
+            if let Some(db) = plan.select {
+                self.session.db = db;
+            }
+            pending.push(Pending::Done(plan.merge(None)));
+            return;
+        };
+        let position = pending.len();
+        pending.push(self.submit(Retry::Write(command)));
+        if let Some(db) = plan.select {
+            self.settle(pending).await;
+            if matches!(pending[position], Pending::Done(Frame::Array(_))) {
+                self.session.db = db;
+            }
+        }
+        execs.push((position, plan));
+    }
+
+    /// WATCH: reads the keys' revisions linearizably (whatever READONLY says) and
+    /// remembers them for the next EXEC.
+    async fn watch(&mut self, db: DbIndex, keys: Vec<Bytes>) -> Frame {
+        let (sender, receiver) = oneshot::channel();
+        let command = ReadCommand {
+            db,
+            op: ReadOp::Revisions { keys: keys.clone() },
+        };
+        let request = Request::Read {
+            command,
+            linearizable: true,
+            reply: sender,
+        };
+        if let Err(refused) = self.shared.raft.submit(request) {
+            return error_reply(&Error::Cluster(refused));
+        }
+        match receiver.await {
+            Ok(Outcome::Reply(revisions)) => {
+                self.session
+                    .watch(db, keys, revisions, &self.shared.command_limits)
+            }
+            Ok(Outcome::Failed(failure)) => error_reply(&Error::Cluster(failure)),
+            Ok(Outcome::NotLeader) => error_reply(&Error::Cluster(ClusterError::NoLeader)),
+            Err(_) => error_reply(&Error::Cluster(ClusterError::ShuttingDown)),
+        }
     }
 
     /// Hands a write or admin command to the raft loop, keeping what it takes to forward
@@ -346,11 +439,18 @@ impl Connection {
                 LocalCommand::Quit => self.closing = true,
                 LocalCommand::ReadOnly => self.stale_reads = true,
                 LocalCommand::ReadWrite => self.stale_reads = false,
+                LocalCommand::Select(db) => self.session.db = db,
                 _ => {}
             }
             return reply;
         }
         match command {
+            LocalCommand::Multi => self.session.multi(),
+            LocalCommand::Exec | LocalCommand::Discard => Session::not_in_transaction(&command),
+            LocalCommand::Unwatch => {
+                self.session.unwatch();
+                Frame::ok()
+            }
             LocalCommand::Hello(hello) => {
                 if let Some(credentials) = &hello.auth {
                     if let Err(refused) = check_credentials(

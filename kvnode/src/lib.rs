@@ -9,7 +9,8 @@
 //! Must never: acknowledge a write that is not committed and applied, answer a
 //! linearizable read from a point older than the commit index at the time it arrived,
 //! panic on client or log bytes, allocate for a declared size before checking it against
-//! a limit, or let anything but the Raft log order decide the state machine's contents.
+//! a limit, or let anything but the Raft log (its order and its stamps) decide the state
+//! machine's contents.
 //! A failed write or sync of the log ends the process (fail-stop).
 //!
 //! Module map:
@@ -17,9 +18,11 @@
 //! - [`config`]: settings, defaults, validation naming the bad key; [`limits`]: the
 //!   chain of size limits from a request to a WAL record and a peer frame.
 //! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
-//! - [`raft_loop`]: the driver thread: ticks, proposals, reads, Ready handling; a leader
-//!   syncs its log on a `log-sync` thread meanwhile.
-//! - [`connection`]: one client: pipelining, auth, stale-read mode, forwarding to the leader.
+//! - [`raft_loop`]: the driver thread: ticks, proposals (stamped with the leader's
+//!   monotonic clock), reads (judged at the leader's clock), Ready handling, the leader's
+//!   reclamation of expired keys; a leader syncs its log on a `log-sync` thread meanwhile.
+//! - [`connection`]: one client: pipelining, auth, stale-read mode, SELECT, MULTI/EXEC/WATCH,
+//!   forwarding to the leader.
 //! - [`storage`]: the `wal` / `memory` backend switch.
 //! - [`restore`]: `kvnode --restore` and the cluster id each data directory records.
 //! - [`status`]: the node's typed status, rendered and parsed in one place.
@@ -28,8 +31,9 @@
 //! - [`resp`]: RESP2/RESP3 frames, request and reply decoders, the encoder, [`resp::Limits`].
 //! - [`cmd`]: a request frame -> a typed [`cmd::Command`], classified as write, read, local
 //!   or admin, with Redis' error wording.
-//! - [`state_machine`]: the replicated map, its log-entry encoding, snapshots and the
-//!   member address book.
+//! - [`state_machine`]: the replicated databases with expiry, revisions and transactions,
+//!   their log-entry encoding, snapshots and the member address book. Time enters only as
+//!   the leader's stamp on each entry.
 //! - [`error`]: the crate error and the one function that turns errors into RESP replies.
 //!
 //! `COMMANDS.md` beside this crate's `Cargo.toml` lists the commands, their error replies,

@@ -14,18 +14,22 @@
 //! and answered, and how a request starts), `admin` (membership, transfer, status),
 //! `pending` (requests waiting for the log; `read_ids` numbers the reads), `io` (the pipeline's I/O: send, write, sync),
 //! `leadership` (the leader as published to the connections),
-//! `apply` (entries into the state machine, typed replies out), `peers` (who the
+//! `apply` (entries into the state machine, typed replies out), `clock` (the stamps a
+//! leader proposes with and its read clock), `reclaim` (batched deletion of expired
+//! keys), `peers` (who the
 //! transport talks to), `snapshots` (the snapshot thread), [`bootstrap`] (entry 1).
 
 mod admin;
 mod apply;
 pub mod bootstrap;
+mod clock;
 pub mod inbox;
 mod io;
 mod leadership;
 mod peers;
 mod pending;
 mod read_ids;
+mod reclaim;
 pub mod request;
 mod snapshots;
 
@@ -113,11 +117,17 @@ impl RaftLoop {
         let mut taken = Taken::default();
         let mut next_tick = Instant::now() + self.heartbeat;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wake_at = self
+                .io
+                .reclaimer
+                .wake_at(self.node.role())
+                .map_or(next_tick, |at| at.min(next_tick));
+            let wait = wake_at.saturating_duration_since(Instant::now());
             self.inbox.take(&mut taken, wait);
             let pass_started = Instant::now();
             let (peer_messages, requests) = (taken.peers.len(), taken.requests.len());
-            self.node.set_clock(wall_clock_ms());
+            self.node
+                .set_clock(self.io.clock.read_clock(wall_clock_ms()));
             for message in taken.peers.drain(..) {
                 self.node.step(message);
             }
@@ -138,6 +148,7 @@ impl RaftLoop {
                     next_tick + self.heartbeat
                 };
             }
+            self.reclaim_expired();
             self.run_pipeline();
             self.observe_pass(pass_started.elapsed(), peer_messages, requests);
             if taken.shutdown {
@@ -204,9 +215,9 @@ impl RaftLoop {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it): what a leader stamps the
-/// reads it confirms with. Only the driver reads the clock; apply never does.
-fn wall_clock_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it): what a leader's stamps
+/// and read clock follow (`clock`). Only the driver reads the clock; apply never does.
+pub(crate) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {

@@ -8,7 +8,9 @@ impl From<Reply> for Frame {
     fn from(reply: Reply) -> Frame {
         match reply {
             Reply::Ok => Frame::ok(),
+            Reply::Simple(word) => Frame::Simple(word.to_owned()),
             Reply::Nil => Frame::Null,
+            Reply::NilArray => Frame::NullArray,
             Reply::Integer(value) => Frame::Integer(value),
             Reply::Bulk(data) => Frame::Bulk(data),
             Reply::Array(items) => Frame::Array(items.into_iter().map(Frame::from).collect()),

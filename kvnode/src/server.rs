@@ -125,6 +125,8 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         command_limits: CommandLimits {
             key_bytes_max: config.limits.key_bytes_max,
             value_bytes_max: config.limits.value_bytes_max,
+            entry_bytes_max: config.limits.entry_bytes_max,
+            databases: config.databases,
         },
         password: config.password.clone(),
         started: Instant::now(),

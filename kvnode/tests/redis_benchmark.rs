@@ -5,6 +5,8 @@
 
 #[path = "support/cluster.rs"]
 mod support;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,38 +17,9 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest one benchmark run may take before it is killed and the test fails.
 const BENCHMARK_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn have_redis_benchmark() -> bool {
-    Command::new("redis-benchmark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Makes `redis-benchmark` available, or says why it cannot.
 fn ensure_redis_benchmark() -> Result<(), String> {
-    if have_redis_benchmark() {
-        return Ok(());
-    }
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err("redis-benchmark is missing and this is not root (cannot apt-get)".into());
-    }
-    let install = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools",
-        ])
-        .status()
-        .map_err(|e| format!("running apt-get: {e}"))?;
-    if !install.success() || !have_redis_benchmark() {
-        return Err(format!("apt-get install redis-tools failed ({install})"));
-    }
-    Ok(())
+    tools::ensure("redis-benchmark", &["--version"], "redis-tools")
 }
 
 /// Runs redis-benchmark against `port` and returns its output; fails on a non-zero exit, a

@@ -48,6 +48,18 @@ impl Protocol {
     }
 }
 
+/// What a write is, on the Redis protocol.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteKind {
+    /// `SET key value`.
+    #[default]
+    Set,
+    /// `SET key value EX 3600`: a write with a TTL.
+    SetEx,
+    /// `MULTI`, `INCR key`, `EXEC`: a one-command transaction (three frames, one log entry).
+    IncrMulti,
+}
+
 /// Closed-loop load generator for raftkv, Redis and etcd (HDR latency histogram).
 #[derive(Parser, Debug, Clone, PartialEq)]
 #[command(name = "kvbench", version)]
@@ -80,6 +92,10 @@ pub struct Options {
     /// Fraction of requests that are GETs (the rest are SETs), 0.0 to 1.0.
     #[arg(long, default_value_t = 0.0)]
     pub reads: f64,
+    /// What each write is (Redis protocol only): set, set-ex (SET with EX 3600) or
+    /// incr-multi (MULTI, INCR, EXEC).
+    #[arg(long, value_enum, default_value_t = WriteKind::Set)]
+    pub write: WriteKind,
     /// Take keys in order 0, 1, 2, ... from one counter shared by all connections (wrapping at
     /// the keyspace) instead of at random; `--sequential --ops KEYSPACE --warmup 0` writes every
     /// key once.
@@ -137,6 +153,8 @@ pub struct Settings {
     pub value_bytes: usize,
     /// Probability of a GET, in [0, 1].
     pub read_fraction: f64,
+    /// What a write is.
+    pub write: WriteKind,
     pub sequential: bool,
     pub duration: Duration,
     pub ops_max: Option<u64>,
@@ -206,6 +224,9 @@ impl Settings {
             "--reads must be a fraction in 0.0..=1.0, got {}",
             options.reads
         );
+        if options.protocol == Protocol::Etcd && options.write != WriteKind::Set {
+            bail!("--write {:?} needs --protocol redis", options.write);
+        }
         if options.failover && options.reads > 0.0 {
             bail!("--failover writes only; drop --reads");
         }
@@ -246,6 +267,7 @@ impl Settings {
             key_bytes: options.key_size,
             value_bytes: options.value_size,
             read_fraction: options.reads,
+            write: options.write,
             sequential: options.sequential,
             duration,
             ops_max: options.ops,

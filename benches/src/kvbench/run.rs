@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
+use kvnode::resp::Frame;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
@@ -76,7 +77,8 @@ pub async fn run(settings: Settings) -> Outcome {
                     settings.key_bytes,
                     settings.value_bytes,
                     settings.read_fraction,
-                ),
+                )
+                .with_write(settings.write),
                 stats: WorkerStats::default(),
                 deadline,
             };
@@ -313,10 +315,20 @@ impl Worker {
             .map_err(|error| (error, ops.len() as u64))?;
         let mut had_error = false;
         for (answered, op) in ops.iter().enumerate() {
-            let reply = connection
-                .read_reply(deadline)
-                .await
-                .map_err(|error| (error, (ops.len() - answered) as u64))?;
+            // A transaction's MULTI and queued command answer first; the last reply
+            // (EXEC's) is the request's.
+            let mut reply = Frame::Null;
+            let mut queue_error = None;
+            for _ in 0..self.workload.frames_per(*op) {
+                reply = connection
+                    .read_reply(deadline)
+                    .await
+                    .map_err(|error| (error, (ops.len() - answered) as u64))?;
+                if let Frame::Error(_) = reply {
+                    queue_error.get_or_insert_with(|| reply.clone());
+                }
+            }
+            let reply = queue_error.unwrap_or(reply);
             let now = Instant::now();
             match classify_reply(*op, &reply) {
                 Ok(()) => self.record_ok(*op, sent_at, now),

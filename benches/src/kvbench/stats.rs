@@ -65,7 +65,8 @@ impl ErrorKind {
     }
 }
 
-/// Judges a reply: `+OK` for SET, a bulk or nil for GET.
+/// Judges a reply: `+OK` for SET, an array of integers for a MULTI/INCR/EXEC write, a
+/// bulk or nil for GET.
 ///
 /// # Errors
 /// The [`ErrorKind`] the reply counts as.
@@ -77,6 +78,11 @@ pub fn classify_reply(op: Op, reply: &Frame) -> Result<(), ErrorKind> {
             _ => ErrorKind::Err,
         }),
         (Op::Set, Frame::Simple(text)) if text == "OK" => Ok(()),
+        (Op::Set, Frame::Array(items))
+            if items.iter().all(|item| matches!(item, Frame::Integer(_))) =>
+        {
+            Ok(())
+        }
         (Op::Get, Frame::Bulk(_) | Frame::Null) => Ok(()),
         _ => Err(ErrorKind::Err),
     }

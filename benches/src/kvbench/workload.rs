@@ -1,10 +1,13 @@
 //! What each request is: GET or SET, which key, which value, from a seeded PRNG.
 //!
-//! Keys are `k` followed by the key index in decimal, zero-padded to the key size, so every key
-//! has exactly `key_bytes` bytes and the keyspace is exactly `keyspace` keys. Requests are
+//! Keys are `k` (`c` for the INCR workload) followed by the key index in decimal, zero-padded
+//! to the key size, so every key has exactly `key_bytes` bytes and the keyspace is exactly
+//! `keyspace` keys. Requests are
 //! encoded straight into RESP bytes; nothing per request is allocated beyond the output buffer.
 
 use bytes::{BufMut, BytesMut};
+
+use super::options::WriteKind;
 
 /// A request kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +50,7 @@ pub struct Workload {
     key_bytes: usize,
     read_fraction: f64,
     value: Vec<u8>,
+    write: WriteKind,
 }
 
 impl Workload {
@@ -71,6 +75,21 @@ impl Workload {
             key_bytes,
             read_fraction,
             value,
+            write: WriteKind::Set,
+        }
+    }
+
+    /// Makes every write `write` instead of a plain SET.
+    pub fn with_write(mut self, write: WriteKind) -> Workload {
+        self.write = write;
+        self
+    }
+
+    /// Frames (and so replies) one request of `op` takes: a MULTI/INCR/EXEC write is three.
+    pub fn frames_per(&self, op: Op) -> usize {
+        match (op, self.write) {
+            (Op::Set, WriteKind::IncrMulti) => 3,
+            _ => 1,
         }
     }
 
@@ -101,17 +120,27 @@ impl Workload {
                 out.put_slice(b"*2\r\n$3\r\nGET\r\n");
                 self.put_key(index, out);
             }
+            Op::Set if self.write == WriteKind::IncrMulti => {
+                out.put_slice(b"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n");
+                self.put_key(index, out);
+                out.put_slice(b"*1\r\n$4\r\nEXEC\r\n");
+            }
             Op::Set => {
-                out.put_slice(b"*3\r\n$3\r\nSET\r\n");
+                let with_ttl = self.write == WriteKind::SetEx;
+                out.put_slice(if with_ttl { b"*5\r\n" } else { b"*3\r\n" });
+                out.put_slice(b"$3\r\nSET\r\n");
                 self.put_key(index, out);
                 put_bulk_header(self.value.len(), out);
                 out.put_slice(&self.value);
                 out.put_slice(b"\r\n");
+                if with_ttl {
+                    out.put_slice(b"$2\r\nEX\r\n$4\r\n3600\r\n");
+                }
             }
         }
     }
 
-    /// The key of `index`: `k` and the index zero-padded to `key_bytes`.
+    /// The key of `index`: `k` (`c` for counters) and the index zero-padded to `key_bytes`.
     ///
     /// # Panics
     /// If `index` is outside the keyspace.
@@ -122,7 +151,13 @@ impl Workload {
             self.keyspace
         );
         let digits = self.key_bytes - 1;
-        format!("k{index:0digits$}").into_bytes()
+        // Counters get keys of their own: INCR of a SET workload's value is an error.
+        let prefix = if self.write == WriteKind::IncrMulti {
+            'c'
+        } else {
+            'k'
+        };
+        format!("{prefix}{index:0digits$}").into_bytes()
     }
 
     /// The value every SET writes.
@@ -164,6 +199,35 @@ mod tests {
             );
         }
         requests
+    }
+
+    #[test]
+    fn writes_with_a_ttl_and_in_a_transaction_encode_as_redis_commands() {
+        let mut out = BytesMut::new();
+        let set_ex = Workload::new(1, 10, 2, 3, 0.0).with_write(WriteKind::SetEx);
+        set_ex.encode_resp(Op::Set, 7, &mut out);
+        assert_eq!(
+            decode_all(out.split()),
+            vec![vec![
+                b"SET".to_vec(),
+                b"k7".to_vec(),
+                b"abc".to_vec(),
+                b"EX".to_vec(),
+                b"3600".to_vec()
+            ]]
+        );
+        let incr = Workload::new(1, 10, 2, 3, 0.0).with_write(WriteKind::IncrMulti);
+        incr.encode_resp(Op::Set, 3, &mut out);
+        assert_eq!(incr.frames_per(Op::Set), 3);
+        assert_eq!(incr.frames_per(Op::Get), 1);
+        assert_eq!(
+            decode_all(out.split()),
+            vec![
+                vec![b"MULTI".to_vec()],
+                vec![b"INCR".to_vec(), b"c3".to_vec()],
+                vec![b"EXEC".to_vec()]
+            ]
+        );
     }
 
     #[test]

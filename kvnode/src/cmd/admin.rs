@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use raft_core::NodeId;
 
-use super::args::{unsigned, CommandLimits};
+use super::args::{unsigned, Context};
 use super::error::CommandError;
 use super::Command;
 use crate::state_machine::MemberAddress;
@@ -29,15 +29,12 @@ pub enum AdminCommand {
 }
 
 /// `RAFT.STATUS`
-pub(super) fn parse_status(_: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_status(_: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     Ok(Command::Admin(AdminCommand::Status))
 }
 
 /// `RAFT.ADDLEARNER id peer_addr client_addr`
-pub(super) fn parse_add_learner(
-    args: &[Bytes],
-    _: &CommandLimits,
-) -> Result<Command, CommandError> {
+pub(super) fn parse_add_learner(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     let id = node_id(&args[0])?;
     let address = MemberAddress {
         peer: host_port(&args[1])?,
@@ -47,21 +44,21 @@ pub(super) fn parse_add_learner(
 }
 
 /// `RAFT.PROMOTE id`
-pub(super) fn parse_promote(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_promote(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     Ok(Command::Admin(AdminCommand::Promote {
         id: node_id(&args[0])?,
     }))
 }
 
 /// `RAFT.REMOVE id`
-pub(super) fn parse_remove(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_remove(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     Ok(Command::Admin(AdminCommand::Remove {
         id: node_id(&args[0])?,
     }))
 }
 
 /// `RAFT.TRANSFER id`
-pub(super) fn parse_transfer(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_transfer(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     Ok(Command::Admin(AdminCommand::Transfer {
         id: node_id(&args[0])?,
     }))

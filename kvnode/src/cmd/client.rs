@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::args::{is, CommandLimits};
+use super::args::{is, Context};
 use super::error::CommandError;
 use super::local::LocalCommand;
 use super::Command;
@@ -32,7 +32,7 @@ pub enum ClientAttribute {
 }
 
 /// `CLIENT subcommand ...`
-pub(super) fn parse_client(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_client(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     let (sub, rest) = args
         .split_first()
         .ok_or(CommandError::WrongArity { command: "client" })?;

@@ -1,15 +1,19 @@
-//! DEL: removes keys; replies with how many existed.
+//! DEL and UNLINK: remove keys; reply with how many existed. (UNLINK frees memory in the
+//! background in Redis; here both are one log entry and free at apply.)
 
 use bytes::Bytes;
 
-use super::args::{keys, CommandLimits};
+use super::args::{keys, Context};
 use super::error::CommandError;
-use super::Command;
-use crate::state_machine::WriteCommand;
+use super::{write, Command};
+use crate::state_machine::WriteOp;
 
-/// `DEL key [key ...]`
-pub(super) fn parse_del(args: &[Bytes], limits: &CommandLimits) -> Result<Command, CommandError> {
-    Ok(Command::Write(WriteCommand::Del {
-        keys: keys(args, limits)?,
-    }))
+/// `DEL key [key ...]`, `UNLINK key [key ...]`
+pub(super) fn parse_del(args: &[Bytes], context: &Context<'_>) -> Result<Command, CommandError> {
+    write(
+        context,
+        WriteOp::Del {
+            keys: keys(args, context.limits)?,
+        },
+    )
 }

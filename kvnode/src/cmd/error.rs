@@ -41,12 +41,46 @@ pub enum CommandError {
     InvalidCursor,
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
-    /// Expiry needs a replicated clock; raftkv keeps keys until they are deleted.
-    #[error(
-        "ERR expiry is not supported by raftkv (SET option '{}'); keys live until deleted",
-        quote_name(option)
-    )]
-    ExpiryNotSupported { option: Bytes },
+    #[error("ERR invalid expire time in '{command}' command")]
+    InvalidExpireTime { command: &'static str },
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireNxAndOthers,
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtAndLt,
+    #[error("ERR Unsupported option {}", quote_name(option))]
+    UnsupportedOption { option: Bytes },
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR increment would produce NaN or Infinity")]
+    FloatNanOrInfinity,
+    #[error("ERR invalid first DB index")]
+    InvalidFirstDb,
+    #[error("ERR invalid second DB index")]
+    InvalidSecondDb,
+    #[error("ERR MULTI calls can not be nested")]
+    NestedMulti,
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInsideMulti,
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
+    /// A command Redis runs in a transaction that raftkv cannot put in one log entry
+    /// (connection state, cluster administration).
+    #[error("ERR Command not allowed inside a transaction")]
+    NotAllowedInTransaction,
+    /// Queuing this command would make the transaction's log entry larger than the
+    /// largest entry; the transaction is discarded at EXEC (EXECABORT).
+    #[error("ERR transaction too large: its log entry would exceed {max} bytes (entry_bytes_max); the transaction will be discarded")]
+    TransactionTooLarge { max: usize },
     #[error("ERR key is {len} bytes, over the {max}-byte limit")]
     KeyTooLarge { len: usize, max: usize },
     #[error("ERR value is {len} bytes, over the {max}-byte limit")]

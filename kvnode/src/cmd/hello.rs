@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::args::{is, CommandLimits};
+use super::args::{is, Context};
 use super::client::check_client_name;
 use super::error::CommandError;
 use super::local::LocalCommand;
@@ -30,7 +30,7 @@ pub struct Credentials {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
-pub(super) fn parse_hello(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_hello(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     let Some((version, options)) = args.split_first() else {
         let hello = Hello {
             protocol: None,
@@ -74,7 +74,7 @@ pub(super) fn parse_hello(args: &[Bytes], _: &CommandLimits) -> Result<Command, 
 }
 
 /// `AUTH [username] password`
-pub(super) fn parse_auth(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_auth(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     let credentials = match args {
         [password] => Credentials {
             username: Bytes::from_static(b"default"),

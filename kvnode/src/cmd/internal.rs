@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 
-use super::args::CommandLimits;
+use super::args::Context;
 use super::error::CommandError;
 use super::Command;
 use crate::state_machine::WriteCommand;
@@ -28,21 +28,18 @@ pub enum BackupCommand {
 }
 
 /// `RAFTKV.BACKUP`
-pub(super) fn parse_backup(_: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_backup(_: &[Bytes], _: &Context) -> Result<Command, CommandError> {
     Ok(Command::Backup(BackupCommand::Begin))
 }
 
 /// `RAFTKV.BACKUPREAD offset`
-pub(super) fn parse_backup_read(
-    args: &[Bytes],
-    _: &CommandLimits,
-) -> Result<Command, CommandError> {
+pub(super) fn parse_backup_read(args: &[Bytes], _: &Context) -> Result<Command, CommandError> {
     let offset = super::args::unsigned(&args[0]).ok_or(CommandError::NotInteger)?;
     Ok(Command::Backup(BackupCommand::Read { offset }))
 }
 
 /// `RAFTKV.PROPOSE bytes`
-pub(super) fn parse_propose(args: &[Bytes], _: &CommandLimits) -> Result<Command, CommandError> {
+pub(super) fn parse_propose(args: &[Bytes], _: &Context<'_>) -> Result<Command, CommandError> {
     WriteCommand::decode(&args[0])
         .map(Command::Write)
         .map_err(|undecodable| CommandError::Internal {

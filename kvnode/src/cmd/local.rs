@@ -7,6 +7,7 @@ use super::client::ClientCommand;
 use super::hello::{Credentials, Hello};
 use super::introspection::{command_reply, config_get_reply, CommandQuery};
 use crate::resp::Frame;
+use crate::state_machine::DbIndex;
 
 /// A connection-local or node-local command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +28,24 @@ pub enum LocalCommand {
     },
     ConfigGet {
         parameters: Vec<Bytes>,
+        /// The configured database count (CONFIG GET databases).
+        databases: u32,
     },
-    /// `SELECT 0`, the only database.
-    Select,
+    /// This connection's database from now on.
+    Select(DbIndex),
+    /// Start queuing a transaction.
+    Multi,
+    /// Run the queued transaction (one log entry).
+    Exec,
+    /// Drop the queued transaction.
+    Discard,
+    /// Remember the keys' revisions for the next EXEC.
+    Watch {
+        db: DbIndex,
+        keys: Vec<Bytes>,
+    },
+    /// Forget the watched keys.
+    Unwatch,
     Quit,
     /// Opt this connection into stale (local, no ReadIndex) reads.
     ReadOnly,
@@ -39,8 +55,9 @@ pub enum LocalCommand {
 
 impl LocalCommand {
     /// The reply, for commands whose reply depends on nothing but the command itself.
-    /// `None` for those that need connection or node state (HELLO, AUTH, CLIENT, INFO);
-    /// QUIT, READONLY and READWRITE reply `+OK` but the caller must also act on them.
+    /// `None` for those that need connection or node state (HELLO, AUTH, CLIENT, INFO,
+    /// the transaction commands); QUIT, SELECT, READONLY and READWRITE reply `+OK` but the
+    /// caller must also act on them.
     pub fn stateless_reply(&self) -> Option<Frame> {
         match self {
             LocalCommand::Ping { message: None } => Some(Frame::Simple("PONG".to_owned())),
@@ -49,15 +66,23 @@ impl LocalCommand {
             } => Some(Frame::Bulk(message.clone())),
             LocalCommand::Echo { message } => Some(Frame::Bulk(message.clone())),
             LocalCommand::Command(query) => Some(command_reply(query)),
-            LocalCommand::ConfigGet { parameters } => Some(config_get_reply(parameters)),
-            LocalCommand::Select
+            LocalCommand::ConfigGet {
+                parameters,
+                databases,
+            } => Some(config_get_reply(parameters, *databases)),
+            LocalCommand::Select(_)
             | LocalCommand::Quit
             | LocalCommand::ReadOnly
             | LocalCommand::ReadWrite => Some(Frame::ok()),
             LocalCommand::Hello(_)
             | LocalCommand::Auth(_)
             | LocalCommand::Client(_)
-            | LocalCommand::Info { .. } => None,
+            | LocalCommand::Info { .. }
+            | LocalCommand::Multi
+            | LocalCommand::Exec
+            | LocalCommand::Discard
+            | LocalCommand::Watch { .. }
+            | LocalCommand::Unwatch => None,
         }
     }
 }

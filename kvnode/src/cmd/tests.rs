@@ -5,7 +5,10 @@ use raft_core::NodeId;
 
 use super::*;
 use crate::resp::{Frame, Protocol};
-use crate::state_machine::{MemberAddress, ReadCommand, SetCondition, WriteCommand};
+use crate::state_machine::{
+    DbIndex, ExpireCondition, Expiry, GetExTtl, MemberAddress, ReadCommand, ReadOp, SetCondition,
+    SetReply, SetTtl, TimeUnit, TtlCommand, WriteCommand, WriteOp,
+};
 
 fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
@@ -16,100 +19,282 @@ fn parse_line(line: &str) -> Result<Command, CommandError> {
 }
 
 fn parse_line_with(line: &str, limits: &CommandLimits) -> Result<Command, CommandError> {
+    parse_line_in(line, limits, DbIndex(0))
+}
+
+fn parse_line_in(line: &str, limits: &CommandLimits, db: DbIndex) -> Result<Command, CommandError> {
     let words: Vec<Bytes> = line.split(' ').map(b).collect();
     parse(
         Frame::Array(words.into_iter().map(Frame::Bulk).collect()),
-        limits,
+        &Context { limits, db },
     )
 }
 
-fn set(key: &str, value: &str, condition: SetCondition, get: bool) -> Command {
-    Command::Write(WriteCommand::Set {
+fn w(op: WriteOp) -> Command {
+    Command::Write(WriteCommand { db: DbIndex(0), op })
+}
+
+fn r(op: ReadOp) -> Command {
+    Command::Read(ReadCommand { db: DbIndex(0), op })
+}
+
+fn set(key: &str, value: &str, condition: SetCondition, reply: SetReply, ttl: SetTtl) -> Command {
+    w(WriteOp::Set {
         key: b(key),
         value: b(value),
         condition,
-        get,
+        reply,
+        ttl,
     })
+}
+
+fn time(value: i64, unit: TimeUnit, absolute: bool, command: TtlCommand) -> Expiry {
+    Expiry {
+        value,
+        unit,
+        absolute,
+        command,
+    }
 }
 
 #[test]
 fn writes_parse_to_log_commands() {
+    use SetCondition::*;
+    use TimeUnit::*;
+    let plain = |condition, reply| set("k", "v", condition, reply, SetTtl::Clear);
+    let timed = |value, unit, absolute, command| {
+        set(
+            "k",
+            "v",
+            Always,
+            SetReply::Ok,
+            SetTtl::Expire(time(value, unit, absolute, command)),
+        )
+    };
+    let expire = |value, unit, absolute, command, condition| {
+        w(WriteOp::Expire {
+            key: b("k"),
+            expiry: time(value, unit, absolute, command),
+            condition,
+        })
+    };
     let cases: Vec<(&str, Command)> = vec![
-        ("SET k v", set("k", "v", SetCondition::Always, false)),
-        ("set k v nx", set("k", "v", SetCondition::IfAbsent, false)),
-        (
-            "SeT k v XX GET",
-            set("k", "v", SetCondition::IfPresent, true),
-        ),
-        (
-            "SET k v GET NX",
-            set("k", "v", SetCondition::IfAbsent, true),
-        ),
+        ("SET k v", plain(Always, SetReply::Ok)),
+        ("set k v nx", plain(IfAbsent, SetReply::Ok)),
+        ("SeT k v XX GET", plain(IfPresent, SetReply::OldValue)),
+        ("SET k v GET NX NX", plain(IfAbsent, SetReply::OldValue)),
         (
             "SET k v KEEPTTL",
-            set("k", "v", SetCondition::Always, false),
+            set("k", "v", Always, SetReply::Ok, SetTtl::Keep),
+        ),
+        ("SET k v EX 10", timed(10, Seconds, false, TtlCommand::Set)),
+        (
+            "SET k v px 0",
+            timed(0, Milliseconds, false, TtlCommand::Set),
         ),
         (
-            "GETSET k v",
-            Command::Write(WriteCommand::GetSet {
+            "SET k v EX 5 EX 10",
+            timed(10, Seconds, false, TtlCommand::Set),
+        ),
+        ("SET k v EXAT -3", timed(-3, Seconds, true, TtlCommand::Set)),
+        (
+            "SET k v PXAT 1700000000000",
+            timed(1_700_000_000_000, Milliseconds, true, TtlCommand::Set),
+        ),
+        ("SETNX k v", plain(IfAbsent, SetReply::Flag)),
+        ("SETEX k 10 v", timed(10, Seconds, false, TtlCommand::SetEx)),
+        (
+            "PSETEX k -5 v",
+            timed(-5, Milliseconds, false, TtlCommand::PSetEx),
+        ),
+        ("GETSET k v", plain(Always, SetReply::OldValue)),
+        (
+            "GETEX k PERSIST",
+            w(WriteOp::GetEx {
                 key: b("k"),
-                value: b("v"),
+                ttl: GetExTtl::Persist,
             }),
         ),
         (
+            "GETEX k PXAT 9",
+            w(WriteOp::GetEx {
+                key: b("k"),
+                ttl: GetExTtl::Expire(time(9, Milliseconds, true, TtlCommand::GetEx)),
+            }),
+        ),
+        ("GETDEL k", w(WriteOp::GetDel { key: b("k") })),
+        (
             "DEL a b a",
-            Command::Write(WriteCommand::Del {
+            w(WriteOp::Del {
                 keys: vec![b("a"), b("b"), b("a")],
             }),
         ),
+        ("UNLINK a", w(WriteOp::Del { keys: vec![b("a")] })),
         (
             "INCR n",
-            Command::Write(WriteCommand::IncrBy {
+            w(WriteOp::IncrBy {
                 key: b("n"),
                 delta: 1,
             }),
         ),
         (
             "DECR n",
-            Command::Write(WriteCommand::IncrBy {
+            w(WriteOp::IncrBy {
                 key: b("n"),
                 delta: -1,
             }),
         ),
         (
             "INCRBY n -5",
-            Command::Write(WriteCommand::IncrBy {
+            w(WriteOp::IncrBy {
                 key: b("n"),
                 delta: -5,
             }),
         ),
         (
             "DECRBY n 5",
-            Command::Write(WriteCommand::IncrBy {
+            w(WriteOp::IncrBy {
                 key: b("n"),
                 delta: -5,
             }),
         ),
         (
             "DECRBY n -9223372036854775807",
-            Command::Write(WriteCommand::IncrBy {
+            w(WriteOp::IncrBy {
                 key: b("n"),
                 delta: i64::MAX,
             }),
         ),
         (
+            "INCRBYFLOAT n 1.5e3",
+            w(WriteOp::IncrByFloat {
+                key: b("n"),
+                delta: b("1.5e3"),
+            }),
+        ),
+        (
             "APPEND k tail",
-            Command::Write(WriteCommand::Append {
+            w(WriteOp::Append {
                 key: b("k"),
                 value: b("tail"),
             }),
         ),
         (
+            "SETRANGE k 3 xy",
+            w(WriteOp::SetRange {
+                key: b("k"),
+                offset: 3,
+                value: b("xy"),
+            }),
+        ),
+        (
             "MSET a 1 b 2",
-            Command::Write(WriteCommand::MSet {
+            w(WriteOp::MSet {
                 pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
             }),
         ),
+        (
+            "MSETNX a 1",
+            w(WriteOp::MSetNx {
+                pairs: vec![(b("a"), b("1"))],
+            }),
+        ),
+        (
+            "EXPIRE k 10",
+            expire(
+                10,
+                Seconds,
+                false,
+                TtlCommand::Expire,
+                ExpireCondition::default(),
+            ),
+        ),
+        (
+            "PEXPIRE k -1 xx gt",
+            expire(
+                -1,
+                Milliseconds,
+                false,
+                TtlCommand::PExpire,
+                ExpireCondition {
+                    if_some: true,
+                    if_greater: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "EXPIREAT k 100 NX",
+            expire(
+                100,
+                Seconds,
+                true,
+                TtlCommand::ExpireAt,
+                ExpireCondition {
+                    if_none: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "PEXPIREAT k 100 LT",
+            expire(
+                100,
+                Milliseconds,
+                true,
+                TtlCommand::PExpireAt,
+                ExpireCondition {
+                    if_less: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+        ("PERSIST k", w(WriteOp::Persist { key: b("k") })),
+        (
+            "RENAME a b",
+            w(WriteOp::Rename {
+                from: b("a"),
+                to: b("b"),
+                only_if_absent: false,
+            }),
+        ),
+        (
+            "RENAMENX a b",
+            w(WriteOp::Rename {
+                from: b("a"),
+                to: b("b"),
+                only_if_absent: true,
+            }),
+        ),
+        (
+            "COPY a b",
+            w(WriteOp::Copy {
+                from: b("a"),
+                to_db: DbIndex(0),
+                to: b("b"),
+                replace: false,
+            }),
+        ),
+        (
+            "COPY a a DB 3 REPLACE",
+            w(WriteOp::Copy {
+                from: b("a"),
+                to_db: DbIndex(3),
+                to: b("a"),
+                replace: true,
+            }),
+        ),
+        (
+            "MOVE a 15",
+            w(WriteOp::Move {
+                key: b("a"),
+                to_db: DbIndex(15),
+            }),
+        ),
+        ("SWAPDB 0 1", w(WriteOp::SwapDb { other: DbIndex(1) })),
+        ("FLUSHDB", w(WriteOp::FlushDb)),
+        ("FLUSHDB async", w(WriteOp::FlushDb)),
+        ("FLUSHALL SYNC", w(WriteOp::FlushAll)),
     ];
     for (line, expected) in cases {
         let command = parse_line(line);
@@ -119,9 +304,36 @@ fn writes_parse_to_log_commands() {
 }
 
 #[test]
+fn keyed_commands_carry_the_connections_database() {
+    let limits = CommandLimits::default();
+    let Ok(Command::Write(write)) = parse_line_in("SET k v", &limits, DbIndex(7)) else {
+        panic!("a write");
+    };
+    assert_eq!(write.db, DbIndex(7));
+    let Ok(Command::Read(read)) = parse_line_in("GET k", &limits, DbIndex(7)) else {
+        panic!("a read");
+    };
+    assert_eq!(read.db, DbIndex(7));
+    let Ok(Command::Write(swap)) = parse_line_in("SWAPDB 3 4", &limits, DbIndex(7)) else {
+        panic!("a write");
+    };
+    assert_eq!(
+        (swap.db, swap.op),
+        (DbIndex(3), WriteOp::SwapDb { other: DbIndex(4) })
+    );
+    assert_eq!(
+        parse_line_in("WATCH a b", &limits, DbIndex(2)),
+        Ok(Command::Local(LocalCommand::Watch {
+            db: DbIndex(2),
+            keys: vec![b("a"), b("b")]
+        }))
+    );
+}
+
+#[test]
 fn reads_parse_to_read_commands() {
     let scan = |cursor, pattern: Option<&str>, count, type_excludes_strings| {
-        Command::Read(ReadCommand::Scan {
+        r(ReadOp::Scan {
             cursor,
             pattern: pattern.map(b),
             count,
@@ -129,27 +341,67 @@ fn reads_parse_to_read_commands() {
         })
     };
     let cases: Vec<(&str, Command)> = vec![
-        ("GET k", Command::Read(ReadCommand::Get { key: b("k") })),
+        ("GET k", r(ReadOp::Get { key: b("k") })),
+        ("GETEX k", r(ReadOp::Get { key: b("k") })),
         (
             "mget a b",
-            Command::Read(ReadCommand::MGet {
+            r(ReadOp::MGet {
                 keys: vec![b("a"), b("b")],
             }),
         ),
         (
             "EXISTS a a",
-            Command::Read(ReadCommand::Exists {
+            r(ReadOp::Exists {
                 keys: vec![b("a"), b("a")],
             }),
         ),
+        ("TOUCH a", r(ReadOp::Exists { keys: vec![b("a")] })),
+        ("STRLEN k", r(ReadOp::StrLen { key: b("k") })),
         (
-            "STRLEN k",
-            Command::Read(ReadCommand::StrLen { key: b("k") }),
+            "GETRANGE k -3 -1",
+            r(ReadOp::GetRange {
+                key: b("k"),
+                start: -3,
+                end: -1,
+            }),
         ),
-        ("DBSIZE", Command::Read(ReadCommand::DbSize)),
+        (
+            "TTL k",
+            r(ReadOp::Ttl {
+                key: b("k"),
+                unit: TimeUnit::Seconds,
+            }),
+        ),
+        (
+            "PTTL k",
+            r(ReadOp::Ttl {
+                key: b("k"),
+                unit: TimeUnit::Milliseconds,
+            }),
+        ),
+        (
+            "EXPIRETIME k",
+            r(ReadOp::ExpireTime {
+                key: b("k"),
+                unit: TimeUnit::Seconds,
+            }),
+        ),
+        (
+            "PEXPIRETIME k",
+            r(ReadOp::ExpireTime {
+                key: b("k"),
+                unit: TimeUnit::Milliseconds,
+            }),
+        ),
+        ("TYPE k", r(ReadOp::Type { key: b("k") })),
+        ("RANDOMKEY", r(ReadOp::RandomKey)),
+        ("REVISION k", r(ReadOp::Revision { key: b("k") })),
+        ("TIME", r(ReadOp::Time)),
+        ("RAFTKV.DIGEST", r(ReadOp::Digest)),
+        ("DBSIZE", r(ReadOp::DbSize)),
         (
             "KEYS user:*",
-            Command::Read(ReadCommand::Keys {
+            r(ReadOp::Keys {
                 pattern: b("user:*"),
             }),
         ),
@@ -184,7 +436,12 @@ fn local_and_admin_commands_parse() {
             }),
         ),
         ("ECHO x", local(LocalCommand::Echo { message: b("x") })),
-        ("SELECT 0", local(LocalCommand::Select)),
+        ("SELECT 0", local(LocalCommand::Select(DbIndex(0)))),
+        ("SELECT 15", local(LocalCommand::Select(DbIndex(15)))),
+        ("MULTI", local(LocalCommand::Multi)),
+        ("exec", local(LocalCommand::Exec)),
+        ("DISCARD", local(LocalCommand::Discard)),
+        ("UNWATCH", local(LocalCommand::Unwatch)),
         ("QUIT", local(LocalCommand::Quit)),
         ("READONLY", local(LocalCommand::ReadOnly)),
         ("READWRITE", local(LocalCommand::ReadWrite)),
@@ -237,7 +494,14 @@ fn local_and_admin_commands_parse() {
                 value: b("redis-py"),
             })),
         ),
-        ("COMMAND", local(LocalCommand::Command(CommandQuery::Info))),
+        (
+            "COMMAND",
+            local(LocalCommand::Command(CommandQuery::Info(vec![]))),
+        ),
+        (
+            "COMMAND INFO get",
+            local(LocalCommand::Command(CommandQuery::Info(vec![b("get")]))),
+        ),
         (
             "COMMAND DOCS",
             local(LocalCommand::Command(CommandQuery::Docs)),
@@ -257,6 +521,7 @@ fn local_and_admin_commands_parse() {
             "CONFIG GET save",
             local(LocalCommand::ConfigGet {
                 parameters: vec![b("save")],
+                databases: 16,
             }),
         ),
         ("RAFT.STATUS", Command::Admin(AdminCommand::Status)),
@@ -343,13 +608,67 @@ fn errors_use_redis_wording() {
         ("SET k v NX XX", "ERR syntax error"),
         ("SET k v XX NX", "ERR syntax error"),
         ("SET k v FOO", "ERR syntax error"),
+        ("SET k v EX 10 PX 10", "ERR syntax error"),
+        ("SET k v EX 10 KEEPTTL", "ERR syntax error"),
+        ("SET k v KEEPTTL EX 10", "ERR syntax error"),
+        ("SET k v EX", "ERR syntax error"),
         (
-            "SET k v EX 10",
-            "ERR expiry is not supported by raftkv (SET option 'EX'); keys live until deleted",
+            "SET k v EX x",
+            "ERR value is not an integer or out of range",
+        ),
+        ("SETEX k x v", "ERR value is not an integer or out of range"),
+        ("GETEX k PERSIST EX 1", "ERR syntax error"),
+        ("GETEX k FOO", "ERR syntax error"),
+        (
+            "EXPIRE k 10 NX XX",
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
         ),
         (
-            "SET k v px 10",
-            "ERR expiry is not supported by raftkv (SET option 'px'); keys live until deleted",
+            "EXPIRE k 10 GT LT",
+            "ERR GT and LT options at the same time are not compatible",
+        ),
+        ("EXPIRE k 10 FOO", "ERR Unsupported option FOO"),
+        ("EXPIRE k x FOO", "ERR Unsupported option FOO"),
+        ("EXPIRE k x", "ERR value is not an integer or out of range"),
+        ("INCRBYFLOAT k abc", "ERR value is not a valid float"),
+        ("INCRBYFLOAT k nan", "ERR value is not a valid float"),
+        ("SETRANGE k -1 x", "ERR offset is out of range"),
+        (
+            "SETRANGE k 67108864 x",
+            "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+        ),
+        (
+            "MSETNX a 1 b",
+            "ERR wrong number of arguments for 'msetnx' command",
+        ),
+        (
+            "COPY a a",
+            "ERR source and destination objects are the same",
+        ),
+        (
+            "COPY a b DB x",
+            "ERR value is not an integer or out of range",
+        ),
+        ("COPY a b DB 16", "ERR DB index is out of range"),
+        ("COPY a b FOO", "ERR syntax error"),
+        (
+            "MOVE a 0",
+            "ERR source and destination objects are the same",
+        ),
+        ("MOVE a 16", "ERR DB index is out of range"),
+        ("MOVE a x", "ERR value is not an integer or out of range"),
+        ("SWAPDB x 1", "ERR invalid first DB index"),
+        ("SWAPDB 0 x", "ERR invalid second DB index"),
+        ("SWAPDB 0 99", "ERR DB index is out of range"),
+        ("FLUSHALL FOO", "ERR syntax error"),
+        ("FLUSHDB ASYNC SYNC", "ERR syntax error"),
+        (
+            "GETRANGE k x 1",
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            "COMMAND INFO",
+            "ERR wrong number of arguments for 'command|info' command",
         ),
         ("SCAN x", "ERR invalid cursor"),
         ("SCAN 0 COUNT 0", "ERR syntax error"),
@@ -358,7 +677,8 @@ fn errors_use_redis_wording() {
             "ERR value is not an integer or out of range",
         ),
         ("SCAN 0 MATCH", "ERR syntax error"),
-        ("SELECT 1", "ERR DB index is out of range"),
+        ("SELECT 16", "ERR DB index is out of range"),
+        ("SELECT -1", "ERR DB index is out of range"),
         ("SELECT x", "ERR value is not an integer or out of range"),
         ("HELLO 4", "NOPROTO unsupported protocol version"),
         (
@@ -402,6 +722,7 @@ fn key_and_value_limits_are_checked_at_parse_time() {
     let limits = CommandLimits {
         key_bytes_max: 4,
         value_bytes_max: 8,
+        ..CommandLimits::default()
     };
     let cases: &[(&str, CommandError)] = &[
         ("GET kkkkk", CommandError::KeyTooLarge { len: 5, max: 4 }),
@@ -507,17 +828,17 @@ fn stateless_local_commands_reply_like_redis() {
         ("PING hi", Some(Frame::bulk("hi"))),
         ("ECHO x", Some(Frame::bulk("x"))),
         ("SELECT 0", Some(Frame::ok())),
-        ("COMMAND", Some(Frame::Array(vec![]))),
         ("COMMAND DOCS", Some(Frame::Map(vec![]))),
         (
             "COMMAND COUNT",
             Some(Frame::Integer(i64::try_from(SPECS.len()).expect("small"))),
         ),
         (
-            "CONFIG GET save appendonly nosuch",
+            "CONFIG GET save appendonly nosuch databases",
             Some(Frame::Map(vec![
                 (Frame::bulk("save"), Frame::bulk("")),
                 (Frame::bulk("appendonly"), Frame::bulk("no")),
+                (Frame::bulk("databases"), Frame::bulk("16")),
             ])),
         ),
         ("INFO", None),
@@ -548,10 +869,78 @@ fn non_bulk_requests_are_refused() {
         Frame::Array(vec![Frame::Integer(1)]),
     ];
     for frame in cases {
+        let limits = CommandLimits::default();
+        let context = Context {
+            limits: &limits,
+            db: DbIndex(0),
+        };
         assert_eq!(
-            parse(frame.clone(), &CommandLimits::default()),
+            parse(frame.clone(), &context),
             Err(CommandError::Syntax),
             "{frame:?}"
         );
+    }
+}
+
+#[test]
+fn command_info_describes_the_table() {
+    let Ok(Command::Local(local)) = parse_line("COMMAND INFO get nosuch SET") else {
+        panic!("local");
+    };
+    let Some(Frame::Array(infos)) = local.stateless_reply() else {
+        panic!("an array");
+    };
+    assert_eq!(infos.len(), 3);
+    let Frame::Array(get) = &infos[0] else {
+        panic!("GET's info")
+    };
+    assert_eq!(get[0], Frame::bulk("get"));
+    assert_eq!(get[1], Frame::Integer(2));
+    assert_eq!(
+        get[2],
+        Frame::Array(vec![
+            Frame::Simple("readonly".into()),
+            Frame::Simple("fast".into())
+        ])
+    );
+    assert_eq!(
+        &get[3..6],
+        &[Frame::Integer(1), Frame::Integer(1), Frame::Integer(1)]
+    );
+    assert_eq!(infos[1], Frame::Null);
+    let Frame::Array(set) = &infos[2] else {
+        panic!("SET's info")
+    };
+    assert_eq!(set[0], Frame::bulk("set"));
+    assert!(
+        matches!(&set[2], Frame::Array(flags) if flags.contains(&Frame::Simple("write".into())))
+    );
+    let Some(Frame::Array(all)) = parse_line("COMMAND").ok().and_then(|c| match c {
+        Command::Local(local) => local.stateless_reply(),
+        _ => None,
+    }) else {
+        panic!("COMMAND");
+    };
+    assert_eq!(all.len(), SPECS.len());
+}
+
+#[test]
+fn every_write_is_flagged_write_and_every_read_readonly() {
+    for spec in SPECS {
+        let both = spec.flags & flags::WRITE != 0 && spec.flags & flags::READONLY != 0;
+        assert!(!both, "{} is flagged both write and readonly", spec.name);
+    }
+    for (line, flag) in [
+        ("SET k v", flags::WRITE),
+        ("GET k", flags::READONLY),
+        ("EXPIRE k 1", flags::WRITE),
+        ("TTL k", flags::READONLY),
+    ] {
+        let name = line.split(' ').next().expect("a name").to_ascii_lowercase();
+        let spec = SPECS
+            .iter()
+            .find(|spec| spec.name == name)
+            .expect("in the table");
+        assert!(spec.flags & flag != 0, "{line}");
     }
 }

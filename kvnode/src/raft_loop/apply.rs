@@ -1,12 +1,13 @@
 //! Applying committed entries to the state machine, and answering their proposers with
-//! the typed replies the state machine returns.
+//! the typed replies the state machine returns. A command entry is an envelope with the
+//! leader's stamp (or a legacy stamp-less entry), decoded by [`LogEntry::decode`].
 
 use raft_core::{Entry, EntryPayload, Snapshot};
 use tracing::{error, info};
 
 use super::io::LoopIo;
 use crate::cmd::CommandError;
-use crate::state_machine::{MembershipContext, Reply, StateMachine, WriteCommand};
+use crate::state_machine::{LogEntry, MembershipContext, Reply, StateMachine};
 
 impl LoopIo {
     pub(super) fn apply_entries(&mut self, entries: &[Entry]) {
@@ -25,8 +26,12 @@ impl LoopIo {
                 self.machine.apply_blank(entry.index);
                 Reply::Ok
             }
-            EntryPayload::Command(data) => match WriteCommand::decode(data) {
-                Ok(command) => self.machine.apply(entry.index, &command),
+            EntryPayload::Command(data) => match LogEntry::decode(data) {
+                Ok(decoded) => {
+                    let reply = self.machine.apply_entry(entry.index, &decoded);
+                    self.clock.observe(self.machine.time_ms());
+                    reply
+                }
                 Err(undecodable) => {
                     // Every replica decodes the same bytes the same way, so skipping keeps
                     // them identical; it can only mean a bug or a version mismatch.
@@ -67,6 +72,7 @@ impl LoopIo {
                 self.metrics
                     .snapshots_restored_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.clock.observe(self.machine.time_ms());
                 self.snapshots
                     .restored(snapshot.meta.index, snapshot.data.len() as u64);
                 self.peers_dirty = true;

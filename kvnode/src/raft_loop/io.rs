@@ -15,10 +15,12 @@ use raft_net::{SendError, Transport};
 use raft_wal::{SyncThread, Synced};
 use tracing::{error, info, warn};
 
+use super::clock::LoopClock;
 use super::inbox::RaftHandle;
 use super::peers::Peers;
 use super::pending::Pending;
 use super::read_ids::ReadIds;
+use super::reclaim::Reclaimer;
 use super::request::ReplyTo;
 use super::snapshots::Snapshots;
 use crate::config::NodeConfig;
@@ -46,6 +48,9 @@ pub struct LoopIo {
     pub peers_dirty: bool,
     /// The term of the last entry applied (or of the snapshot restored).
     pub applied_term: Term,
+    /// The largest time in the log: stamps and the read clock.
+    pub clock: LoopClock,
+    pub reclaimer: Reclaimer,
     last_leader: NodeId,
     was_leader: bool,
     /// When each kind of send failure was last logged.
@@ -71,8 +76,11 @@ impl LoopIo {
             node.first_index().prev(),
             config.snapshot_entries,
         );
+        let clock = LoopClock::start(&machine, node.store(), node.last_index());
         Ok(LoopIo {
             node_id: config.node_id,
+            clock,
+            reclaimer: Reclaimer::new(config.limits.entry_bytes_max),
             machine,
             transport,
             metrics,
@@ -184,6 +192,7 @@ impl ReadyIo<Storage> for LoopIo {
 
     fn observe(&mut self, node: &Node<Storage>, ready: &Ready) {
         self.note_leadership(ready);
+        self.clock.observe_entries(&ready.entries);
         let learned = self.learn_addresses(&ready.entries);
         if learned || ready.soft_state.is_some() || ready.snapshot.is_some() {
             self.peers.follow(
@@ -206,7 +215,8 @@ impl ReadyIo<Storage> for LoopIo {
     fn apply(&mut self, entries: &[Entry], read_states: &[ReadState]) -> Result<(), Self::Stop> {
         self.apply_entries(entries);
         for read in read_states {
-            self.pending.read_released(read.request_id, read.index);
+            self.pending
+                .read_released(read.request_id, read.index, read.clock);
         }
         self.pending.serve_reads(&self.machine, self.applied_term);
         Ok(())

@@ -53,8 +53,9 @@ pub struct Pending {
     writes: BTreeMap<LogIndex, PendingWrite>,
     /// ReadIndex requests awaiting their read point.
     reads: BTreeMap<u64, Reader>,
-    /// Reads with a read point, waiting for the applied index to reach it.
-    waiting_reads: BTreeMap<LogIndex, Vec<Reader>>,
+    /// Reads with a read point, waiting for the applied index to reach it, with the
+    /// confirming leader's clock (the time they are judged at).
+    waiting_reads: BTreeMap<LogIndex, Vec<(Reader, u64)>>,
     read_ids: ReadIds,
     transfers: Vec<PendingTransfer>,
 }
@@ -155,30 +156,36 @@ impl Pending {
         self.reads.insert(request_id, Reader::Capture(reply));
     }
 
-    /// The node released a read: with a read point it waits to be served; without one it
-    /// could not be confirmed and fails (nothing was read, so the client may retry).
-    pub fn read_released(&mut self, request_id: u64, index: Option<LogIndex>) {
+    /// The node released a read: with a read point it waits to be served, judged at
+    /// `clock` (the confirming leader's); without one it could not be confirmed and fails
+    /// (nothing was read, so the client may retry).
+    pub fn read_released(&mut self, request_id: u64, index: Option<LogIndex>, clock: u64) {
         let Some(reader) = self.reads.remove(&request_id) else {
             return;
         };
         match index {
             None => reader.fail(ClusterError::ReadNotConfirmed),
-            Some(index) => self.waiting_reads.entry(index).or_default().push(reader),
+            Some(index) => self
+                .waiting_reads
+                .entry(index)
+                .or_default()
+                .push((reader, clock)),
         }
     }
 
-    /// Answers every read whose read point `machine` has applied; `applied_term` is the
-    /// term of the last entry it applied (for captures).
+    /// Answers every read whose read point `machine` has applied, each judged at
+    /// `max(its leader's clock, the machine's applied time)` ([`StateMachine::read`]);
+    /// `applied_term` is the term of the last entry applied (for captures).
     pub fn serve_reads(&mut self, machine: &StateMachine, applied_term: Term) {
         let applied = machine.applied_index();
         while let Some(entry) = self.waiting_reads.first_entry() {
             if *entry.key() > applied {
                 break;
             }
-            for reader in entry.remove() {
+            for (reader, clock) in entry.remove() {
                 match reader {
                     Reader::Command(command, reply) => {
-                        answer(reply, Outcome::Reply(machine.read(&command)));
+                        answer(reply, Outcome::Reply(machine.read(&command, clock)));
                     }
                     Reader::Capture(reply) => {
                         let captured = Captured {
@@ -212,7 +219,7 @@ impl Pending {
             reader.fail(ClusterError::Stopping);
         }
         for (_, readers) in std::mem::take(&mut self.waiting_reads) {
-            for reader in readers {
+            for (reader, _) in readers {
                 reader.fail(ClusterError::Stopping);
             }
         }

@@ -1,15 +1,18 @@
 //! What the async side asks of the loop ([`Request`]), what it gets back ([`Outcome`]),
-//! and how the loop starts each request: a write is proposed, a read asks for a read
-//! point, anything that needs the leader is turned away with the leader's address.
+//! and how the loop starts each request: a write is proposed (stamped by the leader's
+//! clock, `clock`), a read asks for a read point, anything that needs the leader is
+//! turned away with the leader's address.
 
 use raft_core::{LogIndex, Role, Term};
 use tokio::sync::oneshot;
 
-use super::RaftLoop;
+use super::{wall_clock_ms, RaftLoop};
 use crate::cmd::AdminCommand;
 use crate::config::TestFault;
 use crate::error::ClusterError;
-use crate::state_machine::{ReadCommand, Reply, SetCondition, StateMachine, WriteCommand};
+use crate::state_machine::{
+    LogEntry, ReadCommand, Reply, SetCondition, SetReply, StateMachine, WriteCommand, WriteOp,
+};
 use crate::status::NodeStatus;
 
 /// What a request's sender gets back.
@@ -102,14 +105,15 @@ impl RaftLoop {
         }
         let acked_at_once = self.test_fault == Some(TestFault::AckBeforeCommit)
             && matches!(
-                command,
-                WriteCommand::Set {
+                command.op,
+                WriteOp::Set {
                     condition: SetCondition::Always,
-                    get: false,
+                    reply: SetReply::Ok,
                     ..
                 }
             );
-        match self.node.propose(command.encode()) {
+        let stamp = self.io.clock.stamp(wall_clock_ms());
+        match self.node.propose(LogEntry::encode(stamp, &command)) {
             Ok(_) if acked_at_once => answer(reply, Outcome::Reply(Reply::Ok)),
             Ok(index) => self.io.track_write(index, self.node.term(), reply),
             Err(refusal) => answer(reply, Outcome::Failed(ClusterError::Refused(refusal))),
@@ -134,7 +138,9 @@ impl RaftLoop {
     fn read(&mut self, command: ReadCommand, linearizable: bool, reply: ReplyTo) {
         let unconfirmed = self.test_fault == Some(TestFault::ReadsWithoutReadIndex);
         if !linearizable || unconfirmed {
-            answer(reply, Outcome::Reply(self.io.machine.read(&command)));
+            // A stale read: judged by this node's clock, clamped to its applied time.
+            let reply_now = self.io.machine.read(&command, wall_clock_ms());
+            answer(reply, Outcome::Reply(reply_now));
             return;
         }
         let request_id = self.io.pending.next_read_id();

@@ -1,7 +1,7 @@
 //! A general RESP2/RESP3 frame decoder, for replies (a follower relaying the leader's
 //! answer, a CLI, tests) rather than client requests (see [`super::request`]).
 //!
-//! Accepts `+ - : $ *` from RESP2 (with `$-1` and `*-1` as [`Frame::Null`]) and `_ , # %`
+//! Accepts `+ - : $ *` from RESP2 (with `$-1` as [`Frame::Null`] and `*-1` as [`Frame::NullArray`]) and `_ , # %`
 //! from RESP3. Check-then-parse like the request decoder; nesting is walked with an
 //! explicit stack capped at `nesting_depth_max`, never by recursion.
 
@@ -39,6 +39,7 @@ enum Token {
     Double(f64),
     Boolean(bool),
     Null,
+    NullArray,
     Bulk { start: usize, end: usize },
     Array(usize),
     Map(usize),
@@ -137,7 +138,7 @@ fn read_token(
         b'_' => return Err(ProtocolError::InvalidValue { kind: "null" }),
         b'$' if line == b"-1" => Token::Null,
         b'$' => return read_token_bulk(buf, line, after_line, limits),
-        b'*' if line == b"-1" => Token::Null,
+        b'*' if line == b"-1" => Token::NullArray,
         b'*' => Token::Array(read_token_count(line, 1, limits)?),
         b'%' => Token::Map(read_token_count(line, 2, limits)?),
         other => return Err(ProtocolError::UnknownType { got: other }),
@@ -227,6 +228,7 @@ impl Builder {
             Token::Double(value) => Frame::Double(value),
             Token::Boolean(value) => Frame::Boolean(value),
             Token::Null => Frame::Null,
+            Token::NullArray => Frame::NullArray,
             Token::Bulk { start, end } => Frame::Bulk(bytes.slice(start..end)),
         };
         // Bounded by the nesting depth the check pass enforced.
@@ -337,11 +339,16 @@ mod tests {
 
     #[test]
     fn resp2_nulls_decode_as_null() {
-        for input in ["$-1\r\n", "*-1\r\n", "_\r\n"] {
+        let cases = [
+            ("$-1\r\n", Frame::Null),
+            ("*-1\r\n", Frame::NullArray),
+            ("_\r\n", Frame::Null),
+        ];
+        for (input, expected) in cases {
             let mut buf = BytesMut::from(input);
             assert_eq!(
                 decode_frame(&mut buf, &Limits::default()),
-                Ok(Some(Frame::Null)),
+                Ok(Some(expected)),
                 "{input:?}"
             );
         }

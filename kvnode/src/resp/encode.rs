@@ -50,6 +50,10 @@ fn encode_leaf(frame: &Frame, protocol: Protocol, out: &mut BytesMut) {
             Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
             Protocol::Resp3 => out.put_slice(b"_\r\n"),
         },
+        Frame::NullArray => match protocol {
+            Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+            Protocol::Resp3 => out.put_slice(b"_\r\n"),
+        },
         Frame::Double(value) => {
             let text = format_double(*value);
             match protocol {

@@ -28,6 +28,8 @@ pub enum Frame {
     Bulk(Bytes),
     /// RESP3 `_`; RESP2 `$-1` (the "nil" of GET on a missing key).
     Null,
+    /// RESP3 `_`; RESP2 `*-1` (the "nil" of an EXEC whose watched keys changed).
+    NullArray,
     /// `*n`: a sequence of frames.
     Array(Vec<Frame>),
     /// RESP3 `%n`; a flat array of 2n items in RESP2.

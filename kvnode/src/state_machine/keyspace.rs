@@ -1,4 +1,6 @@
-//! The key space: values by key, plus the fixed order KEYS, SCAN and snapshots walk.
+//! The key space of one database: values by key with their metadata (modification
+//! revision, deadline), plus the fixed order KEYS, SCAN and snapshots walk, and a per-bucket
+//! earliest deadline that makes finding expired keys cheap.
 //!
 //! Order: by `(scan_position(key), key)`, where the position is a fixed 64-bit hash
 //! (FNV-1a then a SplitMix64 finaliser, never 0). A SCAN cursor is the position to resume
@@ -9,27 +11,39 @@
 //!
 //! Layout, chosen for memory and for snapshots:
 //! - Each key and its value live in one allocation (an [`Item`]); a key costs that plus a
-//!   24-byte slot, where a `HashMap<Bytes, Bytes>` with a sorted index cost three to five
-//!   allocations and about twice the bytes.
+//!   40-byte [`Slot`] (position, item handle, revision, deadline).
 //! - Slots sit in sorted buckets of at most [`BUCKET_SPLIT`], each covering a range of
-//!   positions, found by binary search in a flat array of the buckets' first positions
-//!   (about 1,000 for 100k keys: 8 KiB, cache-resident), then a binary search inside the
-//!   bucket. Splitting a bucket shifts that array (O(keys / 96)), which costs less per
-//!   insert than a tree's node hops cost per lookup up to millions of keys.
+//!   positions, found by binary search in a flat array of the buckets' first positions,
+//!   then a binary search inside the bucket. Splitting a bucket shifts that array
+//!   (O(keys / 96)), which costs less per insert than a tree's node hops cost per lookup
+//!   up to millions of keys.
 //! - Buckets and items are reference counted, so cloning a key space (what a snapshot
 //!   does, on the raft loop) copies only the bucket handles: O(keys / 96), not O(keys).
 //!   A write to a bucket a snapshot still shares copies that one bucket first
 //!   (`Arc::make_mut`), so a snapshot in progress costs at most one copy of the slots,
 //!   never of the keys and values.
+//! - The deadline index is a flat array beside the bucket starts: each bucket's earliest
+//!   deadline, kept exact by every write (a write that removes the earliest deadline
+//!   rescans that one bucket, at most [`BUCKET_SPLIT`] slots). Finding expired keys walks
+//!   that array and opens only buckets whose earliest deadline has passed: no per-key
+//!   index to allocate, and a clone stays O(keys / 96).
 //!
 //! Keys whose positions collide stay in one bucket (a bucket is only split between two
 //! positions), so a crafted set of colliding keys makes that bucket large and its inserts
 //! linear in its size: slower, never wrong.
+//!
+//! This layer keeps keys whether or not they have expired: the logical rule (a key past
+//! its deadline is gone) is applied by the callers that know the time, through
+//! [`Slot::expired_at`] and the `*_live` helpers here.
+
+mod item;
 
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+pub use item::{Item, Slot, NO_DEADLINE};
 
 use super::glob::glob_match;
 
@@ -41,79 +55,11 @@ const BUCKET_MERGE_BELOW: usize = 32;
 const BUCKET_MERGED_MAX: usize = 96;
 /// Restoring sorted input fills buckets to this many slots (a split would leave halves).
 const BUCKET_FILL: usize = 96;
+/// Random probes RANDOMKEY makes before it falls back to walking the key space (all the
+/// probes landing on expired keys means almost every key has expired unreclaimed).
+const RANDOM_PROBES_MAX: usize = 64;
 
-/// One key and its value in a single shared allocation: `key_len: u32le, key, value`.
-#[derive(Clone)]
-pub struct Item(Arc<[u8]>);
-
-impl Item {
-    fn new(key: &[u8], value: &[u8]) -> Item {
-        let key_len = u32::try_from(key.len()).expect("keys are capped far below 4 GiB");
-        let mut joined = Vec::with_capacity(4 + key.len() + value.len());
-        joined.extend_from_slice(&key_len.to_le_bytes());
-        joined.extend_from_slice(key);
-        joined.extend_from_slice(value);
-        Item(Arc::from(joined))
-    }
-
-    fn key_len(&self) -> usize {
-        let prefix: [u8; 4] = self.0[..4]
-            .try_into()
-            .expect("an item starts with its key length");
-        u32::from_le_bytes(prefix) as usize
-    }
-
-    pub fn key(&self) -> &[u8] {
-        &self.0[4..4 + self.key_len()]
-    }
-
-    pub fn value(&self) -> &[u8] {
-        &self.0[4 + self.key_len()..]
-    }
-
-    /// The value as `Bytes` sharing this item's allocation (no copy of the value).
-    pub fn into_value(self) -> Bytes {
-        Bytes::from_owner(self)
-    }
-
-    fn data_bytes(&self) -> usize {
-        self.0.len() - 4
-    }
-}
-
-impl AsRef<[u8]> for Item {
-    /// The value: what [`Bytes::from_owner`] exposes.
-    fn as_ref(&self) -> &[u8] {
-        self.value()
-    }
-}
-
-impl fmt::Debug for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} => {:?}",
-            Bytes::copy_from_slice(self.key()),
-            Bytes::copy_from_slice(self.value())
-        )
-    }
-}
-
-#[derive(Clone)]
-struct Slot {
-    position: u64,
-    item: Item,
-}
-
-impl Slot {
-    fn order(&self, position: u64, key: &[u8]) -> std::cmp::Ordering {
-        self.position
-            .cmp(&position)
-            .then_with(|| self.item.key().cmp(key))
-    }
-}
-
-/// Keys and values, with a deterministic iteration order.
+/// Keys and values with their metadata, in a deterministic iteration order.
 #[derive(Clone)]
 pub struct KeySpace {
     /// Each bucket's first position, strictly ascending. Invariant: `starts[0] == 0` (so
@@ -122,7 +68,12 @@ pub struct KeySpace {
     /// Invariants: no bucket but the first is empty; each holds slots strictly ascending
     /// by `(position, key)`, positions in `[its start, the next bucket's start)`.
     buckets: Vec<Arc<Vec<Slot>>>,
+    /// Invariant: `earliest[b]` is the smallest deadline in bucket `b` ([`NO_DEADLINE`]
+    /// when none has one); as many as buckets.
+    earliest: Vec<u64>,
     len: usize,
+    /// Keys with a deadline (Redis' `expires` count).
+    expiring: usize,
     /// Sum of key and value lengths (a snapshot's size, known before writing it).
     data_bytes: usize,
 }
@@ -132,7 +83,9 @@ impl Default for KeySpace {
         KeySpace {
             starts: vec![0],
             buckets: vec![Arc::new(Vec::new())],
+            earliest: vec![NO_DEADLINE],
             len: 0,
+            expiring: 0,
             data_bytes: 0,
         }
     }
@@ -140,7 +93,13 @@ impl Default for KeySpace {
 
 impl PartialEq for KeySpace {
     fn eq(&self, other: &KeySpace) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        let same = |a: &Slot, b: &Slot| {
+            a.key() == b.key()
+                && a.value() == b.value()
+                && a.revision == b.revision
+                && a.deadline == b.deadline
+        };
+        self.len == other.len && self.slots().zip(other.slots()).all(|(a, b)| same(a, b))
     }
 }
 
@@ -148,13 +107,7 @@ impl Eq for KeySpace {}
 
 impl fmt::Debug for KeySpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(
-                self.iter().map(|(key, value)| {
-                    (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value))
-                }),
-            )
-            .finish()
+        f.debug_list().entries(self.slots()).finish()
     }
 }
 
@@ -170,13 +123,27 @@ pub fn scan_position(key: &[u8]) -> u64 {
     (hash ^ (hash >> 31)).max(1)
 }
 
+fn earliest_of(slots: &[Slot]) -> u64 {
+    slots
+        .iter()
+        .map(|slot| slot.deadline)
+        .min()
+        .unwrap_or(NO_DEADLINE)
+}
+
 impl KeySpace {
+    /// Keys stored, including keys past their deadline not yet reclaimed.
     pub fn len(&self) -> usize {
         self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Keys stored with a deadline.
+    pub fn expiring(&self) -> usize {
+        self.expiring
     }
 
     /// Total bytes of all keys and values (without any framing); O(1).
@@ -190,32 +157,65 @@ impl KeySpace {
         self.starts.partition_point(|&start| start <= position) - 1
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Item> {
+    /// The slot of `key`, expired or not.
+    pub fn get(&self, key: &[u8]) -> Option<&Slot> {
         let position = scan_position(key);
         let slots = &self.buckets[self.bucket_of(position)];
         let at = slots
             .binary_search_by(|slot| slot.order(position, key))
             .ok()?;
-        Some(&slots[at].item)
+        Some(&slots[at])
     }
 
-    /// Sets `key` to `value`; returns the old item.
-    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Option<Item> {
-        let position = scan_position(key);
+    /// The slot of `key` if it exists and has not expired at `now`.
+    pub fn get_live(&self, key: &[u8], now: u64) -> Option<&Slot> {
+        self.get(key).filter(|slot| !slot.expired_at(now))
+    }
+
+    /// Sets `key` to `value` with its metadata; returns the old slot.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        revision: u64,
+        deadline: Option<u64>,
+    ) -> Option<Slot> {
+        self.insert_item(Item::new(key, value), revision, deadline)
+    }
+
+    /// Stores an existing item (shared, not copied) under its key.
+    pub fn insert_item(
+        &mut self,
+        item: Item,
+        revision: u64,
+        deadline: Option<u64>,
+    ) -> Option<Slot> {
+        let position = scan_position(item.key());
         let bucket = self.bucket_of(position);
+        let deadline = deadline.unwrap_or(NO_DEADLINE);
+        let slot = Slot {
+            position,
+            item,
+            revision,
+            deadline,
+        };
+        self.data_bytes += slot.item.data_bytes();
+        self.expiring += usize::from(deadline != NO_DEADLINE);
         let slots = Arc::make_mut(&mut self.buckets[bucket]);
-        let item = Item::new(key, value);
-        self.data_bytes += item.data_bytes();
-        match slots.binary_search_by(|slot| slot.order(position, key)) {
+        let found = slots.binary_search_by(|other| other.order(position, slot.key()));
+        match found {
             Ok(at) => {
-                let old = std::mem::replace(&mut slots[at].item, item);
-                self.data_bytes -= old.data_bytes();
+                let old = std::mem::replace(&mut slots[at], slot);
+                self.data_bytes -= old.item.data_bytes();
+                self.expiring -= usize::from(old.deadline != NO_DEADLINE);
+                self.deadline_changed(bucket, old.deadline, deadline);
                 Some(old)
             }
             Err(at) => {
-                slots.insert(at, Slot { position, item });
+                slots.insert(at, slot);
                 self.len += 1;
-                if slots.len() > BUCKET_SPLIT {
+                self.earliest[bucket] = self.earliest[bucket].min(deadline);
+                if self.buckets[bucket].len() > BUCKET_SPLIT {
                     self.split(bucket);
                 }
                 None
@@ -223,8 +223,34 @@ impl KeySpace {
         }
     }
 
-    /// Removes `key`; returns its item.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Item> {
+    /// Changes the metadata of an existing key (its value stays); false if it is absent.
+    pub fn set_meta(&mut self, key: &[u8], revision: u64, deadline: Option<u64>) -> bool {
+        let position = scan_position(key);
+        let bucket = self.bucket_of(position);
+        let Ok(at) = self.buckets[bucket].binary_search_by(|slot| slot.order(position, key)) else {
+            return false;
+        };
+        let deadline = deadline.unwrap_or(NO_DEADLINE);
+        let slot = &mut Arc::make_mut(&mut self.buckets[bucket])[at];
+        let old = std::mem::replace(&mut slot.deadline, deadline);
+        slot.revision = revision;
+        self.expiring =
+            self.expiring + usize::from(deadline != NO_DEADLINE) - usize::from(old != NO_DEADLINE);
+        self.deadline_changed(bucket, old, deadline);
+        true
+    }
+
+    /// Keeps `earliest[bucket]` exact after one slot's deadline went from `old` to `new`.
+    fn deadline_changed(&mut self, bucket: usize, old: u64, new: u64) {
+        if new < self.earliest[bucket] {
+            self.earliest[bucket] = new;
+        } else if old == self.earliest[bucket] && new != old {
+            self.earliest[bucket] = earliest_of(&self.buckets[bucket]);
+        }
+    }
+
+    /// Removes `key`; returns its slot.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Slot> {
         let position = scan_position(key);
         let bucket = self.bucket_of(position);
         // Searched before `make_mut`, so a miss never copies a bucket a snapshot shares.
@@ -232,16 +258,21 @@ impl KeySpace {
             .binary_search_by(|slot| slot.order(position, key))
             .ok()?;
         let slots = Arc::make_mut(&mut self.buckets[bucket]);
-        let removed = slots.remove(at).item;
+        let removed = slots.remove(at);
         let left = slots.len();
         self.len -= 1;
-        self.data_bytes -= removed.data_bytes();
+        self.data_bytes -= removed.item.data_bytes();
+        self.expiring -= usize::from(removed.deadline != NO_DEADLINE);
+        if removed.deadline == self.earliest[bucket] && removed.deadline != NO_DEADLINE {
+            self.earliest[bucket] = earliest_of(&self.buckets[bucket]);
+        }
         if bucket != 0 && left == 0 {
             // An empty bucket goes whatever its predecessor's size: that one's range
             // simply grows. Kept, it could never be merged later (a remove finds nothing
             // in it), and it would break the layout's invariant.
             self.starts.remove(bucket);
             self.buckets.remove(bucket);
+            self.earliest.remove(bucket);
         } else if bucket != 0 && left < BUCKET_MERGE_BELOW {
             self.merge_into_predecessor(bucket);
         }
@@ -261,7 +292,9 @@ impl KeySpace {
         };
         let upper = slots.split_off(cut);
         slots.shrink_to(BUCKET_SPLIT);
+        self.earliest[bucket] = earliest_of(slots);
         self.starts.insert(bucket + 1, upper[0].position);
+        self.earliest.insert(bucket + 1, earliest_of(&upper));
         self.buckets.insert(bucket + 1, Arc::new(upper));
     }
 
@@ -271,6 +304,8 @@ impl KeySpace {
         }
         self.starts.remove(bucket);
         let moved = self.buckets.remove(bucket);
+        let moved_earliest = self.earliest.remove(bucket);
+        self.earliest[bucket - 1] = self.earliest[bucket - 1].min(moved_earliest);
         Arc::make_mut(&mut self.buckets[bucket - 1]).extend(moved.iter().cloned());
     }
 
@@ -279,7 +314,7 @@ impl KeySpace {
     ///
     /// # Panics
     /// If the order is broken (a caller bug: the snapshot reader checks it first).
-    pub fn push_sorted(&mut self, key: &[u8], value: &[u8]) {
+    pub fn push_sorted(&mut self, key: &[u8], value: &[u8], revision: u64, deadline: Option<u64>) {
         let position = scan_position(key);
         let last = self.buckets.last_mut().expect("a bucket starts at 0");
         if let Some(tail) = last.last() {
@@ -288,10 +323,17 @@ impl KeySpace {
                 "push_sorted out of order"
             );
         }
+        let deadline = deadline.unwrap_or(NO_DEADLINE);
         let item = Item::new(key, value);
         self.len += 1;
         self.data_bytes += item.data_bytes();
-        let slot = Slot { position, item };
+        self.expiring += usize::from(deadline != NO_DEADLINE);
+        let slot = Slot {
+            position,
+            item,
+            revision,
+            deadline,
+        };
         let full =
             last.len() >= BUCKET_FILL && last.last().is_some_and(|tail| tail.position != position);
         if full {
@@ -299,35 +341,40 @@ impl KeySpace {
             fresh.push(slot);
             self.starts.push(position);
             self.buckets.push(Arc::new(fresh));
+            self.earliest.push(deadline);
         } else {
             Arc::make_mut(last).push(slot);
+            let earliest = self.earliest.last_mut().expect("one per bucket");
+            *earliest = (*earliest).min(deadline);
         }
     }
 
-    fn slots(&self) -> impl Iterator<Item = &Slot> {
+    /// Every slot, in iteration order (expired ones included).
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
         self.buckets.iter().flat_map(|slots| slots.iter())
     }
 
-    /// Every key and value, in iteration order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.slots()
-            .map(|slot| (slot.item.key(), slot.item.value()))
-    }
-
-    /// Every key matching `pattern`, in iteration order.
-    pub fn keys_matching(&self, pattern: &[u8]) -> Vec<Bytes> {
+    /// Every live key matching `pattern`, in iteration order.
+    pub fn keys_matching(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
         let all = pattern == b"*";
         self.slots()
-            .map(|slot| slot.item.key())
+            .filter(|slot| !slot.expired_at(now))
+            .map(Slot::key)
             .filter(|key| all || glob_match(pattern, key))
             .map(Bytes::copy_from_slice)
             .collect()
     }
 
     /// One SCAN page: visits at least `count` keys from `cursor` (more only to finish the
-    /// last position), returns those matching `pattern` and the cursor to resume from
-    /// (0 when the scan is complete).
-    pub fn scan(&self, cursor: u64, count: usize, pattern: Option<&[u8]>) -> (u64, Vec<Bytes>) {
+    /// last position), returns the live ones matching `pattern` and the cursor to resume
+    /// from (0 when the scan is complete).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        now: u64,
+    ) -> (u64, Vec<Bytes>) {
         let mut found = Vec::new();
         let mut last_position = 0u64;
         let range = self.buckets[self.bucket_of(cursor)..]
@@ -339,12 +386,75 @@ impl KeySpace {
                 return (slot.position, found);
             }
             last_position = slot.position;
-            let key = slot.item.key();
-            if pattern.is_none_or(|pattern| glob_match(pattern, key)) {
+            let key = slot.key();
+            if !slot.expired_at(now) && pattern.is_none_or(|pattern| glob_match(pattern, key)) {
                 found.push(Bytes::copy_from_slice(key));
             }
         }
         (0, found)
+    }
+
+    /// Buckets holding at least one key expired at `now`.
+    fn buckets_with_expired(&self, now: u64) -> impl Iterator<Item = &Arc<Vec<Slot>>> {
+        self.earliest
+            .iter()
+            .zip(&self.buckets)
+            .filter(move |(earliest, _)| now > **earliest)
+            .map(|(_, slots)| slots)
+    }
+
+    /// Keys stored but expired at `now`: O(buckets + slots of the buckets holding one).
+    pub fn count_expired(&self, now: u64) -> usize {
+        self.buckets_with_expired(now)
+            .map(|slots| slots.iter().filter(|slot| slot.expired_at(now)).count())
+            .sum()
+    }
+
+    /// Keys live at `now`.
+    pub fn live_len(&self, now: u64) -> usize {
+        self.len - self.count_expired(now)
+    }
+
+    /// Up to `keys_max` keys expired at `now` whose lengths add up to at most `bytes_max`
+    /// (at least one key when any has expired), in iteration order.
+    pub fn expired_keys(&self, now: u64, keys_max: usize, bytes_max: usize) -> Vec<Bytes> {
+        let mut found = Vec::new();
+        let mut bytes = 0usize;
+        let expired = self
+            .buckets_with_expired(now)
+            .flat_map(|slots| slots.iter())
+            .filter(|slot| slot.expired_at(now));
+        for slot in expired {
+            let key = slot.key();
+            if found.len() >= keys_max || (!found.is_empty() && bytes + key.len() > bytes_max) {
+                break;
+            }
+            bytes += key.len();
+            found.push(Bytes::copy_from_slice(key));
+        }
+        found
+    }
+
+    /// A live key chosen by `seed` (deterministic: the same seed and state give the same
+    /// key), or `None` when no key is live.
+    pub fn random_live(&self, seed: u64, now: u64) -> Option<&Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut state = seed;
+        for _ in 0..RANDOM_PROBES_MAX {
+            state = splitmix64(state);
+            let bucket = usize::try_from(state % self.buckets.len() as u64).expect("fits");
+            let slots = &self.buckets[bucket];
+            if slots.is_empty() {
+                continue;
+            }
+            let at = usize::try_from((state >> 32) % slots.len() as u64).expect("fits");
+            if !slots[at].expired_at(now) {
+                return Some(&slots[at]);
+            }
+        }
+        self.slots().find(|slot| !slot.expired_at(now))
     }
 
     /// Checks the layout's invariants (O(n): tests and debug builds).
@@ -355,18 +465,27 @@ impl KeySpace {
             self.buckets.len(),
             "starts and buckets differ"
         );
+        assert_eq!(
+            self.earliest.len(),
+            self.buckets.len(),
+            "earliest deadlines and buckets differ"
+        );
         assert!(
             self.starts.is_sorted_by(|a, b| a < b),
             "bucket starts out of order"
         );
-        let mut count = 0;
-        let mut bytes = 0;
+        let (mut count, mut bytes, mut expiring) = (0, 0, 0);
         let mut previous: Option<&Slot> = None;
         for (index, (start, slots)) in self.starts.iter().zip(&self.buckets).enumerate() {
             assert!(index == 0 || !slots.is_empty(), "empty bucket at {start}");
+            assert_eq!(
+                self.earliest[index],
+                earliest_of(slots),
+                "bucket {index}'s earliest deadline is stale"
+            );
             let end = self.starts.get(index + 1).copied();
             for slot in slots.iter() {
-                let key = slot.item.key();
+                let key = slot.key();
                 assert_eq!(
                     slot.position,
                     scan_position(key),
@@ -385,6 +504,7 @@ impl KeySpace {
                 previous = Some(slot);
                 count += 1;
                 bytes += slot.item.data_bytes();
+                expiring += usize::from(slot.deadline != NO_DEADLINE);
             }
         }
         assert_eq!(count, self.len, "len disagrees with the slots");
@@ -392,201 +512,17 @@ impl KeySpace {
             bytes, self.data_bytes,
             "data_bytes disagrees with the slots"
         );
+        assert_eq!(expiring, self.expiring, "expiring disagrees with the slots");
     }
+}
+
+/// SplitMix64: the step of a seeded generator (RANDOMKEY's choices), never a global RNG.
+pub fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn space(keys: impl IntoIterator<Item = String>) -> KeySpace {
-        let mut space = KeySpace::default();
-        for key in keys {
-            space.insert(key.as_bytes(), b"v");
-        }
-        space
-    }
-
-    fn full_scan(space: &KeySpace, count: usize) -> Vec<Bytes> {
-        let mut cursor = 0;
-        let mut seen = Vec::new();
-        loop {
-            let (next, keys) = space.scan(cursor, count, None);
-            seen.extend(keys);
-            if next == 0 {
-                return seen;
-            }
-            assert!(next > cursor, "cursor must advance");
-            cursor = next;
-        }
-    }
-
-    #[test]
-    fn scan_returns_every_key_exactly_once_for_any_page_size() {
-        let space = space((0..500).map(|i| format!("key:{i:012}")));
-        for count in [1, 3, 10, 499, 500, 10_000] {
-            let mut seen = full_scan(&space, count);
-            seen.sort();
-            seen.dedup();
-            assert_eq!(seen.len(), 500, "count {count}");
-        }
-    }
-
-    #[test]
-    fn scan_keeps_its_guarantee_while_keys_change() {
-        let mut space = space((0..200).map(|i| format!("stay:{i}")));
-        let (mut cursor, mut seen) = space.scan(0, 20, None);
-        let mut round = 0;
-        while cursor != 0 {
-            space.insert(format!("new:{round}").as_bytes(), b"");
-            space.remove(format!("gone:{round}").as_bytes());
-            let (next, keys) = space.scan(cursor, 20, None);
-            seen.extend(keys);
-            cursor = next;
-            round += 1;
-        }
-        let stays: Vec<_> = seen.iter().filter(|k| k.starts_with(b"stay:")).collect();
-        assert_eq!(stays.len(), 200);
-        space.check_invariants();
-    }
-
-    #[test]
-    fn insert_and_remove_keep_the_index_in_step() {
-        let mut space = KeySpace::default();
-        assert!(space.insert(b"a", b"1").is_none());
-        let old = space.insert(b"a", b"2").expect("a was set");
-        assert_eq!(old.value(), b"1");
-        assert_eq!(space.len(), 1);
-        assert_eq!(space.data_bytes(), 2);
-        assert_eq!(space.remove(b"a").expect("a is set").into_value(), "2");
-        assert!(space.remove(b"a").is_none());
-        assert_eq!(space.data_bytes(), 0);
-        assert!(space.is_empty());
-        space.check_invariants();
-    }
-
-    /// A model: the same operations on a `BTreeMap` ordered by `(position, key)`.
-    #[test]
-    fn random_inserts_and_removes_match_a_sorted_map_through_splits_and_merges() {
-        use std::collections::BTreeMap;
-        let mut space = KeySpace::default();
-        let mut model: BTreeMap<(u64, Vec<u8>), Vec<u8>> = BTreeMap::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..40_000u64 {
-            // Grow to ~3,000 keys, then shrink to a few, then grow again: every split and
-            // merge path runs.
-            let grow = !(15_000..30_000).contains(&round);
-            let key = format!("k{}", next() % 4_000).into_bytes();
-            let place = (scan_position(&key), key.clone());
-            if grow || next() % 8 == 0 {
-                let value = round.to_le_bytes();
-                let old = space.insert(&key, &value);
-                assert_eq!(
-                    old.map(|item| item.value().to_vec()),
-                    model.insert(place, value.to_vec())
-                );
-            } else {
-                let old = space.remove(&key);
-                assert_eq!(old.map(|item| item.value().to_vec()), model.remove(&place));
-            }
-            if round % 1_000 == 0 {
-                space.check_invariants();
-            }
-        }
-        space.check_invariants();
-        assert_eq!(space.len(), model.len());
-        assert!(space.buckets.len() > 1, "the test never split a bucket");
-        let ours: Vec<_> = space
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        let theirs: Vec<_> = model.into_iter().map(|((_, k), v)| (k, v)).collect();
-        assert_eq!(ours, theirs);
-    }
-
-    /// Found in review: emptying a bucket whose predecessor was too full to merge with
-    /// left an empty bucket behind.
-    #[test]
-    fn removing_every_key_in_reverse_order_leaves_no_empty_bucket() {
-        let mut space = space((0..5_000).map(|i| format!("key:{i}")));
-        let keys: Vec<Vec<u8>> = space.iter().map(|(key, _)| key.to_vec()).collect();
-        for (removed, key) in keys.iter().rev().enumerate() {
-            assert!(space.remove(key).is_some());
-            if removed % 50 == 0 {
-                space.check_invariants();
-            }
-        }
-        space.check_invariants();
-        assert!(space.is_empty());
-        assert_eq!(space.buckets.len(), 1, "only the first bucket remains");
-    }
-
-    #[test]
-    fn a_clone_keeps_its_contents_while_the_original_changes() {
-        let mut space = space((0..1_000).map(|i| format!("key:{i}")));
-        let before: Vec<_> = space
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        let frozen = space.clone();
-        for i in 0..1_000 {
-            if i % 2 == 0 {
-                space.remove(format!("key:{i}").as_bytes());
-            } else {
-                space.insert(format!("key:{i}").as_bytes(), b"changed");
-            }
-        }
-        space.insert(b"brand new", b"x");
-        let after: Vec<_> = frozen
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        assert_eq!(before, after);
-        assert_eq!(frozen.len(), 1_000);
-        frozen.check_invariants();
-        space.check_invariants();
-        assert_eq!(space.len(), 501);
-    }
-
-    #[test]
-    fn sorted_pushes_build_the_same_space_as_inserts() {
-        let inserted = space((0..5_000).map(|i| format!("key:{i}")));
-        let mut pushed = KeySpace::default();
-        for (key, value) in inserted.iter() {
-            pushed.push_sorted(key, value);
-        }
-        pushed.check_invariants();
-        assert_eq!(pushed, inserted);
-        assert!(
-            pushed.buckets.len() < inserted.buckets.len(),
-            "pushes fill buckets fuller"
-        );
-    }
-
-    #[test]
-    fn a_bucket_of_one_position_is_not_split() {
-        // Not real collisions (the hash is fixed), so build them: slots with one position.
-        let mut space = KeySpace::default();
-        let slots: Vec<Slot> = (0..200)
-            .map(|i| Slot {
-                position: 7,
-                item: Item::new(format!("c{i:03}").as_bytes(), b"v"),
-            })
-            .collect();
-        space.len = slots.len();
-        space.data_bytes = slots.iter().map(|slot| slot.item.data_bytes()).sum();
-        space.buckets[0] = Arc::new(slots);
-        space.split(0);
-        assert_eq!(
-            space.buckets.len(),
-            1,
-            "a bucket of one position cannot be split"
-        );
-    }
-}
+mod tests;

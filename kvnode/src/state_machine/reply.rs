@@ -10,8 +10,12 @@ use crate::cmd::CommandError;
 pub enum Reply {
     /// Success with nothing to say (`+OK`).
     Ok,
+    /// A status word (`+string`, `+none` for TYPE).
+    Simple(&'static str),
     /// No value: a missing key, a condition that did not hold.
     Nil,
+    /// No array: EXEC of a transaction whose watched keys changed (`*-1` in RESP2).
+    NilArray,
     Integer(i64),
     Bulk(Bytes),
     Array(Vec<Reply>),
@@ -32,5 +36,10 @@ impl Reply {
     /// If `count` does not fit in an `i64` (no collection here comes near).
     pub fn count(count: usize) -> Reply {
         Reply::Integer(i64::try_from(count).expect("counts fit in i64"))
+    }
+
+    /// 1 or 0.
+    pub fn flag(flag: bool) -> Reply {
+        Reply::Integer(i64::from(flag))
     }
 }

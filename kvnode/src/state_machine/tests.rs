@@ -1,4 +1,5 @@
-//! State-machine semantics, determinism, snapshots and their corruption detection.
+//! State-machine semantics (strings, expiry, time, revisions, databases, transactions,
+//! reclamation), determinism, snapshots and their corruption detection.
 
 use std::collections::BTreeSet;
 
@@ -12,102 +13,192 @@ fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
-fn set(key: &str, value: &str) -> WriteCommand {
-    WriteCommand::Set {
-        key: b(key),
-        value: b(value),
-        condition: SetCondition::Always,
-        get: false,
+fn on(db: u32, op: WriteOp) -> WriteCommand {
+    WriteCommand {
+        db: DbIndex(db),
+        op,
     }
 }
 
-/// Applies `commands` at indexes 1, 2, ... and returns the replies.
-fn apply_all(machine: &mut StateMachine, commands: &[WriteCommand]) -> Vec<Frame> {
-    commands
-        .iter()
-        .map(|command| {
-            let index = machine.applied_index().next();
-            Frame::from(machine.apply(index, command))
-        })
-        .collect()
+fn read_on(db: u32, op: ReadOp) -> ReadCommand {
+    ReadCommand {
+        db: DbIndex(db),
+        op,
+    }
 }
 
-fn get(machine: &StateMachine, key: &str) -> Frame {
-    Frame::from(machine.read(&ReadCommand::Get { key: b(key) }))
+fn set(key: &str, value: &str) -> WriteCommand {
+    on(0, set_op(key, value, SetTtl::Clear))
+}
+
+fn set_op(key: &str, value: &str, ttl: SetTtl) -> WriteOp {
+    WriteOp::Set {
+        key: b(key),
+        value: b(value),
+        condition: SetCondition::Always,
+        reply: SetReply::Ok,
+        ttl,
+    }
+}
+
+fn ms(value: i64, absolute: bool, command: TtlCommand) -> Expiry {
+    Expiry {
+        value,
+        unit: TimeUnit::Milliseconds,
+        absolute,
+        command,
+    }
+}
+
+fn px(ms_: i64) -> SetTtl {
+    SetTtl::Expire(ms(ms_, false, TtlCommand::Set))
+}
+
+fn expire_op(key: &str, expiry: Expiry, condition: ExpireCondition) -> WriteOp {
+    WriteOp::Expire {
+        key: b(key),
+        expiry,
+        condition,
+    }
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+/// A state machine driven as the log would: each write a stamped entry at the next index.
+struct Log {
+    machine: StateMachine,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log {
+            machine: StateMachine::new(),
+        }
+    }
+
+    /// Applies `command` stamped `at` (ms after T0); the reply as a frame.
+    fn write(&mut self, at: u64, command: WriteCommand) -> Frame {
+        let index = self.machine.applied_index().next();
+        let entry = LogEntry {
+            stamp: Some(T0 + at),
+            command,
+        };
+        let reply = Frame::from(self.machine.apply_entry(index, &entry));
+        self.machine.check_invariants();
+        reply
+    }
+
+    fn read(&self, at: u64, command: ReadCommand) -> Frame {
+        Frame::from(self.machine.read(&command, T0 + at))
+    }
+
+    fn get(&self, at: u64, key: &str) -> Frame {
+        self.read(at, read_on(0, ReadOp::Get { key: b(key) }))
+    }
+
+    fn pttl(&self, at: u64, key: &str) -> Frame {
+        self.read(
+            at,
+            read_on(
+                0,
+                ReadOp::Ttl {
+                    key: b(key),
+                    unit: TimeUnit::Milliseconds,
+                },
+            ),
+        )
+    }
+
+    fn revision(&self, at: u64, key: &str) -> Frame {
+        self.read(at, read_on(0, ReadOp::Revision { key: b(key) }))
+    }
+}
+
+fn err(text: &str) -> Frame {
+    Frame::Error(text.to_owned())
 }
 
 #[test]
 fn writes_follow_redis_semantics() {
-    let err = |text: &str| Frame::Error(text.to_owned());
-    let set_with = |condition, get| WriteCommand::Set {
-        key: b("k"),
-        value: b("new"),
-        condition,
-        get,
+    let with = |condition, reply| {
+        on(
+            0,
+            WriteOp::Set {
+                key: b("k"),
+                value: b("new"),
+                condition,
+                reply,
+                ttl: SetTtl::Clear,
+            },
+        )
     };
-    let incr = |key: &str, delta| WriteCommand::IncrBy { key: b(key), delta };
-    // (setup, command, reply, value of the command's key afterwards)
+    let incr = |key: &str, delta| on(0, WriteOp::IncrBy { key: b(key), delta });
+    let float = |delta: &str| {
+        on(
+            0,
+            WriteOp::IncrByFloat {
+                key: b("k"),
+                delta: b(delta),
+            },
+        )
+    };
+    use SetCondition::*;
+    // (setup, command, reply, value of k afterwards)
     let cases: Vec<(Vec<WriteCommand>, WriteCommand, Frame, Frame)> = vec![
         (vec![], set("k", "v"), Frame::ok(), Frame::bulk("v")),
         (
             vec![],
-            set_with(SetCondition::IfAbsent, false),
+            with(IfAbsent, SetReply::Ok),
             Frame::ok(),
             Frame::bulk("new"),
         ),
         (
             vec![set("k", "old")],
-            set_with(SetCondition::IfAbsent, false),
+            with(IfAbsent, SetReply::Ok),
             Frame::Null,
             Frame::bulk("old"),
         ),
         (
             vec![],
-            set_with(SetCondition::IfPresent, false),
+            with(IfPresent, SetReply::Ok),
             Frame::Null,
             Frame::Null,
         ),
         (
             vec![set("k", "old")],
-            set_with(SetCondition::IfPresent, false),
+            with(IfPresent, SetReply::Ok),
             Frame::ok(),
             Frame::bulk("new"),
         ),
         (
             vec![set("k", "old")],
-            set_with(SetCondition::Always, true),
+            with(Always, SetReply::OldValue),
             Frame::bulk("old"),
             Frame::bulk("new"),
         ),
         (
             vec![],
-            set_with(SetCondition::Always, true),
+            with(Always, SetReply::OldValue),
             Frame::Null,
             Frame::bulk("new"),
         ),
         (
             vec![set("k", "old")],
-            set_with(SetCondition::IfAbsent, true),
+            with(IfAbsent, SetReply::OldValue),
             Frame::bulk("old"),
             Frame::bulk("old"),
         ),
         (
             vec![],
-            WriteCommand::GetSet {
-                key: b("k"),
-                value: b("v"),
-            },
-            Frame::Null,
-            Frame::bulk("v"),
+            with(IfAbsent, SetReply::Flag),
+            Frame::Integer(1),
+            Frame::bulk("new"),
         ),
         (
-            vec![set("k", "a")],
-            WriteCommand::GetSet {
-                key: b("k"),
-                value: b("b"),
-            },
-            Frame::bulk("a"),
-            Frame::bulk("b"),
+            vec![set("k", "old")],
+            with(IfAbsent, SetReply::Flag),
+            Frame::Integer(0),
+            Frame::bulk("old"),
         ),
         (vec![], incr("k", 1), Frame::Integer(1), Frame::bulk("1")),
         (
@@ -123,178 +214,927 @@ fn writes_follow_redis_semantics() {
             Frame::bulk("abc"),
         ),
         (
-            vec![set("k", " 1")],
-            incr("k", 1),
-            err("ERR value is not an integer or out of range"),
-            Frame::bulk(" 1"),
-        ),
-        (
             vec![set("k", "9223372036854775807")],
             incr("k", 1),
             err("ERR increment or decrement would overflow"),
             Frame::bulk("9223372036854775807"),
         ),
         (
-            vec![set("k", "-9223372036854775808")],
-            incr("k", -1),
-            err("ERR increment or decrement would overflow"),
-            Frame::bulk("-9223372036854775808"),
+            vec![set("k", "0.1")],
+            float("0.2"),
+            Frame::bulk("0.3"),
+            Frame::bulk("0.3"),
+        ),
+        (
+            vec![set("k", "x")],
+            float("1"),
+            err("ERR value is not a valid float"),
+            Frame::bulk("x"),
         ),
         (
             vec![],
-            WriteCommand::Append {
-                key: b("k"),
-                value: b("ab"),
-            },
-            Frame::Integer(2),
-            Frame::bulk("ab"),
+            float("inf"),
+            err("ERR increment would produce NaN or Infinity"),
+            Frame::Null,
         ),
         (
             vec![set("k", "ab")],
-            WriteCommand::Append {
-                key: b("k"),
-                value: b("cd"),
-            },
+            on(
+                0,
+                WriteOp::Append {
+                    key: b("k"),
+                    value: b("cd"),
+                },
+            ),
             Frame::Integer(4),
             Frame::bulk("abcd"),
         ),
         (
-            vec![set("k", "v")],
-            WriteCommand::Del {
-                keys: vec![b("k"), b("k"), b("x")],
-            },
-            Frame::Integer(1),
+            vec![set("k", "hello")],
+            on(
+                0,
+                WriteOp::SetRange {
+                    key: b("k"),
+                    offset: 7,
+                    value: b("!"),
+                },
+            ),
+            Frame::Integer(8),
+            Frame::bulk("hello\0\0!"),
+        ),
+        (
+            vec![],
+            on(
+                0,
+                WriteOp::SetRange {
+                    key: b("k"),
+                    offset: 1,
+                    value: b(""),
+                },
+            ),
+            Frame::Integer(0),
             Frame::Null,
         ),
         (
             vec![],
-            WriteCommand::MSet {
-                pairs: vec![(b("k"), b("1")), (b("k"), b("2"))],
-            },
-            Frame::ok(),
+            on(
+                0,
+                WriteOp::SetRange {
+                    key: b("k"),
+                    offset: 1 << 40,
+                    value: b("x"),
+                },
+            ),
+            err("ERR string exceeds maximum allowed size (proto-max-bulk-len)"),
+            Frame::Null,
+        ),
+        (
+            vec![set("k", "v")],
+            on(0, WriteOp::GetDel { key: b("k") }),
+            Frame::bulk("v"),
+            Frame::Null,
+        ),
+        (
+            vec![set("a", "1")],
+            on(
+                0,
+                WriteOp::MSetNx {
+                    pairs: vec![(b("k"), b("2")), (b("a"), b("3"))],
+                },
+            ),
+            Frame::Integer(0),
+            Frame::Null,
+        ),
+        (
+            vec![],
+            on(
+                0,
+                WriteOp::MSetNx {
+                    pairs: vec![(b("k"), b("2")), (b("a"), b("3"))],
+                },
+            ),
+            Frame::Integer(1),
             Frame::bulk("2"),
+        ),
+        (
+            vec![set("k", "v")],
+            on(
+                0,
+                WriteOp::Rename {
+                    from: b("k"),
+                    to: b("k"),
+                    only_if_absent: false,
+                },
+            ),
+            Frame::ok(),
+            Frame::bulk("v"),
+        ),
+        (
+            vec![],
+            on(
+                0,
+                WriteOp::Rename {
+                    from: b("x"),
+                    to: b("k"),
+                    only_if_absent: false,
+                },
+            ),
+            err("ERR no such key"),
+            Frame::Null,
+        ),
+        (
+            vec![set("x", "1"), set("k", "2")],
+            on(
+                0,
+                WriteOp::Rename {
+                    from: b("x"),
+                    to: b("k"),
+                    only_if_absent: true,
+                },
+            ),
+            Frame::Integer(0),
+            Frame::bulk("2"),
+        ),
+        (
+            vec![set("x", "1"), set("k", "2")],
+            on(
+                0,
+                WriteOp::Rename {
+                    from: b("x"),
+                    to: b("k"),
+                    only_if_absent: false,
+                },
+            ),
+            Frame::ok(),
+            Frame::bulk("1"),
+        ),
+        (
+            vec![set("x", "1"), set("k", "2")],
+            on(
+                0,
+                WriteOp::Copy {
+                    from: b("x"),
+                    to_db: DbIndex(0),
+                    to: b("k"),
+                    replace: false,
+                },
+            ),
+            Frame::Integer(0),
+            Frame::bulk("2"),
+        ),
+        (
+            vec![set("x", "1"), set("k", "2")],
+            on(
+                0,
+                WriteOp::Copy {
+                    from: b("x"),
+                    to_db: DbIndex(0),
+                    to: b("k"),
+                    replace: true,
+                },
+            ),
+            Frame::Integer(1),
+            Frame::bulk("1"),
         ),
     ];
     for (setup, command, reply, after) in cases {
-        let mut machine = StateMachine::new();
-        apply_all(&mut machine, &setup);
-        let index = machine.applied_index().next();
-        assert_eq!(
-            Frame::from(machine.apply(index, &command)),
-            reply,
-            "{setup:?} then {command:?}"
-        );
-        assert_eq!(get(&machine, "k"), after, "{setup:?} then {command:?}");
-        assert_eq!(
-            machine.applied_index(),
-            index,
-            "an error reply still applies the entry"
-        );
-        machine.check_invariants();
+        let mut log = Log::new();
+        for command in setup {
+            log.write(0, command);
+        }
+        assert_eq!(log.write(0, command.clone()), reply, "{command:?}");
+        assert_eq!(log.get(0, "k"), after, "{command:?}");
     }
 }
 
 #[test]
 fn reads_answer_from_current_state() {
-    let mut machine = StateMachine::new();
-    apply_all(
-        &mut machine,
-        &[set("a", "1"), set("bb", "22"), set("user:1", "x")],
-    );
-    let cases: Vec<(ReadCommand, Frame)> = vec![
-        (ReadCommand::Get { key: b("a") }, Frame::bulk("1")),
-        (ReadCommand::Get { key: b("zz") }, Frame::Null),
+    let mut log = Log::new();
+    for command in [set("a", "1"), set("b", "hello"), set("c", "")] {
+        log.write(0, command);
+    }
+    let cases: Vec<(ReadOp, Frame)> = vec![
         (
-            ReadCommand::MGet {
-                keys: vec![b("a"), b("zz"), b("bb")],
+            ReadOp::MGet {
+                keys: vec![b("a"), b("x"), b("b")],
             },
-            Frame::Array(vec![Frame::bulk("1"), Frame::Null, Frame::bulk("22")]),
+            Frame::Array(vec![Frame::bulk("1"), Frame::Null, Frame::bulk("hello")]),
         ),
         (
-            ReadCommand::Exists {
-                keys: vec![b("a"), b("a"), b("zz")],
+            ReadOp::Exists {
+                keys: vec![b("a"), b("a"), b("x")],
             },
             Frame::Integer(2),
         ),
-        (ReadCommand::StrLen { key: b("bb") }, Frame::Integer(2)),
-        (ReadCommand::StrLen { key: b("zz") }, Frame::Integer(0)),
-        (ReadCommand::DbSize, Frame::Integer(3)),
+        (ReadOp::StrLen { key: b("b") }, Frame::Integer(5)),
+        (ReadOp::StrLen { key: b("x") }, Frame::Integer(0)),
+        (ReadOp::DbSize, Frame::Integer(3)),
+        (ReadOp::Type { key: b("a") }, Frame::Simple("string".into())),
+        (ReadOp::Type { key: b("x") }, Frame::Simple("none".into())),
         (
-            ReadCommand::Keys {
-                pattern: b("user:*"),
+            ReadOp::GetRange {
+                key: b("b"),
+                start: 1,
+                end: 3,
             },
-            Frame::Array(vec![Frame::bulk("user:1")]),
+            Frame::bulk("ell"),
         ),
         (
-            ReadCommand::Keys {
-                pattern: b("nothing*"),
+            ReadOp::GetRange {
+                key: b("b"),
+                start: -3,
+                end: -1,
             },
-            Frame::Array(vec![]),
+            Frame::bulk("llo"),
         ),
         (
-            ReadCommand::Scan {
-                cursor: 0,
-                pattern: Some(b("b*")),
-                count: 100,
-                type_excludes_strings: false,
+            ReadOp::GetRange {
+                key: b("b"),
+                start: -1,
+                end: -3,
             },
-            Frame::Array(vec![
-                Frame::bulk("0"),
-                Frame::Array(vec![Frame::bulk("bb")]),
-            ]),
+            Frame::bulk(""),
         ),
         (
-            ReadCommand::Scan {
-                cursor: 0,
-                pattern: None,
-                count: 100,
-                type_excludes_strings: true,
+            ReadOp::GetRange {
+                key: b("b"),
+                start: 0,
+                end: 100,
             },
-            Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]),
+            Frame::bulk("hello"),
+        ),
+        (
+            ReadOp::GetRange {
+                key: b("b"),
+                start: 4,
+                end: 1,
+            },
+            Frame::bulk(""),
+        ),
+        (
+            ReadOp::GetRange {
+                key: b("x"),
+                start: 0,
+                end: -1,
+            },
+            Frame::bulk(""),
+        ),
+        (
+            ReadOp::Time,
+            Frame::Array(vec![Frame::bulk("1700000000"), Frame::bulk("5000")]),
         ),
     ];
-    for (command, expected) in cases {
-        assert_eq!(Frame::from(machine.read(&command)), expected, "{command:?}");
+    for (op, expected) in cases {
+        assert_eq!(log.read(5, read_on(0, op.clone())), expected, "{op:?}");
+    }
+    let keys = log.read(0, read_on(0, ReadOp::Keys { pattern: b("*") }));
+    let Frame::Array(keys) = keys else {
+        panic!("array")
+    };
+    assert_eq!(keys.len(), 3);
+    let random = log.read(0, read_on(0, ReadOp::RandomKey));
+    assert!(keys.contains(&random), "{random:?}");
+    assert_eq!(log.read(0, read_on(1, ReadOp::RandomKey)), Frame::Null);
+}
+
+#[test]
+fn a_key_is_gone_for_every_command_once_its_deadline_has_passed() {
+    let mut log = Log::new();
+    log.write(0, on(0, set_op("k", "v", px(100))));
+    assert_eq!(log.pttl(40, "k"), Frame::Integer(60));
+    assert_eq!(
+        log.get(100, "k"),
+        Frame::bulk("v"),
+        "alive through its deadline"
+    );
+    assert_eq!(log.pttl(100, "k"), Frame::Integer(0));
+    assert_eq!(log.get(101, "k"), Frame::Null);
+    assert_eq!(log.pttl(101, "k"), Frame::Integer(-2));
+    assert_eq!(log.read(101, read_on(0, ReadOp::DbSize)), Frame::Integer(0));
+    assert_eq!(
+        log.read(101, read_on(0, ReadOp::Exists { keys: vec![b("k")] })),
+        Frame::Integer(0)
+    );
+    assert_eq!(log.machine.len(), 1, "still stored until reclaimed");
+    // A write judges by its entry's time: INCR at 101 starts from nothing.
+    assert_eq!(
+        log.write(
+            101,
+            on(
+                0,
+                WriteOp::IncrBy {
+                    key: b("k"),
+                    delta: 1
+                }
+            )
+        ),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        log.pttl(101, "k"),
+        Frame::Integer(-1),
+        "the new key has no TTL"
+    );
+}
+
+#[test]
+fn replacing_writes_clear_the_ttl_and_editing_writes_keep_it() {
+    let cases: Vec<(WriteOp, i64)> = vec![
+        (set_op("k", "new", SetTtl::Clear), -1),
+        (set_op("k", "new", SetTtl::Keep), 90),
+        (
+            WriteOp::Set {
+                key: b("k"),
+                value: b("x"),
+                condition: SetCondition::Always,
+                reply: SetReply::OldValue,
+                ttl: SetTtl::Clear,
+            },
+            -1,
+        ),
+        (
+            WriteOp::MSet {
+                pairs: vec![(b("k"), b("x"))],
+            },
+            -1,
+        ),
+        (
+            WriteOp::IncrBy {
+                key: b("k"),
+                delta: 1,
+            },
+            90,
+        ),
+        (
+            WriteOp::IncrByFloat {
+                key: b("k"),
+                delta: b("1.5"),
+            },
+            90,
+        ),
+        (
+            WriteOp::Append {
+                key: b("k"),
+                value: b("0"),
+            },
+            90,
+        ),
+        (
+            WriteOp::SetRange {
+                key: b("k"),
+                offset: 0,
+                value: b("2"),
+            },
+            90,
+        ),
+        (WriteOp::Persist { key: b("k") }, -1),
+        (
+            WriteOp::GetEx {
+                key: b("k"),
+                ttl: GetExTtl::Persist,
+            },
+            -1,
+        ),
+        (
+            WriteOp::GetEx {
+                key: b("k"),
+                ttl: GetExTtl::Expire(ms(500, false, TtlCommand::GetEx)),
+            },
+            500,
+        ),
+    ];
+    for (op, pttl) in cases {
+        let mut log = Log::new();
+        log.write(0, on(0, set_op("k", "1", px(100))));
+        log.write(10, on(0, op.clone()));
+        assert_eq!(log.pttl(10, "k"), Frame::Integer(pttl), "{op:?}");
+    }
+    let mut log = Log::new();
+    log.write(0, on(0, set_op("k", "1", px(100))));
+    log.write(
+        10,
+        on(
+            0,
+            WriteOp::Rename {
+                from: b("k"),
+                to: b("r"),
+                only_if_absent: false,
+            },
+        ),
+    );
+    assert_eq!(
+        log.pttl(10, "r"),
+        Frame::Integer(90),
+        "RENAME moves the TTL"
+    );
+    log.write(
+        10,
+        on(
+            0,
+            WriteOp::Copy {
+                from: b("r"),
+                to_db: DbIndex(1),
+                to: b("c"),
+                replace: false,
+            },
+        ),
+    );
+    assert_eq!(
+        log.read(
+            10,
+            read_on(
+                1,
+                ReadOp::Ttl {
+                    key: b("c"),
+                    unit: TimeUnit::Milliseconds
+                }
+            )
+        ),
+        Frame::Integer(90),
+        "COPY copies it"
+    );
+    log.write(
+        10,
+        on(
+            0,
+            WriteOp::Move {
+                key: b("r"),
+                to_db: DbIndex(2),
+            },
+        ),
+    );
+    assert_eq!(
+        log.read(
+            10,
+            read_on(
+                2,
+                ReadOp::Ttl {
+                    key: b("r"),
+                    unit: TimeUnit::Milliseconds
+                }
+            )
+        ),
+        Frame::Integer(90),
+        "MOVE moves it"
+    );
+}
+
+#[test]
+fn expire_options_and_bad_times_follow_redis() {
+    let none = ExpireCondition::default();
+    let nx = ExpireCondition {
+        if_none: true,
+        ..none
+    };
+    let xx = ExpireCondition {
+        if_some: true,
+        ..none
+    };
+    let gt = ExpireCondition {
+        if_greater: true,
+        ..none
+    };
+    let lt = ExpireCondition {
+        if_less: true,
+        ..none
+    };
+    let rel = |value| ms(value, false, TtlCommand::PExpire);
+    // (key has a 100 ms TTL?, command, reply, PTTL afterwards at time 0)
+    let cases: Vec<(bool, WriteOp, Frame, i64)> = vec![
+        (false, expire_op("k", rel(50), none), Frame::Integer(1), 50),
+        (
+            false,
+            expire_op("nope", rel(50), none),
+            Frame::Integer(0),
+            -2,
+        ),
+        (false, expire_op("k", rel(50), nx), Frame::Integer(1), 50),
+        (true, expire_op("k", rel(50), nx), Frame::Integer(0), 100),
+        (false, expire_op("k", rel(50), xx), Frame::Integer(0), -1),
+        (true, expire_op("k", rel(50), xx), Frame::Integer(1), 50),
+        (false, expire_op("k", rel(50), gt), Frame::Integer(0), -1),
+        (true, expire_op("k", rel(150), gt), Frame::Integer(1), 150),
+        (true, expire_op("k", rel(50), gt), Frame::Integer(0), 100),
+        (false, expire_op("k", rel(50), lt), Frame::Integer(1), 50),
+        (true, expire_op("k", rel(150), lt), Frame::Integer(0), 100),
+        (true, expire_op("k", rel(0), none), Frame::Integer(1), -2),
+        (true, expire_op("k", rel(-5), none), Frame::Integer(1), -2),
+        (
+            true,
+            expire_op("k", ms(1, true, TtlCommand::PExpireAt), none),
+            Frame::Integer(1),
+            -2,
+        ),
+        (
+            true,
+            expire_op(
+                "k",
+                Expiry {
+                    value: i64::MAX / 1000 + 1,
+                    unit: TimeUnit::Seconds,
+                    absolute: false,
+                    command: TtlCommand::Expire,
+                },
+                none,
+            ),
+            err("ERR invalid expire time in 'expire' command"),
+            100,
+        ),
+        (
+            true,
+            expire_op("k", rel(i64::MAX), none),
+            err("ERR invalid expire time in 'pexpire' command"),
+            100,
+        ),
+        (
+            true,
+            expire_op("nope", rel(i64::MAX), none),
+            err("ERR invalid expire time in 'pexpire' command"),
+            -2,
+        ),
+        (
+            false,
+            set_op("k", "v", px(0)),
+            err("ERR invalid expire time in 'set' command"),
+            -1,
+        ),
+        (
+            false,
+            set_op("k", "v", px(-1)),
+            err("ERR invalid expire time in 'set' command"),
+            -1,
+        ),
+        (
+            false,
+            set_op(
+                "k",
+                "v",
+                SetTtl::Expire(Expiry {
+                    value: i64::MAX / 1000 + 1,
+                    unit: TimeUnit::Seconds,
+                    absolute: false,
+                    command: TtlCommand::SetEx,
+                }),
+            ),
+            err("ERR invalid expire time in 'setex' command"),
+            -1,
+        ),
+        (
+            false,
+            set_op("k", "v", px(i64::MAX)),
+            err("ERR invalid expire time in 'set' command"),
+            -1,
+        ),
+        (
+            false,
+            WriteOp::GetEx {
+                key: b("nope"),
+                ttl: GetExTtl::Expire(ms(0, false, TtlCommand::GetEx)),
+            },
+            Frame::Null,
+            -2,
+        ),
+        (
+            false,
+            WriteOp::GetEx {
+                key: b("k"),
+                ttl: GetExTtl::Expire(ms(0, false, TtlCommand::GetEx)),
+            },
+            err("ERR invalid expire time in 'getex' command"),
+            -1,
+        ),
+        (
+            false,
+            WriteOp::Persist { key: b("k") },
+            Frame::Integer(0),
+            -1,
+        ),
+        (
+            true,
+            WriteOp::Persist { key: b("k") },
+            Frame::Integer(1),
+            -1,
+        ),
+    ];
+    for (with_ttl, op, reply, pttl) in cases {
+        let mut log = Log::new();
+        let ttl = if with_ttl { px(100) } else { SetTtl::Clear };
+        log.write(0, on(0, set_op("k", "v", ttl)));
+        assert_eq!(log.write(0, on(0, op.clone())), reply, "{op:?}");
+        let key = match &op {
+            WriteOp::Expire { key, .. } | WriteOp::GetEx { key, .. } => key.clone(),
+            _ => b("k"),
+        };
+        let key = std::str::from_utf8(&key).expect("ascii").to_owned();
+        assert_eq!(log.pttl(0, &key), Frame::Integer(pttl), "{op:?}");
     }
 }
 
 #[test]
-fn scan_pages_through_every_key() {
-    let mut machine = StateMachine::new();
-    let writes: Vec<_> = (0..100).map(|i| set(&format!("k{i}"), "v")).collect();
-    apply_all(&mut machine, &writes);
-    let mut cursor = 0u64;
-    let mut seen = BTreeSet::new();
-    loop {
-        let command = ReadCommand::Scan {
-            cursor,
-            pattern: None,
-            count: 7,
-            type_excludes_strings: false,
-        };
-        let Frame::Array(reply) = Frame::from(machine.read(&command)) else {
-            panic!("SCAN replies with an array")
-        };
-        let [Frame::Bulk(next), Frame::Array(keys)] = &reply[..] else {
-            panic!("SCAN reply shape: {reply:?}")
-        };
-        seen.extend(keys.iter().map(|key| format!("{key:?}")));
-        cursor = std::str::from_utf8(next)
-            .expect("ascii")
-            .parse()
-            .expect("cursor is a u64");
-        if cursor == 0 {
-            break;
-        }
+fn time_never_goes_back_whatever_the_stamps_do() {
+    let mut log = Log::new();
+    log.write(1_000, on(0, set_op("k", "v", px(500))));
+    assert_eq!(log.machine.time_ms(), T0 + 1_000);
+    // A leader whose clock is behind stamps 0: the effective time stays at 1_000.
+    log.write(0, on(0, set_op("late", "v", px(500))));
+    assert_eq!(log.machine.time_ms(), T0 + 1_000);
+    assert_eq!(
+        log.pttl(0, "late"),
+        Frame::Integer(500),
+        "a read is clamped to the applied time"
+    );
+    // A legacy entry has no stamp: time stands still and it writes revision 0.
+    let index = log.machine.applied_index().next();
+    let legacy = LogEntry {
+        stamp: None,
+        command: set("old", "v"),
+    };
+    log.machine.apply_entry(index, &legacy);
+    assert_eq!(log.machine.time_ms(), T0 + 1_000);
+    assert_eq!(log.revision(0, "old"), Frame::Integer(0));
+    assert_eq!(log.machine.read_time(T0 + 5), T0 + 1_000);
+    assert_eq!(log.machine.read_time(T0 + 5_000), T0 + 5_000);
+}
+
+#[test]
+fn revisions_are_the_index_of_each_keys_last_change() {
+    let mut log = Log::new();
+    log.write(0, set("a", "1")); // index 1
+    log.write(0, set("b", "1")); // index 2
+    assert_eq!(log.revision(0, "a"), Frame::Integer(1));
+    assert_eq!(log.revision(0, "b"), Frame::Integer(2));
+    assert_eq!(log.revision(0, "x"), Frame::Null);
+    log.write(
+        0,
+        on(
+            0,
+            expire_op(
+                "a",
+                ms(100, false, TtlCommand::PExpire),
+                ExpireCondition::default(),
+            ),
+        ),
+    ); // 3
+    assert_eq!(
+        log.revision(0, "a"),
+        Frame::Integer(3),
+        "a TTL change is a change"
+    );
+    log.write(
+        0,
+        on(
+            0,
+            WriteOp::IncrBy {
+                key: b("x"),
+                delta: 0,
+            },
+        ),
+    ); // 4: a failed condition changes nothing
+    log.write(
+        0,
+        on(
+            0,
+            WriteOp::Set {
+                key: b("b"),
+                value: b("2"),
+                condition: SetCondition::IfAbsent,
+                reply: SetReply::Ok,
+                ttl: SetTtl::Clear,
+            },
+        ),
+    ); // 5
+    assert_eq!(
+        log.revision(0, "b"),
+        Frame::Integer(2),
+        "a SET NX that did not write"
+    );
+    log.write(0, on(0, WriteOp::SwapDb { other: DbIndex(1) })); // 6
+    assert_eq!(log.revision(0, "a"), Frame::Null, "swapped away");
+    log.write(0, on(0, WriteOp::SwapDb { other: DbIndex(1) })); // 7
+    assert_eq!(
+        log.revision(0, "b"),
+        Frame::Integer(7),
+        "a swapped database changed as a whole"
+    );
+    assert_eq!(
+        log.revision(101, "a"),
+        Frame::Null,
+        "expired keys have no revision"
+    );
+}
+
+#[test]
+fn databases_are_separate_and_swap_move_and_flush() {
+    let mut log = Log::new();
+    log.write(0, on(0, set_op("k", "zero", SetTtl::Clear)));
+    log.write(0, on(3, set_op("k", "three", SetTtl::Clear)));
+    let get = |log: &Log, db| log.read(0, read_on(db, ReadOp::Get { key: b("k") }));
+    assert_eq!(get(&log, 0), Frame::bulk("zero"));
+    assert_eq!(get(&log, 3), Frame::bulk("three"));
+    assert_eq!(get(&log, 1), Frame::Null);
+    log.write(0, on(0, WriteOp::SwapDb { other: DbIndex(3) }));
+    assert_eq!(get(&log, 0), Frame::bulk("three"));
+    assert_eq!(get(&log, 3), Frame::bulk("zero"));
+    assert_eq!(
+        log.write(
+            0,
+            on(
+                0,
+                WriteOp::Move {
+                    key: b("k"),
+                    to_db: DbIndex(3)
+                }
+            )
+        ),
+        Frame::Integer(0),
+        "exists there"
+    );
+    assert_eq!(
+        log.write(
+            0,
+            on(
+                0,
+                WriteOp::Move {
+                    key: b("k"),
+                    to_db: DbIndex(5)
+                }
+            )
+        ),
+        Frame::Integer(1)
+    );
+    assert_eq!(get(&log, 5), Frame::bulk("three"));
+    log.write(0, on(3, WriteOp::FlushDb));
+    assert_eq!(get(&log, 3), Frame::Null);
+    assert_eq!(get(&log, 5), Frame::bulk("three"));
+    log.write(0, on(0, WriteOp::FlushAll));
+    assert!(log.machine.is_empty());
+    assert_eq!(
+        log.machine,
+        {
+            let mut fresh = StateMachine::new();
+            fresh.applied = log.machine.applied;
+            fresh.time_ms = log.machine.time_ms;
+            fresh
+        },
+        "no trailing empty databases"
+    );
+}
+
+fn exec(watches: Vec<Watch>, items: Vec<TxItem>) -> WriteCommand {
+    on(0, WriteOp::Exec { watches, items })
+}
+
+fn watch(key: &str, revision: Option<u64>) -> Watch {
+    Watch {
+        db: DbIndex(0),
+        key: b(key),
+        revision,
     }
-    assert_eq!(seen.len(), 100);
+}
+
+#[test]
+fn exec_applies_atomically_and_aborts_when_a_watched_key_changed() {
+    let mut log = Log::new();
+    log.write(0, on(0, set_op("w", "1", px(100)))); // index 1
+    let items = vec![
+        TxItem::Write(on(
+            0,
+            WriteOp::IncrBy {
+                key: b("n"),
+                delta: 1,
+            },
+        )),
+        TxItem::Write(set("s", "x")),
+        TxItem::Write(on(
+            0,
+            WriteOp::IncrBy {
+                key: b("s"),
+                delta: 1,
+            },
+        )),
+        TxItem::Read(read_on(0, ReadOp::Get { key: b("n") })),
+        TxItem::Read(read_on(0, ReadOp::Revision { key: b("s") })),
+    ];
+    let ran = log.write(
+        0,
+        exec(
+            vec![watch("w", Some(1)), watch("absent", None)],
+            items.clone(),
+        ),
+    ); // 2
+    assert_eq!(
+        ran,
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::ok(),
+            err("ERR value is not an integer or out of range"),
+            Frame::bulk("1"),
+            Frame::Integer(2),
+        ]),
+        "runtime errors stay per command; REVISION in the same EXEC is its index"
+    );
+    // Each kind of change since the WATCH aborts: a write, a deletion, an expiry, a creation.
+    let changes: Vec<(u64, Vec<Watch>)> = vec![
+        (0, vec![watch("w", Some(99))]),
+        (0, vec![watch("n", None)]),
+        (0, vec![watch("gone", Some(1))]),
+        (101, vec![watch("w", Some(1))]),
+    ];
+    for (at, watches) in changes {
+        let before = log.machine.databases().clone();
+        assert_eq!(
+            log.write(at, exec(watches.clone(), items.clone())),
+            Frame::NullArray,
+            "{watches:?}"
+        );
+        assert_eq!(log.machine.databases(), &before, "nothing applied");
+    }
+}
+
+#[test]
+fn a_lock_taken_in_a_transaction_gets_a_strictly_increasing_fencing_token() {
+    let mut log = Log::new();
+    let acquire = |token: &str| {
+        exec(
+            vec![],
+            vec![
+                TxItem::Write(on(
+                    0,
+                    WriteOp::Set {
+                        key: b("lock"),
+                        value: b(token),
+                        condition: SetCondition::IfAbsent,
+                        reply: SetReply::Ok,
+                        ttl: px(100),
+                    },
+                )),
+                TxItem::Read(read_on(0, ReadOp::Revision { key: b("lock") })),
+            ],
+        )
+    };
+    let mut last = 0;
+    for round in 0..5u64 {
+        let at = round * 200;
+        let Frame::Array(replies) = log.write(at, acquire(&format!("t{round}"))) else {
+            panic!("array")
+        };
+        assert_eq!(
+            replies[0],
+            Frame::ok(),
+            "round {round}: the last lease expired"
+        );
+        let Frame::Integer(token) = replies[1] else {
+            panic!("integer")
+        };
+        assert!(token > last, "token {token} after {last}");
+        last = token;
+        let Frame::Array(held) = log.write(at + 50, acquire("other")) else {
+            panic!("array")
+        };
+        assert_eq!(held[0], Frame::Null, "held: the contender fails");
+        assert_eq!(
+            held[1],
+            Frame::Integer(token),
+            "and sees the holder's token"
+        );
+    }
+}
+
+#[test]
+fn reclamation_deletes_only_keys_still_expired_at_its_entry() {
+    let mut log = Log::new();
+    for key in ["a", "b", "c"] {
+        log.write(0, on(0, set_op(key, "v", px(10))));
+    }
+    log.write(0, on(1, set_op("d", "v", px(10))));
+    log.write(20, set("b", "rewritten"));
+    let keys = vec![
+        (DbIndex(0), b("a")),
+        (DbIndex(0), b("b")),
+        (DbIndex(0), b("c")),
+        (DbIndex(1), b("d")),
+        (DbIndex(7), b("x")),
+    ];
+    // Stamped 5, the entry's time is max(5, 20) = 20 > 10: a, c and d go, b was rewritten.
+    assert_eq!(
+        log.write(5, on(0, WriteOp::Reclaim { keys })),
+        Frame::Integer(3)
+    );
+    assert_eq!(log.machine.len(), 1);
+    assert_eq!(log.get(20, "b"), Frame::bulk("rewritten"));
 }
 
 #[test]
 #[should_panic(expected = "expected")]
 fn applying_out_of_order_is_a_broken_invariant() {
     let mut machine = StateMachine::new();
-    machine.apply(LogIndex(2), &set("a", "1"));
+    machine.apply_entry(
+        LogIndex(2),
+        &LogEntry {
+            stamp: None,
+            command: set("a", "1"),
+        },
+    );
 }
 
 #[test]
@@ -311,7 +1151,8 @@ fn membership_entries_update_the_address_book() {
     assert_eq!(machine.members().len(), 2);
     machine.apply_blank(LogIndex(2));
     let removal = MembershipContext::default();
-    machine.apply_membership(LogIndex(3), &removal, &[NodeId(2)].into());
+    let remaining: BTreeSet<NodeId> = [NodeId(2)].into();
+    machine.apply_membership(LogIndex(3), &removal, &remaining);
     assert_eq!(
         machine.members().keys().copied().collect::<Vec<_>>(),
         vec![NodeId(2)]
@@ -320,243 +1161,4 @@ fn membership_entries_update_the_address_book() {
     assert_eq!(machine.applied_index(), LogIndex(3));
 }
 
-fn sample_machine() -> StateMachine {
-    let mut machine = StateMachine::new();
-    let address = MemberAddress {
-        peer: "a:1".into(),
-        client: "a:2".into(),
-    };
-    let context = MembershipContext {
-        members: vec![(NodeId(3), address)],
-    };
-    machine.apply_membership(LogIndex(1), &context, &[NodeId(3)].into());
-    apply_all(
-        &mut machine,
-        &[
-            set("a", "1"),
-            set("b", ""),
-            WriteCommand::IncrBy {
-                key: b("n"),
-                delta: 5,
-            },
-        ],
-    );
-    machine
-}
-
-#[test]
-fn snapshot_round_trips() {
-    for machine in [StateMachine::new(), sample_machine()] {
-        let restored =
-            StateMachine::restore(&machine.snapshot()).expect("a fresh snapshot restores");
-        assert_eq!(restored, machine);
-        assert_eq!(restored.applied_index(), machine.applied_index());
-        assert_eq!(
-            restored.snapshot(),
-            machine.snapshot(),
-            "snapshots are byte-for-byte stable"
-        );
-    }
-}
-
-/// Streamed in pieces through a bounded buffer, a large state (many keys across many
-/// buckets, and values both below and above the buffer) gives the same bytes as the
-/// one-buffer encoding, of exactly the announced length, and a clone taken for a snapshot
-/// keeps its contents while the original changes.
-#[test]
-fn a_streamed_snapshot_equals_the_whole_one_and_ignores_later_writes() {
-    let mut machine = sample_machine();
-    let mut commands: Vec<WriteCommand> = (0..20_000)
-        .map(|i| set(&format!("key:{i}"), &format!("value {i}")))
-        .collect();
-    commands.push(set("big", &"x".repeat(200_000)));
-    commands.push(set("chunk-sized", &"y".repeat(64 * 1024)));
-    apply_all(&mut machine, &commands);
-    let frozen = machine.clone();
-    let whole = frozen.snapshot();
-    assert_eq!(frozen.snapshot_len(), whole.len() as u64);
-
-    apply_all(
-        &mut machine,
-        &[
-            set("key:7", "changed"),
-            WriteCommand::Del {
-                keys: vec![b("big")],
-            },
-        ],
-    );
-    let mut streamed = Vec::new();
-    frozen
-        .write_snapshot(&mut streamed)
-        .expect("a Vec takes every write");
-    assert!(
-        streamed == whole,
-        "streamed snapshot differs from the whole one"
-    );
-    let restored = StateMachine::restore(&streamed).expect("restores");
-    assert_eq!(restored, frozen);
-    assert_ne!(restored, machine);
-}
-
-#[test]
-fn every_bit_flip_in_a_snapshot_is_detected() {
-    let bytes = sample_machine().snapshot().to_vec();
-    for bit in 0..bytes.len() * 8 {
-        let mut damaged = bytes.clone();
-        damaged[bit / 8] ^= 1 << (bit % 8);
-        assert!(
-            StateMachine::restore(&damaged).is_err(),
-            "flip of bit {bit} went unnoticed"
-        );
-    }
-}
-
-#[test]
-fn every_truncation_of_a_snapshot_is_detected() {
-    let bytes = sample_machine().snapshot();
-    for cut in 0..bytes.len() {
-        assert!(
-            StateMachine::restore(&bytes[..cut]).is_err(),
-            "cut at {cut} went unnoticed"
-        );
-    }
-}
-
-/// Re-seals a forged body with a valid header length and CRC, so the body checks run.
-fn forge(applied: u64, members: u32, entries: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RAFTKVSM");
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&applied.to_le_bytes());
-    out.extend_from_slice(&members.to_le_bytes());
-    out.extend_from_slice(&entries.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(body);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-#[test]
-fn corrupt_snapshots_say_what_is_wrong() {
-    let good = sample_machine().snapshot().to_vec();
-    let mut bad_magic = good.clone();
-    bad_magic[0] = b'X';
-    let mut bad_version = good.clone();
-    bad_version[8] = 9;
-    let mut bad_crc = good.clone();
-    let last = bad_crc.len() - 1;
-    bad_crc[last] ^= 0xff;
-    let entry = |key: &[u8]| {
-        [
-            &(key.len() as u32).to_le_bytes()[..],
-            key,
-            &0u32.to_le_bytes(),
-        ]
-        .concat()
-    };
-    let two_same = [entry(b"a"), entry(b"a")].concat();
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (
-            vec![0; 10],
-            "snapshot is 10 bytes, shorter than the 44-byte header and checksum",
-        ),
-        (bad_magic, "not a raftkv snapshot"),
-        (bad_version, "snapshot version 9 is not supported"),
-        ([good.as_slice(), b"x"].concat(), "but its header declares"),
-        (bad_crc, "snapshot checksum mismatch"),
-        (
-            forge(0, 0, u64::MAX, b""),
-            "snapshot declares 18446744073709551615 entries",
-        ),
-        (
-            forge(0, u32::MAX, 0, b""),
-            "snapshot declares 4294967295 members",
-        ),
-        (
-            forge(0, 0, 2, &two_same),
-            "snapshot entry out of order or duplicated",
-        ),
-        (forge(0, 0, 0, b"junk"), "4 unexpected bytes"),
-        (
-            forge(0, 0, 1, &[9, 0, 0, 0, 0, 0, 0, 0]),
-            "snapshot body truncated",
-        ),
-    ];
-    for (bytes, expected) in cases {
-        let error = StateMachine::restore(&bytes)
-            .expect_err(expected)
-            .to_string();
-        assert!(
-            error.contains(expected),
-            "{error:?} should contain {expected:?}"
-        );
-    }
-}
-
-#[test]
-fn replicas_applying_the_same_log_end_identical() {
-    // A pseudo-random but fixed workload over a small key set, so commands collide.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut log = Vec::new();
-    for _ in 0..2_000 {
-        let key = b(&format!("k{}", next() % 50));
-        let command = match next() % 6 {
-            0 => set(
-                std::str::from_utf8(&key).expect("ascii"),
-                &format!("{}", next() % 100),
-            ),
-            1 => WriteCommand::IncrBy {
-                key,
-                delta: (next() % 7) as i64 - 3,
-            },
-            2 => WriteCommand::Append { key, value: b("x") },
-            3 => WriteCommand::Del { keys: vec![key] },
-            4 => WriteCommand::GetSet { key, value: b("7") },
-            _ => WriteCommand::MSet {
-                pairs: vec![(key, b("1")), (b("k0"), b("2"))],
-            },
-        };
-        // Every entry goes through its log encoding, as it would in the cluster.
-        log.push(command.encode());
-    }
-    let replay = |log: &[Bytes]| {
-        let mut machine = StateMachine::new();
-        let decoded: Vec<_> = log
-            .iter()
-            .map(|bytes| WriteCommand::decode(bytes).expect("valid entry"))
-            .collect();
-        let replies = apply_all(&mut machine, &decoded);
-        (machine, replies)
-    };
-    let (first, first_replies) = replay(&log);
-    let (second, second_replies) = replay(&log);
-    assert_eq!(first_replies, second_replies);
-    assert_eq!(first.snapshot(), second.snapshot());
-    // A replica that restores from a midway snapshot and applies the rest ends the same.
-    let (midway, _) = replay(&log[..1_000]);
-    let mut caught_up = StateMachine::restore(&midway.snapshot()).expect("valid snapshot");
-    let rest: Vec<_> = log[1_000..]
-        .iter()
-        .map(|bytes| WriteCommand::decode(bytes).expect("valid entry"))
-        .collect();
-    apply_all(&mut caught_up, &rest);
-    assert_eq!(caught_up.snapshot(), first.snapshot());
-    first.check_invariants();
-}
-
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
-    #[test]
-    fn restore_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
-        let _ = StateMachine::restore(&bytes); // only the absence of a panic matters
-        let sealed = forge(1, (bytes.first().copied().unwrap_or(0) % 3).into(), 2, &bytes);
-        let _ = StateMachine::restore(&sealed); // body parsing on CRC-valid garbage
-    }
-}
+mod snapshots;

@@ -7,6 +7,9 @@
 //! Every loop is bounded by a count or a deadline.
 #![allow(dead_code)]
 
+#[path = "deadlines.rs"]
+pub mod deadlines;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -222,6 +225,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
+    /// Environment variables for the process (e.g. libfaketime's).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// Exit status of the last process that ended on its own.
     pub exited: Option<ExitStatus>,
@@ -352,6 +357,7 @@ impl Cluster {
                 data_dir,
                 log_path,
                 args,
+                env: Vec::new(),
                 child: None,
                 exited: None,
             },
@@ -389,6 +395,13 @@ impl Cluster {
         self.nodes.get_mut(&id).expect("known node").args.push(arg);
     }
 
+    /// Sets an environment variable for node `id`'s next start.
+    pub fn set_env(&mut self, id: u64, key: &str, value: &str) {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.env.retain(|(k, _)| k != key);
+        node.env.push((key.to_owned(), value.to_owned()));
+    }
+
     pub fn start_node(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");
@@ -399,6 +412,7 @@ impl Cluster {
             .expect("open node log");
         let child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
             .args(&node.args)
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

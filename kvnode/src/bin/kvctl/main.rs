@@ -194,7 +194,7 @@ fn render(frame: &Frame) -> String {
         Frame::Simple(text) | Frame::Error(text) => text.clone(),
         Frame::Integer(n) => n.to_string(),
         Frame::Bulk(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        Frame::Null => "(nil)".to_owned(),
+        Frame::Null | Frame::NullArray => "(nil)".to_owned(),
         Frame::Double(x) => x.to_string(),
         Frame::Boolean(b) => b.to_string(),
         Frame::Array(items) => items.iter().map(render).collect::<Vec<_>>().join("\n"),
