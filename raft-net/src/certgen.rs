@@ -16,6 +16,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::handshake::ClusterId;
 use crate::tls::naming::node_dns_name;
+use crate::tls::TlsIdentity;
 
 /// When an issued certificate is valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +72,27 @@ impl Authority {
         validity: Validity,
     ) -> Result<Issued, rcgen::Error> {
         self.issue_names(vec![node_dns_name(cluster, node)], validity)
+    }
+
+    /// A ready TLS identity for node `node` of `cluster`: a fresh certificate, its key and
+    /// this CA.
+    ///
+    /// # Errors
+    /// rcgen's.
+    ///
+    /// # Panics
+    /// If raft-net refuses a certificate this CA just issued by its own rule (a bug).
+    pub fn identity(&self, cluster: ClusterId, node: NodeId) -> Result<TlsIdentity, rcgen::Error> {
+        let issued = self.issue(cluster, node, Validity::Current)?;
+        let identity = TlsIdentity::from_pem(
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            self.cert_pem().as_bytes(),
+            cluster,
+            node,
+        )
+        .expect("a certificate certgen issues passes TlsIdentity's checks");
+        Ok(identity)
     }
 
     /// A certificate carrying exactly the DNS names `names` (tests use this for

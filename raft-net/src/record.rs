@@ -192,58 +192,42 @@ impl WriteSide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certgen::{Authority, Validity};
+    use crate::certgen::Authority;
     use crate::handshake::ClusterId;
     use crate::tls::naming::node_server_name;
-    use crate::tls::TlsIdentity;
     use raft_core::NodeId;
 
     /// A completed in-memory TLS handshake between nodes 1 (client) and 2 (server).
     fn session_pair() -> (Session, Session) {
         let ca = Authority::new("record test CA").expect("CA");
         let cluster = ClusterId(1);
-        let identity = |id| {
-            let issued = ca
-                .issue(cluster, NodeId(id), Validity::Current)
-                .expect("issue");
-            TlsIdentity::from_pem(
-                issued.cert_pem.as_bytes(),
-                issued.key_pem.as_bytes(),
-                ca.cert_pem().as_bytes(),
-                cluster,
-                NodeId(id),
-            )
-            .expect("identity")
-        };
-        let (client_identity, server_identity) = (identity(1), identity(2));
-        let mut client = rustls::ClientConnection::new(
-            client_identity.client_config(),
+        let identity = |id| ca.identity(cluster, NodeId(id)).expect("identity");
+        let client = rustls::ClientConnection::new(
+            identity(1).client_config(),
             node_server_name(cluster, NodeId(2)),
         )
         .expect("client");
-        let mut server =
-            rustls::ServerConnection::new(server_identity.server_config()).expect("server");
+        let server = rustls::ServerConnection::new(identity(2).server_config()).expect("server");
+        let (mut client, mut server) = (client.into(), server.into());
         // Bounded: a TLS 1.3 handshake takes a few flights.
         for _ in 0..10 {
-            let mut flight = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut flight).expect("client writes");
-            }
-            if !flight.is_empty() {
-                server.read_tls(&mut &flight[..]).expect("server reads");
-                server.process_new_packets().expect("server processes");
-            }
-            let mut flight = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut flight).expect("server writes");
-            }
-            if !flight.is_empty() {
-                client.read_tls(&mut &flight[..]).expect("client reads");
-                client.process_new_packets().expect("client processes");
-            }
+            fly(&mut client, &mut server);
+            fly(&mut server, &mut client);
         }
         assert!(!client.is_handshaking() && !server.is_handshaking());
         (Session::tls(client), Session::tls(server))
+    }
+
+    /// Moves everything `from` has to send into `to`.
+    fn fly(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+        let mut flight = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut flight).expect("write a flight");
+        }
+        if !flight.is_empty() {
+            to.read_tls(&mut &flight[..]).expect("read a flight");
+            to.process_new_packets().expect("process a flight");
+        }
     }
 
     /// Sealed bytes open to the same plaintext whatever the read boundaries, and the

@@ -259,22 +259,26 @@ fn check_own_certificate(
         .map_err(|source| TlsConfigError::OwnName { source })
 }
 
+/// rustls refused the certificate (chain) while building a configuration.
+fn certificate_unusable(source: rustls::Error) -> TlsConfigError {
+    TlsConfigError::Rustls {
+        file: TlsFile::Cert,
+        source,
+    }
+}
+
 fn server_config(
     provider: &Arc<CryptoProvider>,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsConfigError> {
-    let rustls_error = |source| TlsConfigError::Rustls {
-        file: TlsFile::Cert,
-        source,
-    };
     let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(rustls_error)?
+        .map_err(certificate_unusable)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(rustls_error)?;
+        .map_err(certificate_unusable)?;
     // No resumption: nothing to remember, and no tickets to send after the handshake.
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -287,16 +291,12 @@ fn client_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ClientConfig, TlsConfigError> {
-    let rustls_error = |source| TlsConfigError::Rustls {
-        file: TlsFile::Cert,
-        source,
-    };
     let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(rustls_error)?
+        .map_err(certificate_unusable)?
         .with_webpki_verifier(verifier)
         .with_client_auth_cert(chain, key)
-        .map_err(rustls_error)?;
+        .map_err(certificate_unusable)?;
     config.resumption = Resumption::disabled();
     Ok(config)
 }
@@ -313,15 +313,9 @@ mod tests {
     fn bad_material_is_refused_naming_the_file() {
         let ca = Authority::new("test CA").expect("CA");
         let other_ca = Authority::new("other CA").expect("CA");
-        let node = ca
-            .issue(CLUSTER, NodeId(1), Validity::Current)
-            .expect("issue");
-        let other = ca
-            .issue(CLUSTER, NodeId(2), Validity::Current)
-            .expect("issue");
-        let expired = ca
-            .issue(CLUSTER, NodeId(1), Validity::Expired)
-            .expect("issue");
+        let issue = |id, validity| ca.issue(CLUSTER, NodeId(id), validity).expect("issue");
+        let (node, other) = (issue(1, Validity::Current), issue(2, Validity::Current));
+        let expired = issue(1, Validity::Expired);
         let (cert, key, ca_pem) = (
             node.cert_pem.as_bytes(),
             node.key_pem.as_bytes(),

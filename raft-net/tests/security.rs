@@ -54,17 +54,11 @@ fn config(id: u64, security: PeerSecurity) -> TransportConfig {
 }
 
 fn identity(ca: &Authority, id: u64) -> TlsIdentity {
-    let issued = ca
-        .issue(CLUSTER, NodeId(id), Validity::Current)
-        .expect("issue");
-    TlsIdentity::from_pem(
-        issued.cert_pem.as_bytes(),
-        issued.key_pem.as_bytes(),
-        ca.cert_pem().as_bytes(),
-        CLUSTER,
-        NodeId(id),
-    )
-    .expect("valid identity")
+    ca.identity(CLUSTER, NodeId(id)).expect("identity")
+}
+
+async fn start(id: u64, security: PeerSecurity) -> (Transport, mpsc::Receiver<Message>) {
+    Transport::start(config(id, security)).await.expect("start")
 }
 
 fn tls_security(ca: &Authority, id: u64) -> PeerSecurity {
@@ -119,12 +113,8 @@ struct Pair {
 
 impl Pair {
     async fn start(a_security: PeerSecurity, b_security: PeerSecurity) -> Pair {
-        let (a, a_rx) = Transport::start(config(1, a_security))
-            .await
-            .expect("start");
-        let (b, b_rx) = Transport::start(config(2, b_security))
-            .await
-            .expect("start");
+        let (a, a_rx) = start(1, a_security).await;
+        let (b, b_rx) = start(2, b_security).await;
         b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
         let mut pair = Pair {
             a,
@@ -277,15 +267,11 @@ async fn tls_stranger_cannot_replace_a_connection_or_deliver_a_message() {
     let auth = |m: &TransportMetrics| m.auth_rejections;
     let tls = |m: &TransportMetrics| m.tls_rejections;
 
-    let node_3 = ca
-        .issue(CLUSTER, NodeId(3), Validity::Current)
-        .expect("issue");
-    let expired_2 = ca
-        .issue(CLUSTER, NodeId(2), Validity::Expired)
-        .expect("issue");
-    let foreign_2 = other_ca
-        .issue(CLUSTER, NodeId(2), Validity::Current)
-        .expect("issue");
+    let issue =
+        |ca: &Authority, id, validity| ca.issue(CLUSTER, NodeId(id), validity).expect("issue");
+    let node_3 = issue(&ca, 3, Validity::Current);
+    let expired_2 = issue(&ca, 2, Validity::Expired);
+    let foreign_2 = issue(&other_ca, 2, Validity::Current);
     let certificate_attempts: Vec<(&str, Option<&Issued>)> = vec![
         ("node 3's certificate claiming node 2", Some(&node_3)),
         ("an expired certificate of node 2", Some(&expired_2)),
@@ -374,9 +360,7 @@ async fn secret_stranger_cannot_replace_a_connection_or_deliver_a_message() {
     // A real transport with another secret: refused by node 1, and it refuses node 1's
     // proof in turn when node 1 dials it.
     let before = pair.a.metrics();
-    let (other, _other_rx) = Transport::start(config(3, secret_security(8)))
-        .await
-        .expect("start");
+    let (other, _other_rx) = start(3, secret_security(8)).await;
     other.set_peer(NodeId(1), addr).expect("set_peer");
     pair.a
         .set_peer(NodeId(3), other.local_addr())
@@ -401,12 +385,8 @@ async fn secret_stranger_cannot_replace_a_connection_or_deliver_a_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialer_refuses_a_certificate_that_names_another_node() {
     let ca = Authority::new("cluster CA").expect("CA");
-    let (a, _a_rx) = Transport::start(config(1, tls_security(&ca, 1)))
-        .await
-        .expect("start");
-    let (impostor, mut impostor_rx) = Transport::start(config(3, tls_security(&ca, 3)))
-        .await
-        .expect("start");
+    let (a, _a_rx) = start(1, tls_security(&ca, 1)).await;
+    let (impostor, mut impostor_rx) = start(3, tls_security(&ca, 3)).await;
     a.set_peer(NodeId(2), impostor.local_addr())
         .expect("set_peer");
     let _ = a.send(heartbeat(1, 2, 0)); // queued: there is no connection to send it on
@@ -427,12 +407,8 @@ async fn dialer_refuses_a_certificate_that_names_another_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_plain_nodes_refuse_each_other_clearly() {
     let ca = Authority::new("cluster CA").expect("CA");
-    let (tls_node, _tls_rx) = Transport::start(config(1, tls_security(&ca, 1)))
-        .await
-        .expect("start");
-    let (plain, _plain_rx) = Transport::start(config(2, PeerSecurity::default()))
-        .await
-        .expect("start");
+    let (tls_node, _tls_rx) = start(1, tls_security(&ca, 1)).await;
+    let (plain, _plain_rx) = start(2, PeerSecurity::default()).await;
     tls_node
         .set_peer(NodeId(2), plain.local_addr())
         .expect("set_peer");
@@ -491,8 +467,8 @@ async fn tls_with_secret_carries_traffic_both_ways_and_reloads() {
         tls: Some(identity(&ca, id)),
         secret: Some(secret(7)),
     };
-    let (a, mut a_rx) = Transport::start(config(1, both(1))).await.expect("start");
-    let (b, mut b_rx) = Transport::start(config(2, both(2))).await.expect("start");
+    let (a, mut a_rx) = start(1, both(1)).await;
+    let (b, mut b_rx) = start(2, both(2)).await;
     a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
     b.set_peer(NodeId(1), a.local_addr()).expect("set_peer");
     exchange_in_order(&a, &mut b_rx, 2, 20_000).await;
@@ -532,10 +508,7 @@ async fn tls_with_secret_carries_traffic_both_ways_and_reloads() {
         }
     }
     assert!(b.metrics().peers[&NodeId(1)].reconnects >= 1);
-    let plain = Transport::start(config(4, PeerSecurity::default()))
-        .await
-        .expect("start")
-        .0;
+    let plain = start(4, PeerSecurity::default()).await.0;
     assert!(
         plain.reload_tls(identity(&ca, 4)).is_err(),
         "TLS cannot be switched on"
