@@ -15,8 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytes::BytesMut;
-use raft_core::{Message, NodeId};
+use raft_core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term};
 use raft_net::certgen::{Authority, Issued, Validity};
 use raft_net::codec::{encode_frame, FrameDecoder, WireBody};
 use raft_net::secret::{Nonce, Proof};
@@ -515,5 +516,83 @@ async fn tls_with_secret_carries_traffic_both_ways_and_reloads() {
     );
     plain.shutdown().await;
     a2.shutdown().await;
+    b.shutdown().await;
+}
+
+/// An append carrying `ENTRY_BYTES` of data, numbered by its `prev_log_index`: large
+/// enough that a direct write often finds too little room in a filling socket buffer.
+fn bulky(seq: u64) -> Message {
+    Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        body: MessageBody::Append {
+            prev_log_index: LogIndex(seq),
+            prev_log_term: Term(1),
+            entries: vec![Entry {
+                index: LogIndex(seq + 1),
+                term: Term(1),
+                payload: EntryPayload::Command(Bytes::from(vec![0x5a; ENTRY_BYTES])),
+            }],
+            leader_commit: LogIndex(0),
+        },
+    }
+}
+
+const ENTRY_BYTES: usize = 24 * 1024;
+
+fn bulky_seq(message: &Message) -> u64 {
+    match &message.body {
+        MessageBody::Append { prev_log_index, .. } => prev_log_index.0,
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+/// The TLS stream stays whole under backpressure: a consumer that reads in slow bursts
+/// fills the socket buffers, so batches are written in part and `send`'s direct writes
+/// (on at every idle moment here: no coalescing window) meet a full buffer, when the
+/// sealed record they made must still go out first, as a tail. Every message arrives, in
+/// order, on the one connection, and the receiver never sees a broken record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_stream_stays_whole_when_a_slow_consumer_fills_the_socket() {
+    const COUNT: u64 = 4_000;
+    let ca = Authority::new("cluster CA").expect("CA");
+    let tight = |id| TransportConfig {
+        coalesce_window: Duration::ZERO,
+        inbound_queue_msgs_max: 4,
+        peer_queue_msgs_max: 16,
+        ..config(id, tls_security(&ca, id))
+    };
+    let (a, _a_rx) = Transport::start(tight(1)).await.expect("start");
+    let (b, mut b_rx) = Transport::start(tight(2)).await.expect("start");
+    a.set_peer(NodeId(2), b.local_addr()).expect("set_peer");
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            for seq in 0..COUNT {
+                // Bounded by the deadline: the consumer drains between its pauses.
+                while a.send(bulky(seq)).is_err() {
+                    assert!(Instant::now() < deadline, "sender stuck at {seq}");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+    for seq in 0..COUNT {
+        if seq % 200 == 0 {
+            // A pause long enough for the socket buffers to fill.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(bulky_seq(&recv_within(&mut b_rx).await), seq);
+    }
+    sender.join().expect("sender thread");
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert_eq!(ma.tls_rejections + mb.tls_rejections, 0, "{ma:?} {mb:?}");
+    let to_b = ma.peers[&NodeId(2)];
+    assert_eq!(to_b.connects, 1, "{to_b:?}");
+    assert_eq!(to_b.reconnects + to_b.drops_connection_lost, 0, "{to_b:?}");
+    assert!(to_b.write_calls_from_send > 0, "{to_b:?}");
+    a.shutdown().await;
     b.shutdown().await;
 }

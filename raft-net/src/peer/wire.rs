@@ -84,9 +84,12 @@ pub(crate) enum Direct {
     Written {
         frame_bytes: usize,
     },
-    /// Part was written; the rest must be queued first.
+    /// Part was written (under TLS, possibly none of a sealed record); the rest must be
+    /// queued first.
     Partial {
         tail: Outbound,
+        /// Whether the write call took any bytes.
+        wrote: bool,
     },
     /// Nothing was written (the socket's send buffer is full); queue `message`.
     Declined(Message),
@@ -237,6 +240,7 @@ impl WireState {
                     frame_bytes,
                     connection: self.connection,
                 },
+                wrote: n > 0,
             },
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 let WireBody::Message(message) = body else {
