@@ -243,6 +243,8 @@ impl Settings {
             Some(id) => NodeId(id),
             None => bail!("invalid config: node_id: required (--node-id)"),
         };
+        let cluster_id = self.cluster_id.unwrap_or(1);
+        let (peer_security, peer_tls_files) = self.resolve_peer_security(cluster_id, node_id)?;
         let members = parse_members(&self.members)?;
         if !self.join && !members.contains_key(&node_id) {
             bail!("invalid config: member: this node ({node_id}) must be listed to bootstrap a cluster (or pass --join)");
@@ -278,23 +280,6 @@ impl Settings {
         let wal_segment_bytes = self
             .wal_segment_bytes
             .unwrap_or(raft_wal::config::SEGMENT_BYTES_DEFAULT);
-        let cluster_id = self.cluster_id.unwrap_or(1);
-        let peer_tls_files = peer_tls_files(
-            self.peer_tls_cert.clone(),
-            self.peer_tls_key.clone(),
-            self.peer_tls_ca.clone(),
-        )?;
-        let peer_security = PeerSecurity {
-            tls: peer_tls_files
-                .as_ref()
-                .map(|files| load_peer_tls(files, cluster_id, node_id))
-                .transpose()?,
-            secret: self
-                .cluster_secret_file
-                .as_deref()
-                .map(load_cluster_secret)
-                .transpose()?,
-        };
         let positive = |key: &str, value: Option<usize>, default: usize| -> Result<usize> {
             match value.unwrap_or(default) {
                 0 => bail!("invalid config: {key}: must be at least 1"),
@@ -347,6 +332,34 @@ impl Settings {
             peer_tls_files,
             cluster_secret_file: self.cluster_secret_file,
         })
+    }
+}
+
+impl Settings {
+    /// Loads and checks how peers prove who they are; returns it and the TLS files (for
+    /// reloading).
+    fn resolve_peer_security(
+        &self,
+        cluster_id: u64,
+        node_id: NodeId,
+    ) -> Result<(PeerSecurity, Option<TlsFiles>)> {
+        let files = peer_tls_files(
+            self.peer_tls_cert.clone(),
+            self.peer_tls_key.clone(),
+            self.peer_tls_ca.clone(),
+        )?;
+        let security = PeerSecurity {
+            tls: files
+                .as_ref()
+                .map(|files| load_peer_tls(files, cluster_id, node_id))
+                .transpose()?,
+            secret: self
+                .cluster_secret_file
+                .as_deref()
+                .map(load_cluster_secret)
+                .transpose()?,
+        };
+        Ok((security, files))
     }
 }
 
