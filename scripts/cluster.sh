@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Run a local raftkv cluster on 127.0.0.1, one kvnode process per member, WAL storage.
 #
-#   scripts/cluster.sh up [N]      build release binaries, start N nodes (default 3), wait for a leader
+#   scripts/cluster.sh up [N] [--tls] [--secret]
+#                                  build release binaries, start N nodes (default 3), wait for a leader;
+#                                  a new cluster's peers use mutual TLS (--tls: a throwaway CA and node
+#                                  certificates from kvcerts, in RAFTKV_DATA_DIR/certs) and/or a cluster
+#                                  secret (--secret: RAFTKV_DATA_DIR/cluster.secret)
 #   scripts/cluster.sh down        stop every node (SIGTERM, then SIGKILL after a bounded wait)
 #   scripts/cluster.sh status      which nodes run, and kvctl's table of the members
 #   scripts/cluster.sh kill ID     kill -9 node ID (to test fail-over)
@@ -31,8 +35,14 @@ RAFTKV_NODES_MAX=9
 
 KVNODE="$RAFTKV_BIN_DIR/kvnode"
 KVCTL="$RAFTKV_BIN_DIR/kvctl"
+KVCERTS="$RAFTKV_BIN_DIR/kvcerts"
 CLUSTER_ENV="$RAFTKV_DATA_DIR/cluster.env"
+CERT_DIR="$RAFTKV_DATA_DIR/certs"
+SECRET_FILE="$RAFTKV_DATA_DIR/cluster.secret"
 NODE_COUNT=0
+# Peer security of the cluster (1 = on), chosen at its first `up` and kept in cluster.env.
+PEER_TLS=0
+PEER_SECRET=0
 # Nodes this invocation started; the EXIT trap stops them if `up` does not finish.
 STARTED_PIDS=()
 UP_DONE=1
@@ -43,7 +53,7 @@ die() {
 }
 
 usage() {
-    sed --quiet '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed --quiet '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cleanup() {
@@ -84,12 +94,14 @@ load_cluster() {
     local key value
     while IFS='=' read -r key value; do
         case "$key" in
-            NODE_COUNT | RAFTKV_HOST | RAFTKV_BASE_PEER_PORT | RAFTKV_BASE_CLIENT_PORT | RAFTKV_BASE_METRICS_PORT)
+            NODE_COUNT | RAFTKV_HOST | RAFTKV_BASE_PEER_PORT | RAFTKV_BASE_CLIENT_PORT | RAFTKV_BASE_METRICS_PORT | PEER_TLS | PEER_SECRET)
                 printf -v "$key" '%s' "$value" ;;
             *) ;;
         esac
     done <"$CLUSTER_ENV"
     require_number NODE_COUNT "$NODE_COUNT"
+    require_number PEER_TLS "$PEER_TLS"
+    require_number PEER_SECRET "$PEER_SECRET"
 }
 
 require_node_id() {
@@ -120,6 +132,9 @@ build() {
         (cd -- "$REPO_DIR" && cargo build --release -p kvnode)
     fi
     [[ -x "$KVNODE" && -x "$KVCTL" ]] || die "kvnode and kvctl not found in $RAFTKV_BIN_DIR"
+    if [[ "$PEER_TLS" == 1 ]]; then
+        [[ -x "$KVCERTS" ]] || die "kvcerts not found in $RAFTKV_BIN_DIR"
+    fi
 }
 
 write_node_config() {
@@ -135,12 +150,41 @@ data_dir = "$(node_dir "$id")"
 metrics_addr = "$(metrics_addr "$id")"
 storage = "wal"
 EOF
+    if [[ "$PEER_TLS" == 1 ]]; then
+        cat >>"$(node_dir "$id")/kvnode.toml" <<EOF
+peer_tls_cert = "$CERT_DIR/node-$id.pem"
+peer_tls_key = "$CERT_DIR/node-$id.key"
+peer_tls_ca = "$CERT_DIR/ca.pem"
+EOF
+    fi
+    if [[ "$PEER_SECRET" == 1 ]]; then
+        echo "cluster_secret_file = \"$SECRET_FILE\"" >>"$(node_dir "$id")/kvnode.toml"
+    fi
+}
+
+# The peer credentials of a new cluster: a throwaway CA and one certificate per node, and a
+# random secret (64 hex digits) readable by the owner only.
+create_credentials() {
+    local id nodes=""
+    if [[ "$PEER_TLS" == 1 ]]; then
+        for ((id = 1; id <= NODE_COUNT; id++)); do
+            nodes+="${nodes:+,}$id"
+        done
+        "$KVCERTS" --out "$CERT_DIR" --cluster-id 1 --nodes "$nodes"
+    fi
+    if [[ "$PEER_SECRET" == 1 ]]; then
+        (
+            umask 077
+            od --address-radix=n --format=x1 --read-bytes=32 /dev/urandom | tr --delete ' \n' >"$SECRET_FILE"
+        )
+    fi
 }
 
 # Creates the data directory layout and per-node configs for a new cluster of NODE_COUNT.
 create_cluster() {
     local id
     mkdir --parents -- "$RAFTKV_DATA_DIR"
+    create_credentials
     for ((id = 1; id <= NODE_COUNT; id++)); do
         mkdir --parents -- "$(node_dir "$id")"
         write_node_config "$id"
@@ -151,6 +195,8 @@ RAFTKV_HOST=$RAFTKV_HOST
 RAFTKV_BASE_PEER_PORT=$RAFTKV_BASE_PEER_PORT
 RAFTKV_BASE_CLIENT_PORT=$RAFTKV_BASE_CLIENT_PORT
 RAFTKV_BASE_METRICS_PORT=$RAFTKV_BASE_METRICS_PORT
+PEER_TLS=$PEER_TLS
+PEER_SECRET=$PEER_SECRET
 EOF
 }
 
@@ -189,11 +235,24 @@ wait_for_leader() {
 }
 
 cmd_up() {
-    local requested=${1:-} id pid running=0
+    local requested="" want_tls=0 want_secret=0 id pid running=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+            --tls) want_tls=1 ;;
+            --secret) want_secret=1 ;;
+            *)
+                [[ -z "$requested" ]] || die "up takes one node count, got '$requested' and '$arg'"
+                requested=$arg
+                ;;
+        esac
+    done
     if [[ -f "$CLUSTER_ENV" ]]; then
         load_cluster
         if [[ -n "$requested" && "$requested" != "$NODE_COUNT" ]]; then
             die "$RAFTKV_DATA_DIR holds a $NODE_COUNT-node cluster; run 'scripts/cluster.sh clean' first to start $requested nodes"
+        fi
+        if ((want_tls > PEER_TLS || want_secret > PEER_SECRET)); then
+            die "$RAFTKV_DATA_DIR holds a cluster created without --tls or --secret; run 'scripts/cluster.sh clean' first"
         fi
         for ((id = 1; id <= NODE_COUNT; id++)); do
             if [[ -n "$(running_pid "$id")" ]]; then running=$((running + 1)); fi
@@ -206,6 +265,8 @@ cmd_up() {
         echo "Starting the existing $NODE_COUNT-node cluster in $RAFTKV_DATA_DIR ($running running)."
     else
         NODE_COUNT=${requested:-3}
+        PEER_TLS=$want_tls
+        PEER_SECRET=$want_secret
         require_number N "$NODE_COUNT"
         ((NODE_COUNT >= 1 && NODE_COUNT <= RAFTKV_NODES_MAX)) || die "N must be in 1..$RAFTKV_NODES_MAX"
     fi

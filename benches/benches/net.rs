@@ -10,8 +10,9 @@
 //! echoes over two one-way connections, as raft-net protocol version 1 did (one per
 //! direction), which costs a pure TCP acknowledgement per message that the one-connection
 //! ping-pong piggybacks on its reply; version 2 shares one connection per pair, like the
-//! ping-pong, which is what the target is judged against. Run:
-//! `cargo bench -p benches --bench net`.
+//! ping-pong, which is what the target is judged against. The handler echo is measured once
+//! more with mutual TLS between A and B (protocol version 4's `security.tls`), interleaved
+//! with the rest, for TLS's cost per round trip. Run: `cargo bench -p benches --bench net`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use raft_core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term};
+use raft_net::certgen::Authority;
 use raft_net::codec::{encode_frame, WireBody};
-use raft_net::{ClusterId, Delivery, SendError, Transport, TransportConfig};
+use raft_net::{ClusterId, Delivery, PeerSecurity, SendError, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -82,14 +84,29 @@ struct Pair {
     b_rx: Option<mpsc::Receiver<Message>>,
 }
 
+/// The transport settings of every pair. Liveness is stretched: a current-thread runtime
+/// runs only inside `block_on`, so between criterion's phases nothing reads or writes
+/// keepalives, and the default 200 ms silence timeout would close a connection then and
+/// lose the next round trip's message (the bench does not resend).
 fn config(id: u64) -> TransportConfig {
     TransportConfig {
         frame_bytes_max: FRAME_MAX,
+        keepalive_interval: Duration::from_secs(1),
+        silence_timeout: Duration::from_secs(60),
+        tcp_user_timeout: Duration::from_secs(120),
         ..TransportConfig::new(
             ClusterId(1),
             NodeId(id),
             "127.0.0.1:0".parse().expect("addr"),
         )
+    }
+}
+
+/// Mutual TLS for node `id`, with a certificate from `ca`.
+fn tls_security(ca: &Authority, id: u64) -> PeerSecurity {
+    PeerSecurity {
+        tls: Some(ca.identity(ClusterId(1), NodeId(id)).expect("identity")),
+        secret: None,
     }
 }
 
@@ -150,10 +167,14 @@ fn spawn_echo(pair: &mut Pair) {
 /// A pair whose B answers every message from the task that reads it, through an inbound
 /// handler (as kvnode takes its peers' messages), the way the raw echo server answers from
 /// the task that reads its socket.
-async fn handler_echo_pair() -> Pair {
-    let (a, a_rx) = Transport::start(config(1)).await.expect("start a");
+async fn handler_echo_pair(ca: Option<&Authority>) -> Pair {
+    let secured = |id| TransportConfig {
+        security: ca.map(|ca| tls_security(ca, id)).unwrap_or_default(),
+        ..config(id)
+    };
+    let (a, a_rx) = Transport::start(secured(1)).await.expect("start a");
     let slot: Arc<OnceLock<Transport>> = Arc::default();
-    let b = Transport::start_with_handler(config(2), {
+    let b = Transport::start_with_handler(secured(2), {
         let slot = Arc::clone(&slot);
         move |mut message| {
             std::mem::swap(&mut message.from, &mut message.to);
@@ -306,14 +327,17 @@ enum Setup {
     Raw,
     /// Raw TCP over two one-way connections (printed only).
     RawOneWay,
+    /// `HandlerEcho` with mutual TLS between A and B.
+    TlsHandlerEcho,
 }
 
 impl Setup {
-    const ALL: [Setup; 4] = [
+    const ALL: [Setup; 5] = [
         Setup::HandlerEcho,
         Setup::ChannelEcho,
         Setup::Raw,
         Setup::RawOneWay,
+        Setup::TlsHandlerEcho,
     ];
 }
 
@@ -322,6 +346,7 @@ impl Setup {
 struct RoundTrips {
     message: Message,
     handler_echo: Pair,
+    tls_handler_echo: Pair,
     channel_echo: Pair,
     raw: TcpStream,
     one_way: (TcpStream, TcpStream),
@@ -332,9 +357,11 @@ impl RoundTrips {
     async fn connect(frame_bytes: usize) -> RoundTrips {
         let mut channel_echo = pair().await;
         spawn_echo(&mut channel_echo);
+        let ca = Authority::new("net bench CA").expect("CA");
         RoundTrips {
             message: message_of_frame_bytes(1, 2, frame_bytes),
-            handler_echo: handler_echo_pair().await,
+            handler_echo: handler_echo_pair(None).await,
+            tls_handler_echo: handler_echo_pair(Some(&ca)).await,
             channel_echo,
             raw: raw_pair(frame_bytes).await.0,
             one_way: raw_one_way_pair(frame_bytes).await,
@@ -346,6 +373,9 @@ impl RoundTrips {
         match setup {
             Setup::HandlerEcho => transport_round_trip(&mut self.handler_echo, &self.message).await,
             Setup::ChannelEcho => transport_round_trip(&mut self.channel_echo, &self.message).await,
+            Setup::TlsHandlerEcho => {
+                transport_round_trip(&mut self.tls_handler_echo, &self.message).await
+            }
             Setup::Raw => raw_round_trip(&mut self.raw, &mut self.frame).await,
             Setup::RawOneWay => {
                 let (client, back) = &mut self.one_way;
@@ -358,9 +388,9 @@ impl RoundTrips {
     /// of `PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS` round trips per setup: a change in
     /// the machine's state (another process, a CPU frequency step) then shows in every
     /// setup alike instead of in whichever happened to run at that moment.
-    async fn percentile_samples(&mut self) -> [Vec<Duration>; 4] {
+    async fn percentile_samples(&mut self) -> [Vec<Duration>; 5] {
         let per_block = PERCENTILE_ROUND_TRIPS / PERCENTILE_BLOCKS;
-        let mut samples: [Vec<Duration>; 4] =
+        let mut samples: [Vec<Duration>; 5] =
             std::array::from_fn(|_| Vec::with_capacity(PERCENTILE_ROUND_TRIPS));
         for _ in 0..PERCENTILE_BLOCKS {
             for (setup, samples) in Setup::ALL.into_iter().zip(&mut samples) {
@@ -373,7 +403,7 @@ impl RoundTrips {
     }
 
     async fn shutdown(self) {
-        let pairs = [self.handler_echo, self.channel_echo];
+        let pairs = [self.handler_echo, self.channel_echo, self.tls_handler_echo];
         for pair in pairs {
             tokio::join!(pair.a.shutdown(), pair.b.shutdown());
         }
@@ -388,6 +418,7 @@ fn bench_round_trip(c: &mut Criterion, rt: &Runtime, group_name: &str) {
             ("transport", Setup::HandlerEcho),
             ("transport_channel_echo", Setup::ChannelEcho),
             ("raw_tcp", Setup::Raw),
+            ("transport_tls", Setup::TlsHandlerEcho),
         ];
         for (name, setup) in measured {
             group.bench_function(BenchmarkId::new(name, frame_bytes), |bench| {
@@ -430,11 +461,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank]
 }
 
-fn report_percentiles(group_name: &str, frame_bytes: usize, mut samples: [Vec<Duration>; 4]) {
+fn report_percentiles(group_name: &str, frame_bytes: usize, mut samples: [Vec<Duration>; 5]) {
     for setup in &mut samples {
         setup.sort();
     }
-    let [handler, channel, raw, one_way] =
+    let [handler, channel, raw, one_way, tls] =
         samples.map(|sorted| (percentile(&sorted, 0.5), percentile(&sorted, 0.99)));
     let ratio = |(p50, _): (Duration, Duration)| p50.as_secs_f64() / raw.0.as_secs_f64();
     println!(
@@ -453,6 +484,14 @@ fn report_percentiles(group_name: &str, frame_bytes: usize, mut samples: [Vec<Du
         one_way.0,
         one_way.1,
         ratio(one_way),
+    );
+    println!(
+        "{group_name} {frame_bytes} B: transport over mutual TLS p50 {:?} p99 {:?}; \
+         p50 {:.2}x plain transport's, {:.2}x raw tcp's",
+        tls.0,
+        tls.1,
+        tls.0.as_secs_f64() / handler.0.as_secs_f64(),
+        ratio(tls),
     );
 }
 

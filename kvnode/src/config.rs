@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use raft_core::NodeId;
+use raft_net::secret::SECRET_BYTES_MAX;
+use raft_net::{ClusterId, ClusterSecret, PeerSecurity, TlsFile, TlsFiles, TlsIdentity};
 use serde::Deserialize;
 
 use crate::limits::{LimitSettings, SizeLimits};
@@ -126,6 +128,22 @@ pub struct Settings {
     /// Require AUTH with this password.
     #[arg(long)]
     pub password: Option<String>,
+    /// PEM certificate (then any intermediates) this node shows its peers: mutual TLS on
+    /// the peer port. It must carry the DNS name node-ID.cluster-CLUSTER_ID.raftkv and both
+    /// the serverAuth and clientAuth usages. Give with peer_tls_key and peer_tls_ca.
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// PEM private key of peer_tls_cert.
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) every peer's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// File holding the cluster secret (32 to 1024 bytes; a trailing newline is ignored),
+    /// which every node proves in the peer handshake without sending it. Works with or
+    /// without peer TLS.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Log filter (RUST_LOG syntax, e.g. "info" or "kvnode=debug") [default: RUST_LOG or info].
     #[arg(long)]
     pub log_level: Option<String>,
@@ -181,6 +199,20 @@ pub struct NodeConfig {
     pub restore: Option<PathBuf>,
     /// The cluster id was given (not the default): a restore requires a new one.
     pub cluster_id_given: bool,
+    /// How peers prove who they are: loaded and checked at start.
+    pub peer_security: PeerSecurity,
+    /// Where the peer TLS material came from, to reload it on SIGHUP.
+    pub peer_tls_files: Option<TlsFiles>,
+    /// The secret's file, whose permissions the server checks once logging is up.
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Whether anyone on a network can speak for any node: peers prove nothing (no TLS, no
+    /// secret) and the peer port listens beyond loopback.
+    pub fn peer_port_unprotected(&self) -> bool {
+        !self.peer_security.authenticates() && !self.peer_listen.ip().is_loopback()
+    }
 }
 
 impl Settings {
@@ -231,7 +263,11 @@ impl Settings {
             databases,
             password,
             log_level,
-            test_fault
+            test_fault,
+            peer_tls_cert,
+            peer_tls_key,
+            peer_tls_ca,
+            cluster_secret_file
         )
     }
 
@@ -245,6 +281,8 @@ impl Settings {
             Some(id) => NodeId(id),
             None => bail!("invalid config: node_id: required (--node-id)"),
         };
+        let cluster_id = self.cluster_id.unwrap_or(1);
+        let (peer_security, peer_tls_files) = self.resolve_peer_security(cluster_id, node_id)?;
         let members = parse_members(&self.members)?;
         if !self.join && !members.contains_key(&node_id) {
             bail!("invalid config: member: this node ({node_id}) must be listed to bootstrap a cluster (or pass --join)");
@@ -288,7 +326,7 @@ impl Settings {
         };
         Ok(NodeConfig {
             node_id,
-            cluster_id: self.cluster_id.unwrap_or(1),
+            cluster_id,
             join: self.join,
             peer_listen: resolve_addr("peer_addr", &peer_addr)?,
             client_listen: resolve_addr("client_addr", &client_addr)?,
@@ -342,6 +380,9 @@ impl Settings {
                 .transpose()?,
             restore: self.restore,
             cluster_id_given: self.cluster_id.is_some(),
+            peer_security,
+            peer_tls_files,
+            cluster_secret_file: self.cluster_secret_file,
         })
     }
 }
@@ -357,6 +398,95 @@ fn parse_test_fault(name: &str) -> Result<TestFault> {
             "invalid config: test_fault: {other:?} is not reads-without-read-index or ack-before-commit"
         ),
     }
+}
+
+impl Settings {
+    /// Loads and checks how peers prove who they are; returns it and the TLS files (for
+    /// reloading).
+    fn resolve_peer_security(
+        &self,
+        cluster_id: u64,
+        node_id: NodeId,
+    ) -> Result<(PeerSecurity, Option<TlsFiles>)> {
+        let files = peer_tls_files(
+            self.peer_tls_cert.clone(),
+            self.peer_tls_key.clone(),
+            self.peer_tls_ca.clone(),
+        )?;
+        let security = PeerSecurity {
+            tls: files
+                .as_ref()
+                .map(|files| load_peer_tls(files, cluster_id, node_id))
+                .transpose()?,
+            secret: self
+                .cluster_secret_file
+                .as_deref()
+                .map(load_cluster_secret)
+                .transpose()?,
+        };
+        Ok((security, files))
+    }
+}
+
+/// The three peer TLS files, which come together or not at all.
+fn peer_tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+        (cert, key, _) => {
+            let missing = if cert.is_none() {
+                "peer_tls_cert"
+            } else if key.is_none() {
+                "peer_tls_key"
+            } else {
+                "peer_tls_ca"
+            };
+            bail!("invalid config: {missing}: required with the other peer_tls_* settings (peer TLS needs a certificate, its key and the CA)")
+        }
+    }
+}
+
+/// The config key naming a peer TLS file.
+pub fn peer_tls_key_name(file: TlsFile) -> &'static str {
+    match file {
+        TlsFile::Cert => "peer_tls_cert",
+        TlsFile::Key => "peer_tls_key",
+        TlsFile::Ca => "peer_tls_ca",
+    }
+}
+
+/// Loads and checks the peer TLS identity (also on SIGHUP).
+///
+/// # Errors
+/// "invalid config: KEY: reason", KEY being the file at fault.
+pub fn load_peer_tls(files: &TlsFiles, cluster_id: u64, node_id: NodeId) -> Result<TlsIdentity> {
+    TlsIdentity::load(files, ClusterId(cluster_id), node_id).map_err(|error| {
+        let key = peer_tls_key_name(error.file());
+        anyhow::Error::new(error).context(format!("invalid config: {key}"))
+    })
+}
+
+/// Reads the cluster secret: the file's bytes without trailing line breaks and spaces.
+fn load_cluster_secret(path: &Path) -> Result<ClusterSecret> {
+    let key = "invalid config: cluster_secret_file";
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?
+        .len();
+    // Room for the longest secret and a line break; a larger file is not a secret file.
+    if len > u64::try_from(SECRET_BYTES_MAX + 2).expect("small") {
+        bail!(
+            "{key}: {} has {len} bytes; a secret has at most {SECRET_BYTES_MAX}",
+            path.display()
+        );
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let trimmed = bytes.trim_ascii_end();
+    ClusterSecret::new(trimmed).with_context(|| format!("{key}: {}", path.display()))
 }
 
 fn parse_members(specs: &[String]) -> Result<BTreeMap<NodeId, MemberAddress>> {
@@ -492,6 +622,92 @@ mod tests {
         for (settings, key) in cases {
             let error = settings.resolve().unwrap_err().to_string();
             assert!(error.contains(&format!("invalid config: {key}")), "{error}");
+        }
+    }
+
+    /// Peer TLS and the secret: loaded and checked at start, each problem named by its key.
+    #[test]
+    fn peer_security_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        raft_net::certgen::write_cluster_certificates(
+            &certs,
+            ClusterId(1),
+            &[NodeId(1), NodeId(2)],
+        )
+        .unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{}\n", "s".repeat(40))).unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "too short\n").unwrap();
+        let tls = |cert: &str, key: &str| Settings {
+            peer_tls_cert: Some(certs.join(cert)),
+            peer_tls_key: Some(certs.join(key)),
+            peer_tls_ca: Some(certs.join("ca.pem")),
+            ..base()
+        };
+        let config = Settings {
+            cluster_secret_file: Some(secret.clone()),
+            ..tls("node-1.pem", "node-1.key")
+        }
+        .resolve()
+        .unwrap();
+        assert!(config.peer_security.tls.is_some() && config.peer_security.secret.is_some());
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    peer_tls_key: None,
+                    ..tls("node-1.pem", "node-1.key")
+                },
+                "peer_tls_key",
+            ),
+            (tls("missing.pem", "node-1.key"), "peer_tls_cert"),
+            (tls("node-1.pem", "node-2.key"), "peer_tls_key"),
+            (tls("node-2.pem", "node-2.key"), "peer_tls_cert"),
+            (
+                Settings {
+                    peer_tls_ca: Some(certs.join("node-2.pem")),
+                    ..tls("node-1.pem", "node-1.key")
+                },
+                "peer_tls_cert",
+            ),
+            (
+                Settings {
+                    cluster_secret_file: Some(short),
+                    ..base()
+                },
+                "cluster_secret_file",
+            ),
+        ];
+        for (settings, key) in cases {
+            let error = format!("{:#}", settings.resolve().unwrap_err());
+            assert!(error.contains(&format!("invalid config: {key}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn unprotected_peer_port_is_one_beyond_loopback_without_tls_or_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s".repeat(32)).unwrap();
+        let cases = [
+            ("127.0.0.1:7001", false, false),
+            ("0.0.0.0:7001", false, true),
+            ("0.0.0.0:7001", true, false),
+        ];
+        for (addr, with_secret, unprotected) in cases {
+            let config = Settings {
+                peer_addr: Some(addr.into()),
+                cluster_secret_file: with_secret.then(|| secret.clone()),
+                ..base()
+            }
+            .resolve()
+            .unwrap();
+            assert_eq!(
+                config.peer_port_unprotected(),
+                unprotected,
+                "{addr} {with_secret}"
+            );
         }
     }
 

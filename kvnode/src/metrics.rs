@@ -369,4 +369,18 @@ fn render_transport(out: &mut String, transport: &TransportMetrics) {
         "counter",
         transport.connections_replaced,
     );
+    counter(
+        out,
+        "raftkv_peer_auth_rejections_total",
+        "Peer connections refused because the peer did not prove who it claims to be (cluster secret proof, or a certificate that is invalid or names another node).",
+        "counter",
+        transport.auth_rejections,
+    );
+    counter(
+        out,
+        "raftkv_peer_tls_rejections_total",
+        "Peer connections refused because TLS failed: not TLS on the TLS port, TLS on a plain port, or TLS garbage.",
+        "counter",
+        transport.tls_rejections,
+    );
 }

@@ -82,7 +82,9 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         config.peer_listen,
     );
     transport_config.frame_bytes_max = config.limits.peer_frame_bytes_max;
+    transport_config.security = config.peer_security.clone();
     liveness_from_timing(&mut transport_config, &config);
+    warn_about_peer_security(&config);
     let (inbox, raft) = inbox(config.request_queue_max);
     let (leader_publisher, leader_view) = leader_watch();
     // Peer messages go from the task reading their connection straight into the raft
@@ -154,6 +156,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     tokio::select! {
         () = accept_clients(clients, shared, config.connections_max, &stop, &connections) => {}
         () = shutdown_signal() => {}
+        () = reload_on_hangup(&config, &transport) => {}
     }
     let node_id = config.node_id.0;
     info!(
@@ -187,6 +190,55 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     transport.shutdown().await;
     info!(node = node_id, "stopped");
     Ok(())
+}
+
+/// Says, once at start, how peers prove who they are, and warns where that leaves the peer
+/// port open: anyone who can reach an unauthenticated, non-loopback peer port can speak for
+/// any node. Also warns about a secret file others can read.
+fn warn_about_peer_security(config: &NodeConfig) {
+    let security = &config.peer_security;
+    let (tls, secret) = (security.tls.is_some(), security.secret.is_some());
+    let addr = config.peer_listen;
+    if config.peer_port_unprotected() {
+        warn!(%addr, "peers are not authenticated: anyone who can reach the peer port can speak for any node; set peer_tls_cert, peer_tls_key and peer_tls_ca, or cluster_secret_file");
+    } else {
+        info!(%addr, tls, secret, "peer port security");
+    }
+    if let Some(path) = &config.cluster_secret_file {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode());
+        if matches!(mode, Ok(mode) if mode & 0o077 != 0) {
+            warn!(path = %path.display(), "the cluster secret file can be read by other users; chmod 600 it");
+        }
+    }
+}
+
+/// On each SIGHUP, reloads the peer TLS files: connections made from then on use the new
+/// certificate, key and CA; established ones keep theirs. Files that fail the start-up
+/// checks are refused with a warning and the old identity stays. Never returns (unless
+/// no SIGHUP handler can be installed).
+async fn reload_on_hangup(config: &NodeConfig, transport: &Transport) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        warn!("cannot handle SIGHUP; peer certificates are read only at start");
+        return std::future::pending().await;
+    };
+    // Bounded by the process's life: one pass per SIGHUP.
+    while hangups.recv().await.is_some() {
+        let Some(files) = &config.peer_tls_files else {
+            info!("SIGHUP: peer TLS is off; nothing to reload");
+            continue;
+        };
+        let reloaded = crate::config::load_peer_tls(files, config.cluster_id, config.node_id)
+            .and_then(|identity| transport.reload_tls(identity).map_err(anyhow::Error::new));
+        match reloaded {
+            Ok(()) => info!("SIGHUP: peer TLS certificate, key and CA reloaded"),
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "SIGHUP: peer TLS files refused; keeping the current ones")
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// raft-net's liveness settings from Raft's timing (PROTOCOL.md, "Liveness"): an idle

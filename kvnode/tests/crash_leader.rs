@@ -23,14 +23,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Starts three nodes and a write stream through all of them, kills the leader once some
 /// writes are acknowledged, and waits for a new leader and for writes to resume.
 /// Returns the cluster, the stream (still running) and the killed leader's id.
-fn kill_leader_mid_stream(storage: &'static str) -> (Cluster, WriteStream, u64) {
-    let mut cluster = Cluster::start(
-        3,
-        Options {
-            storage,
-            ..Options::default()
-        },
-    );
+fn kill_leader_mid_stream(options: Options) -> (Cluster, WriteStream, u64) {
+    let mut cluster = Cluster::start(3, options);
     let old_leader = cluster.wait_for_leader(TIMEOUT);
     let stream = WriteStream::start(
         "crash",
@@ -57,7 +51,18 @@ const WAL_ROUNDS: usize = 3;
 
 #[test]
 fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write() {
-    let (mut cluster, stream, mut old_leader) = kill_leader_mid_stream("wal");
+    leader_killed_mid_stream_wal_restart(Options::default());
+}
+
+/// The same with mutual TLS between the peers: restarted nodes make new TLS connections
+/// (their peers' certificates checked afresh) and nothing acknowledged is lost.
+#[test]
+fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write_over_peer_tls() {
+    leader_killed_mid_stream_wal_restart(Options::peer_tls());
+}
+
+fn leader_killed_mid_stream_wal_restart(options: Options) {
+    let (mut cluster, stream, mut old_leader) = kill_leader_mid_stream(options);
     for round in 1..=WAL_ROUNDS {
         cluster.start_node(old_leader);
         cluster.wait_serving(old_leader, TIMEOUT);
@@ -80,11 +85,15 @@ fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write() {
 
     cluster.wait_for_leader(TIMEOUT);
     check_everywhere(&cluster, &[1, 2, 3], &records);
+    cluster.check_peer_security_logged();
 }
 
 #[test]
 fn leader_killed_mid_stream_memory_node_is_refused_then_readded_under_new_id() {
-    let (mut cluster, stream, old_leader) = kill_leader_mid_stream("memory");
+    let (mut cluster, stream, old_leader) = kill_leader_mid_stream(Options {
+        storage: "memory",
+        ..Options::default()
+    });
 
     // Same id, same arguments: refused, and nothing else is disturbed.
     cluster.start_node(old_leader);

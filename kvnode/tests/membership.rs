@@ -17,7 +17,18 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn add_learner_promote_then_remove_leader_loses_no_write() {
-    let mut cluster = Cluster::start(3, Options::default());
+    add_learner_promote_then_remove_leader(Options::default());
+}
+
+/// The same with mutual TLS between the peers: the joining node gets its own certificate
+/// from the cluster's CA, and every connection to it is verified.
+#[test]
+fn add_learner_promote_then_remove_leader_loses_no_write_over_peer_tls() {
+    add_learner_promote_then_remove_leader(Options::peer_tls());
+}
+
+fn add_learner_promote_then_remove_leader(options: Options) {
+    let mut cluster = Cluster::start(3, options);
     let old_leader = cluster.wait_for_leader(TIMEOUT);
     let stream = WriteStream::start(
         "member",
@@ -111,6 +122,7 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     // The removed node is stopped; the rest hold every acknowledged write.
     cluster.kill(removed);
     check_everywhere(&cluster, &remaining, &records);
+    cluster.check_peer_security_logged();
 }
 
 /// Promoting an id that was never added as a learner would add a voter nobody can reach

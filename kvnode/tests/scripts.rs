@@ -472,11 +472,15 @@ impl Drop for ScriptCluster {
 
 /// Three bases such that base+1..=base+3 are all free right now, for each of the three.
 fn free_base_ports() -> [u16; 3] {
+    // Tests of this file run in parallel in one process: each call searches from its own
+    // offset, so that two clusters never pick the same ranges.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12;
     let mut found = Vec::new();
     let seed = u16::try_from(std::process::id() % 2000).expect("small");
     // Bounded search over a range the OS does not hand out as ephemeral ports by default.
     for attempt in 0..200u16 {
-        let base = 20_000 + (seed * 10 + attempt * 10) % 12_000;
+        let base = 20_000 + (seed * 10 + call * 1000 + attempt * 10) % 12_000;
         let free = (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free && !found.iter().any(|b: &u16| b.abs_diff(base) < 10) {
             found.push(base);
@@ -541,4 +545,51 @@ fn cluster_script_runs_a_local_cluster_through_its_lifecycle() {
 
     assert_success(&cluster.run(&["clean"]));
     assert!(!cluster.dir.path().join("data").exists());
+}
+
+/// `up --tls --secret`: the script makes a CA, node certificates and a secret, and the
+/// nodes use them (each logs its peer port security); a second `up --tls` keeps them.
+#[test]
+fn cluster_script_runs_a_tls_cluster_with_a_secret() {
+    let cluster = ScriptCluster {
+        dir: tempfile::tempdir().expect("temporary directory"),
+        base_ports: free_base_ports(),
+    };
+    let stdout = assert_success(&cluster.run(&["up", "3", "--tls", "--secret"]));
+    assert!(stdout.contains("Leader: node"), "{stdout}");
+    let data = cluster.dir.path().join("data");
+    for file in [
+        "certs/ca.pem",
+        "certs/node-3.pem",
+        "certs/node-3.key",
+        "cluster.secret",
+    ] {
+        assert!(data.join(file).is_file(), "{file} missing");
+    }
+    let mode = std::fs::metadata(data.join("cluster.secret"))
+        .expect("secret")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the secret is private: {mode:o}");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(data.join(format!("node-{id}/kvnode.log"))).expect("log");
+        assert!(log.contains("tls=true secret=true"), "node {id}:\n{log}");
+    }
+    let stdout = assert_success(&cluster.run(&["up", "--tls"]));
+    assert!(stdout.contains("already running"), "{stdout}");
+    assert_success(&cluster.run(&["clean"]));
+}
+
+/// A cluster made without TLS is not silently kept plain when asked for TLS.
+#[test]
+fn cluster_script_refuses_tls_on_a_plain_cluster() {
+    let cluster = ScriptCluster {
+        dir: tempfile::tempdir().expect("temporary directory"),
+        base_ports: free_base_ports(),
+    };
+    assert_success(&cluster.run(&["up", "1"]));
+    let output = cluster.run(&["up", "--tls"]);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(text(&output.stderr).contains("without --tls"), "{output:?}");
+    assert_success(&cluster.run(&["clean"]));
 }

@@ -15,15 +15,16 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::handshake::Handshake;
+use crate::handshake::{Challenge, Handshake};
+use crate::secret::Proof;
 
 /// The version byte every frame starts with. See PROTOCOL.md for when it changes.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 
-/// What a frame carries. The postcard tag (0 to 4) is the body's second byte.
+/// What a frame carries. The postcard tag (0 to 6) is the body's second byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireBody {
     /// The dialer's first frame ("hello").
@@ -41,6 +42,12 @@ pub enum WireBody {
     /// live peer is never silent for longer and a silent connection can be declared dead
     /// (see `liveness` and PROTOCOL.md, "Liveness").
     Keepalive,
+    /// The acceptor's answer to a hello carrying a nonce (cluster secret in use): its nonce
+    /// and its proof. The dialer answers with [`WireBody::Proof`].
+    Challenge(Challenge),
+    /// The dialer's proof of the cluster secret, its second frame; the acceptor decides on
+    /// the hello (welcome or close) only after checking it.
+    Proof(Proof),
 }
 
 /// A postcard output flavor that appends to a `BytesMut`, copying slices in one go (the
@@ -196,6 +203,7 @@ impl FrameDecoder {
 mod tests {
     use super::*;
     use crate::handshake::ClusterId;
+    use crate::secret::Nonce;
     use bytes::{BufMut, Bytes};
     use raft_core::{LogIndex, MessageBody, NodeId, SnapshotMeta, Term};
     use tokio_util::codec::Encoder;
@@ -238,6 +246,14 @@ mod tests {
             WireBody::Welcome(Handshake::new(ClusterId(5), NodeId(2), NodeId(1))),
             WireBody::Probe,
             WireBody::Keepalive,
+            WireBody::Handshake(
+                Handshake::new(ClusterId(5), NodeId(1), NodeId(2)).with_nonce(Nonce([7; 32])),
+            ),
+            WireBody::Challenge(Challenge {
+                nonce: Nonce([8; 32]),
+                proof: Proof([9; 32]),
+            }),
+            WireBody::Proof(Proof([10; 32])),
         ];
         let mut buf = BytesMut::new();
         let mut total = 0;
@@ -261,22 +277,49 @@ mod tests {
         let hello = Handshake::new(ClusterId(42), NodeId(2), NodeId(1));
         encode_frame(&WireBody::Handshake(hello), FRAME_MAX, &mut buf).expect("fits");
         let expected = [
-            0, 0, 0, 0x0a, 3, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1,
+            0, 0, 0, 0x0b, 4, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1, 0,
         ];
         assert_eq!(&buf[..], &expected[..]);
         buf.clear();
         let welcome = Handshake::new(ClusterId(42), NodeId(1), NodeId(2));
         encode_frame(&WireBody::Welcome(welcome), FRAME_MAX, &mut buf).expect("fits");
         let expected = [
-            0, 0, 0, 0x0a, 3, 2, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 1, 2,
+            0, 0, 0, 0x0b, 4, 2, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 1, 2, 0,
         ];
         assert_eq!(&buf[..], &expected[..]);
         buf.clear();
         encode_frame(&WireBody::Probe, FRAME_MAX, &mut buf).expect("fits");
-        assert_eq!(&buf[..], &[0, 0, 0, 2, 3, 3][..]);
+        assert_eq!(&buf[..], &[0, 0, 0, 2, 4, 3][..]);
         buf.clear();
         encode_frame(&WireBody::Keepalive, FRAME_MAX, &mut buf).expect("fits");
-        assert_eq!(&buf[..], &[0, 0, 0, 2, 3, 4][..]);
+        assert_eq!(&buf[..], &[0, 0, 0, 2, 4, 4][..]);
+    }
+
+    /// The secret-mode frames in PROTOCOL.md: sizes and where the fixed-width fields sit.
+    #[test]
+    fn secret_frames_match_protocol_md() {
+        let mut buf = BytesMut::new();
+        let hello =
+            Handshake::new(ClusterId(42), NodeId(2), NodeId(1)).with_nonce(Nonce([0xd1; 32]));
+        encode_frame(&WireBody::Handshake(hello), FRAME_MAX, &mut buf).expect("fits");
+        assert_eq!(
+            &buf[..15],
+            &[0, 0, 0, 0x2b, 4, 0, 0xce, 0xac, 0xad, 0x92, 0x05, 0x2a, 2, 1, 1][..]
+        );
+        assert_eq!(&buf[15..], &[0xd1; 32][..]);
+        buf.clear();
+        let challenge = Challenge {
+            nonce: Nonce([0xa1; 32]),
+            proof: Proof([0xa2; 32]),
+        };
+        encode_frame(&WireBody::Challenge(challenge), FRAME_MAX, &mut buf).expect("fits");
+        assert_eq!(&buf[..6], &[0, 0, 0, 0x42, 4, 5][..]);
+        assert_eq!(&buf[6..38], &[0xa1; 32][..]);
+        assert_eq!(&buf[38..], &[0xa2; 32][..]);
+        buf.clear();
+        encode_frame(&WireBody::Proof(Proof([0xd2; 32])), FRAME_MAX, &mut buf).expect("fits");
+        assert_eq!(&buf[..6], &[0, 0, 0, 0x22, 4, 6][..]);
+        assert_eq!(&buf[6..], &[0xd2; 32][..]);
     }
 
     #[test]
@@ -358,7 +401,7 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("empty", vec![], |e| matches!(e, DecodeError::EmptyFrame)),
             ("version", wrong_version, |e| {
-                matches!(e, DecodeError::UnsupportedVersion { version: 4, .. })
+                matches!(e, DecodeError::UnsupportedVersion { version: 5, .. })
             }),
             ("trailing", trailing, |e| {
                 matches!(e, DecodeError::TrailingBytes { trailing_bytes: 1 })

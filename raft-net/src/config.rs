@@ -7,6 +7,8 @@ use raft_core::NodeId;
 
 use crate::error::{Error, Result};
 use crate::handshake::ClusterId;
+use crate::secret::ClusterSecret;
+use crate::tls::TlsIdentity;
 
 /// Smallest frame limit accepted: a handshake and any vote or heartbeat must fit.
 pub const FRAME_BYTES_MIN: usize = 1024;
@@ -24,6 +26,24 @@ pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// bigger messages gain little from skipping the writer task, are likelier to be written
 /// only in part, and this bounds the per-peer buffer a direct write encodes into.
 pub const DIRECT_WRITE_PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+
+/// How peers prove who they are (PROTOCOL.md, "Proving identity"). Both may be set: the
+/// secret is then proved inside TLS. With neither, any process that can reach the peer
+/// port can speak for any node: for loopback and trusted networks only.
+#[derive(Clone, Debug, Default)]
+pub struct PeerSecurity {
+    /// Mutual TLS on the peer port, with certificates that name their node.
+    pub tls: Option<TlsIdentity>,
+    /// A key every node shares, proved in the handshake without being sent.
+    pub secret: Option<ClusterSecret>,
+}
+
+impl PeerSecurity {
+    /// Whether peers must prove who they are (with TLS, a secret, or both).
+    pub fn authenticates(&self) -> bool {
+        self.tls.is_some() || self.secret.is_some()
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -77,6 +97,8 @@ pub struct TransportConfig {
     /// nothing is queued for the peer, `send` writes the message to the socket itself,
     /// saving a task hand-off. Zero means "write at once whenever nothing is queued".
     pub coalesce_window: Duration,
+    /// TLS and the cluster secret; none by default.
+    pub security: PeerSecurity,
 }
 
 impl TransportConfig {
@@ -104,13 +126,18 @@ impl TransportConfig {
             // Far below a loopback round trip (about 11 µs on the standard machine), far
             // above the gap between the sends of one Raft `Ready` (well under 1 µs).
             coalesce_window: Duration::from_micros(5),
+            security: PeerSecurity::default(),
         }
     }
 
     /// # Errors
     /// `InvalidConfig` naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
-        let checks: [(&'static str, bool, &'static str); 13] = [
+        let tls_matches =
+            self.security.tls.as_ref().is_none_or(|tls| {
+                tls.cluster_id() == self.cluster_id && tls.node_id() == self.node_id
+            });
+        let checks: [(&'static str, bool, &'static str); 14] = [
             (
                 "node_id",
                 !self.node_id.is_none(),
@@ -175,6 +202,11 @@ impl TransportConfig {
                 "tcp_user_timeout",
                 u32::try_from(self.tcp_user_timeout.as_millis()).is_ok(),
                 "does not fit TCP_USER_TIMEOUT's 32-bit milliseconds",
+            ),
+            (
+                "security.tls",
+                tls_matches,
+                "was loaded for another node id or cluster id",
             ),
         ];
         match checks.iter().find(|(_, ok, _)| !ok) {

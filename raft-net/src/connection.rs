@@ -8,6 +8,10 @@
 //! it never waits, so it sheds load by dropping instead (counted). Any [`RejectReason`]
 //! closes only the connection it arose on, with a warning and a counter.
 //!
+//! Under TLS the reader reads TLS records and opens them (`record`) before decoding; the
+//! handshake's own replies (a challenge or a proof) are written by the reader's caller
+//! as the decoder asks for them.
+//!
 //! The reader also watches for silence (see `liveness`): once nothing at all has arrived
 //! for `silence_timeout`, it closes the connection with a reset, so the peer's task
 //! redials. Time spent waiting for a full inbound channel is not silence: the reader was
@@ -34,7 +38,9 @@ use crate::inbound::{InboundDecoder, InboundEvent};
 use crate::link::Links;
 use crate::liveness::{due, Due};
 use crate::metrics::{add, Metrics, PeerCounters};
+use crate::record::{Opened, Session, WriteSide};
 use crate::socket::reset_on_close;
+use crate::tls::TlsIdentity;
 use crate::transport::Delivery;
 
 /// Spare room ensured before each read: large enough that a burst of small frames arrives
@@ -49,6 +55,19 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub links: Links,
+    /// The TLS identity new connections use (`None`: plain TCP); replaced by a reload,
+    /// which leaves established connections as they are.
+    pub tls: std::sync::RwLock<Option<TlsIdentity>>,
+}
+
+impl Shared {
+    /// The TLS identity for a new connection, if the peer port uses TLS.
+    pub fn tls_identity(&self) -> Option<TlsIdentity> {
+        self.tls
+            .read()
+            .expect("TLS identity lock is never held across a panic")
+            .clone()
+    }
 }
 
 /// Where decoded messages go (see [`crate::Transport::start`] and
@@ -75,55 +94,139 @@ pub(crate) enum Closed {
 /// One connection's read half and what has been read from it but not yet decoded.
 pub(crate) struct ReadSide {
     pub reader: OwnedReadHalf,
+    /// Plaintext frames not yet decoded.
     pub buf: BytesMut,
+    /// TLS only: bytes read from the socket, not yet opened (empty between reads).
+    pub wire: BytesMut,
     pub decoder: InboundDecoder,
     pub remote: SocketAddr,
+    pub session: Session,
 }
 
-impl ReadSide {
-    pub fn new(reader: OwnedReadHalf, decoder: InboundDecoder, remote: SocketAddr) -> ReadSide {
-        ReadSide {
-            reader,
-            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
-            decoder,
-            remote,
+/// When a handshake must be done by, and how long that was (for the log line).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandshakeDeadline {
+    pub at: tokio::time::Instant,
+    pub timeout: Duration,
+}
+
+impl HandshakeDeadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration) -> HandshakeDeadline {
+        HandshakeDeadline {
+            at: tokio::time::Instant::now() + timeout,
+            timeout,
         }
     }
 
-    /// Reads until the handshake frame is accepted, for at most `timeout`; returns the
-    /// peer it names. Frames behind it stay buffered for [`ReadSide::read_messages`].
+    pub fn remaining(&self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    pub fn expired(&self) -> RejectReason {
+        RejectReason::HandshakeTimeout {
+            timeout_ms: self.timeout.as_millis(),
+        }
+    }
+}
+
+/// What one read from the socket brought.
+enum Read {
+    /// New plaintext is buffered (possibly none yet, under TLS).
+    Bytes,
+    /// The stream ended (EOF, or a TLS close_notify).
+    End,
+}
+
+impl ReadSide {
+    pub fn new(
+        reader: OwnedReadHalf,
+        decoder: InboundDecoder,
+        remote: SocketAddr,
+        session: Session,
+    ) -> ReadSide {
+        let wire_bytes = if session.is_tls() {
+            READ_CHUNK_BYTES
+        } else {
+            0
+        };
+        ReadSide {
+            reader,
+            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            wire: BytesMut::with_capacity(wire_bytes),
+            decoder,
+            remote,
+            session,
+        }
+    }
+
+    /// Reads once from the socket into the buffer that read feeds: the plaintext buffer,
+    /// or under TLS the wire buffer (opened by [`ReadSide::read_open`]).
+    async fn read_socket(&mut self) -> io::Result<usize> {
+        let target = if self.session.is_tls() {
+            &mut self.wire
+        } else {
+            &mut self.buf
+        };
+        target.reserve(READ_CHUNK_BYTES);
+        self.reader.read_buf(target).await
+    }
+
+    /// Accounts for a read of `read` bytes: opens TLS records into the plaintext buffer.
+    fn read_open(&mut self, read: usize) -> Result<Read, RejectReason> {
+        if read == 0 {
+            return Ok(Read::End);
+        }
+        match self.session.open(&mut self.wire, &mut self.buf)? {
+            Opened::Open => Ok(Read::Bytes),
+            Opened::Closed => Ok(Read::End),
+        }
+    }
+
+    /// Reads until the handshake is complete on this side, writing to `writer` the frames
+    /// the decoder asks for (a challenge or a proof), until `deadline`; returns the peer.
+    /// Frames behind the handshake stay buffered for [`ReadSide::read_messages`].
     ///
     /// # Errors
     /// The rejection, or `Ok(Err(closed))` if the stream ended or failed first.
     pub async fn read_handshake(
         &mut self,
-        timeout: Duration,
+        deadline: HandshakeDeadline,
         cancel: &CancellationToken,
+        writer: &mut WriteSide,
+        frame_bytes_max: usize,
     ) -> Result<Result<NodeId, Closed>, RejectReason> {
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
+        // Plaintext that arrived with the TLS handshake is already inside the session.
+        self.session.open(&mut self.wire, &mut self.buf)?;
         // Bounded by the deadline; each pass decodes what is buffered, then reads once.
         loop {
             match self.decoder.next_event(&mut self.buf)? {
                 Some(InboundEvent::Established { peer }) => return Ok(Ok(peer)),
+                Some(InboundEvent::Respond(body)) => {
+                    let written = writer.write_frame(&body, frame_bytes_max, deadline.remaining());
+                    if let Err(error) = written.await {
+                        return Ok(Err(Closed::Io(error)));
+                    }
+                    continue;
+                }
                 Some(InboundEvent::Message { .. }) => {
                     unreachable!("the decoder yields no message before the handshake")
                 }
                 None => {}
             }
-            self.buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ok(Err(Closed::Cancelled)),
-                () = &mut deadline => {
-                    let timeout_ms = timeout.as_millis();
-                    return Err(RejectReason::HandshakeTimeout { timeout_ms });
-                }
-                read = self.reader.read_buf(&mut self.buf) => read,
+                () = tokio::time::sleep_until(deadline.at) => return Err(deadline.expired()),
+                read = self.read_socket() => read,
             };
-            match read {
-                Ok(0) => return self.decoder.finish(&self.buf).map(|()| Err(Closed::Eof)),
-                Ok(_) => {}
+            match read.map(|read| self.read_open(read)) {
+                Ok(Ok(Read::End)) => {
+                    return self.decoder.finish(&self.buf).map(|()| Err(Closed::Eof))
+                }
+                Ok(Ok(Read::Bytes)) => {}
+                Ok(Err(reason)) => return Err(reason),
                 Err(error) => return Ok(Err(Closed::Io(error))),
             }
         }
@@ -189,12 +292,11 @@ impl ReadSide {
                 // The wait was ours, not the peer's silence.
                 heard = Instant::now();
             }
-            self.buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(Closed::Cancelled),
                 // Before the timer: bytes already waiting are not silence.
-                read = self.reader.read_buf(&mut self.buf) => read,
+                read = self.read_socket() => read,
                 () = &mut silence => match due(heard, silence_timeout, Instant::now()) {
                     Due::Now => return Ok(self.read_messages_silent(heard)),
                     Due::At(deadline) => {
@@ -203,9 +305,10 @@ impl ReadSide {
                     }
                 },
             };
-            match read {
-                Ok(0) => return self.decoder.finish(&self.buf).map(|()| Closed::Eof),
-                Ok(_) => heard = Instant::now(),
+            match read.map(|read| self.read_open(read)) {
+                Ok(Ok(Read::End)) => return self.decoder.finish(&self.buf).map(|()| Closed::Eof),
+                Ok(Ok(Read::Bytes)) => heard = Instant::now(),
+                Ok(Err(reason)) => return Err(reason),
                 Err(error) => return Ok(Closed::Io(error)),
             }
         }

@@ -6,9 +6,13 @@
 //! - [`EncodeError`] / [`DecodeError`]: one frame could not be written or read.
 //! - [`RejectReason`]: why an inbound connection was closed; each one is logged and
 //!   counted, and affects only that connection.
+//! - [`TlsConfigError`] / [`CertificateNameError`]: TLS material that cannot be used, and
+//!   a certificate that does not name the node it should.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use raft_core::NodeId;
 
@@ -31,6 +35,18 @@ pub enum Error {
     PeerIsSelf { id: NodeId },
     #[error("the transport has been shut down")]
     Shutdown,
+    #[error(
+        "cluster secret of {secret_bytes} bytes: it must have between {} and {} bytes",
+        crate::secret::SECRET_BYTES_MIN,
+        crate::secret::SECRET_BYTES_MAX
+    )]
+    InvalidSecret { secret_bytes: usize },
+    #[error("unusable peer TLS configuration")]
+    Tls(#[from] TlsConfigError),
+    /// A reload may replace the TLS identity, not switch TLS on or off, nor move the node
+    /// to another id or cluster.
+    #[error("cannot reload peer TLS: {reason}")]
+    TlsReload { reason: &'static str },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -140,6 +156,127 @@ pub enum RejectReason {
     ReceiverMismatch { ours: NodeId, frame_to: NodeId },
     #[error("no handshake within {timeout_ms} ms")]
     HandshakeTimeout { timeout_ms: u128 },
+    /// This node requires a cluster secret; the dialer's hello carries no nonce.
+    #[error("peer proves no cluster secret, and this node requires one (is a cluster secret configured on the peer?)")]
+    SecretMissing,
+    /// The dialer offers a proof, or the acceptor asks for one, but this node has no
+    /// secret configured.
+    #[error("peer uses a cluster secret, and this node has none configured")]
+    SecretUnexpected,
+    /// The peer's HMAC does not match: it does not know the secret (or uses another).
+    #[error("peer's proof of the cluster secret is wrong (another secret, or a stranger)")]
+    BadProof,
+    #[error("a welcome carries a nonce")]
+    NonceInWelcome,
+    /// The peer's TLS certificate (valid for the CA) does not name the node it claims to
+    /// be.
+    #[error("peer's certificate does not prove it is node {claimed}")]
+    CertificateMismatch {
+        claimed: NodeId,
+        #[source]
+        source: CertificateNameError,
+    },
+    /// A TLS peer port received something other than a TLS handshake record.
+    #[error("peer did not start a TLS handshake (first byte {first_byte:#04x}{}), and this node's peer port requires TLS", if *first_byte == 0 { ": a plain-TCP raft-net peer?" } else { "" })]
+    NotTls { first_byte: u8 },
+    /// A plain peer port received the start of a TLS handshake.
+    #[error("peer started a TLS handshake, and this node's peer port is plain TCP (peer TLS is configured on one side only?)")]
+    TlsOnPlainPort,
+    /// The TLS handshake or a TLS record failed.
+    #[error("TLS failed")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Which TLS file a [`TlsConfigError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    /// The node's certificate (chain).
+    Cert,
+    /// The certificate's private key.
+    Key,
+    /// The CA certificate(s) peers must chain to.
+    Ca,
+}
+
+impl fmt::Display for TlsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFile::Cert => "certificate",
+            TlsFile::Key => "private key",
+            TlsFile::Ca => "CA certificate",
+        })
+    }
+}
+
+/// Why TLS material cannot be used; each names the file at fault where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("cannot read the {file} file {}", path.display())]
+    Read {
+        file: TlsFile,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the {file} file is not valid PEM")]
+    Pem {
+        file: TlsFile,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("the {file} file holds no certificate")]
+    Empty { file: TlsFile },
+    #[error("the {file} is unusable")]
+    Rustls {
+        file: TlsFile,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("the CA certificate file gives no usable trust anchor")]
+    Verifier {
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
+    /// This node's own certificate would be refused by its peers.
+    #[error("this node's certificate does not verify against the CA for {usage} use (it needs serverAuth and clientAuth)")]
+    OwnCertificate {
+        usage: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("this node's certificate breaks the naming rule")]
+    OwnName {
+        #[source]
+        source: CertificateNameError,
+    },
+}
+
+impl TlsConfigError {
+    /// The file at fault: `Cert` for problems of the certificate itself.
+    pub fn file(&self) -> TlsFile {
+        match self {
+            TlsConfigError::Read { file, .. }
+            | TlsConfigError::Pem { file, .. }
+            | TlsConfigError::Empty { file }
+            | TlsConfigError::Rustls { file, .. } => *file,
+            TlsConfigError::Verifier { .. } => TlsFile::Ca,
+            TlsConfigError::OwnCertificate { .. } | TlsConfigError::OwnName { .. } => TlsFile::Cert,
+        }
+    }
+}
+
+/// How a certificate breaks the naming rule (`tls::naming`).
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateNameError {
+    #[error("it does not carry the DNS name {expected}")]
+    Missing { expected: String },
+    #[error("it carries a wildcard name under cluster-{cluster}.raftkv, which would speak for every node")]
+    Wildcard { cluster: ClusterId },
+    #[error("it cannot be parsed")]
+    Unparsable {
+        #[source]
+        source: webpki::Error,
+    },
 }
 
 /// Which counter a [`RejectReason`] is added to.
@@ -148,6 +285,11 @@ pub enum RejectClass {
     Handshake,
     Decode,
     WrongIds,
+    /// The peer did not prove who it claims to be: a missing or wrong cluster-secret
+    /// proof, or a certificate that is invalid or names another node.
+    Auth,
+    /// TLS itself failed: not TLS, TLS on a plain port, garbage or a broken record.
+    Tls,
 }
 
 impl RejectReason {
@@ -166,8 +308,45 @@ impl RejectReason {
             RejectReason::SenderMismatch { .. } | RejectReason::ReceiverMismatch { .. } => {
                 RejectClass::WrongIds
             }
+            RejectReason::SecretMissing
+            | RejectReason::SecretUnexpected
+            | RejectReason::BadProof
+            | RejectReason::NonceInWelcome
+            | RejectReason::CertificateMismatch { .. } => RejectClass::Auth,
+            RejectReason::NotTls { .. } | RejectReason::TlsOnPlainPort => RejectClass::Tls,
+            RejectReason::Tls(error) if is_certificate_error(error) => RejectClass::Auth,
+            RejectReason::Tls(_) => RejectClass::Tls,
         }
     }
+}
+
+/// Whether a TLS failure is about a certificate (the peer's, or ours as the peer judged
+/// it): an identity not proven, rather than a broken TLS stream.
+fn is_certificate_error(error: &rustls::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    match error {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+                | Alert::CertificateRequired
+                | Alert::AccessDenied
+        ),
+        _ => false,
+    }
+}
+
+/// The `rustls::Error` inside an I/O error from a TLS handshake, if that is what it is.
+pub(crate) fn tls_error_of(error: &io::Error) -> Option<rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned()
 }
 
 /// An error and its `source()` chain on one line, for log fields.

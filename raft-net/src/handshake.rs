@@ -7,6 +7,11 @@
 //! id never exchange Raft messages. If it accepts, it answers with a welcome of the same
 //! shape (`from` = itself), which the dialer checks in turn before it writes anything
 //! else; a refused dialer sees its connection closed and retries with backoff.
+//!
+//! With a cluster secret the hello carries the dialer's nonce, and two frames come between
+//! it and the welcome: the acceptor's [`Challenge`] (its nonce and its proof) and the
+//! dialer's [`Proof`]; the acceptor decides on the hello only once that proof checks out
+//! (see `secret` and PROTOCOL.md, "Proving identity").
 
 use std::fmt;
 
@@ -14,6 +19,7 @@ use raft_core::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RejectReason;
+use crate::secret::{Nonce, Proof};
 
 /// Identifies one raftkv cluster; chosen by the operator and never reused.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,15 +44,36 @@ pub struct Handshake {
     pub from: NodeId,
     /// The node the dialer meant to reach; catches stale or mistyped addresses.
     pub to: NodeId,
+    /// In a hello: the dialer's nonce, present exactly when it proves a cluster secret.
+    /// In a welcome: always absent.
+    pub nonce: Option<Nonce>,
+}
+
+/// The acceptor's answer to a hello carrying a nonce: its own nonce, and its proof over
+/// both (role "acceptor").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: Nonce,
+    pub proof: Proof,
 }
 
 impl Handshake {
+    /// A hello or welcome without a nonce.
     pub fn new(cluster_id: ClusterId, from: NodeId, to: NodeId) -> Handshake {
         Handshake {
             magic: HANDSHAKE_MAGIC,
             cluster_id,
             from,
             to,
+            nonce: None,
+        }
+    }
+
+    /// A hello carrying the dialer's `nonce`: it will prove the cluster secret.
+    pub fn with_nonce(self, nonce: Nonce) -> Handshake {
+        Handshake {
+            nonce: Some(nonce),
+            ..self
         }
     }
 

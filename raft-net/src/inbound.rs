@@ -1,14 +1,27 @@
 //! The state machine of one connection's incoming bytes, without I/O.
 //!
-//! Bytes go in (`BytesMut` filled by the socket reader); events come out: first exactly one
-//! [`InboundEvent::Established`] for a valid handshake frame, then [`InboundEvent::Message`]s
-//! whose `from` equals the peer and whose `to` is this node. On a connection this node
-//! accepted, the handshake frame is the dialer's hello ([`InboundDecoder::new`]); on one it
-//! dialled, the acceptor's welcome, which must come from the node dialled
+//! Bytes go in (`BytesMut` filled by the socket reader, decrypted first under TLS); events
+//! come out: first the handshake, then [`InboundEvent::Message`]s whose `from` equals the
+//! peer and whose `to` is this node. On a connection this node accepted, the handshake
+//! opens with the dialer's hello ([`InboundDecoder::new`]); on one it dialled, with the
+//! acceptor's welcome, which must come from the node dialled
 //! ([`InboundDecoder::for_dialer`]). Probe and keepalive frames are skipped (a keepalive
 //! has done its work once its bytes were read: see `liveness`). Anything else is a
 //! [`RejectReason`], after which the caller closes the connection: the decoder does not
 //! try to resynchronise on a stream it can no longer trust.
+//!
+//! Proving identity (PROTOCOL.md, "Proving identity") happens here too, so that it is
+//! fuzzed with the rest:
+//! - With a cluster secret ([`InboundDecoder::with_secret`]), the acceptor answers a hello
+//!   with [`InboundEvent::Respond`] (a challenge: its nonce and proof) and yields
+//!   [`InboundEvent::Established`] only once the dialer's proof checks out; the dialer
+//!   checks the acceptor's proof before it answers with its own, and then expects the
+//!   welcome. A hello without a nonce where a secret is required, or with one where none
+//!   is, is refused, as is any frame out of that order.
+//! - Under TLS the acceptor is given the dialer's verified certificate
+//!   ([`InboundDecoder::with_certificate`]), and the hello's `from` must be the node the
+//!   certificate names (`tls::naming`). The dialer checks its peer's certificate itself,
+//!   before writing the hello.
 //!
 //! Memory: the buffer holds at most one frame (bounded by `frame_bytes_max`, checked from
 //! the length prefix before buffering) plus one read's worth of bytes. `tests/fuzz.rs`
@@ -16,14 +29,20 @@
 
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
+use rustls_pki_types::CertificateDer;
 
 use crate::codec::{FrameDecoder, WireBody};
 use crate::error::{DecodeError, RejectReason};
-use crate::handshake::ClusterId;
+use crate::handshake::{Challenge, ClusterId, Handshake};
+use crate::secret::{ClusterSecret, Nonce, Proof, ProofContext, ProofRole};
+use crate::tls::naming::check_certificate_names_node;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum InboundEvent {
-    /// The handshake frame was accepted; `peer` is the node at the other end.
+    /// The caller must write this handshake frame to the peer, then go on reading.
+    Respond(WireBody),
+    /// The handshake is complete on this side; `peer` is the node at the other end (for
+    /// an acceptor: proven, and now to be welcomed or refused by the tie-break).
     Established { peer: NodeId },
     /// A message, and its size on the wire.
     Message { message: Message, wire_bytes: usize },
@@ -38,11 +57,37 @@ enum Role {
     Dialer { peer: NodeId },
 }
 
+/// How far the handshake has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Nothing received yet.
+    Start,
+    /// Acceptor with a secret: challenge sent to `dialer`, whose nonce was `dialer_nonce`;
+    /// its proof is due.
+    AwaitProof { dialer: NodeId, dialer_nonce: Nonce },
+    /// Dialer with a secret: the acceptor's proof checked and ours sent; the welcome is due.
+    AwaitWelcome,
+    /// Handshake done (the peer is in `peer`).
+    Established,
+}
+
+/// This side's part in the cluster-secret proof.
+struct SecretSide {
+    secret: ClusterSecret,
+    /// Our nonce: the acceptor's in its challenge, or the dialer's in its hello.
+    nonce: Nonce,
+}
+
 pub struct InboundDecoder {
     frames: FrameDecoder,
     cluster_id: ClusterId,
     local_id: NodeId,
     role: Role,
+    stage: Stage,
+    secret: Option<SecretSide>,
+    /// Acceptor under TLS: the dialer's verified certificate, which must name the hello's
+    /// `from`.
+    certificate: Option<CertificateDer<'static>>,
     /// The node at the other end, once its handshake frame is accepted.
     peer: Option<NodeId>,
 }
@@ -53,6 +98,8 @@ fn kind_of(body: &WireBody) -> &'static str {
         WireBody::Welcome(_) => "welcome",
         WireBody::Probe => "probe",
         WireBody::Keepalive => "keepalive",
+        WireBody::Challenge(_) => "challenge",
+        WireBody::Proof(_) => "proof",
         WireBody::Message(message) => message.body.kind(),
     }
 }
@@ -65,11 +112,15 @@ impl InboundDecoder {
             cluster_id,
             local_id,
             role: Role::Acceptor,
+            stage: Stage::Start,
+            secret: None,
+            certificate: None,
             peer: None,
         }
     }
 
-    /// For a connection this node dialled to `peer`: the stream opens with its welcome.
+    /// For a connection this node dialled to `peer`: the stream opens with its welcome (or,
+    /// with a secret, its challenge).
     pub fn for_dialer(
         cluster_id: ClusterId,
         local_id: NodeId,
@@ -79,6 +130,24 @@ impl InboundDecoder {
         InboundDecoder {
             role: Role::Dialer { peer },
             ..InboundDecoder::new(cluster_id, local_id, frame_bytes_max)
+        }
+    }
+
+    /// Requires the peer to prove `secret`. `nonce` is this side's fresh nonce: the one an
+    /// acceptor puts in its challenge, or the one a dialer put in its hello.
+    pub fn with_secret(self, secret: ClusterSecret, nonce: Nonce) -> InboundDecoder {
+        InboundDecoder {
+            secret: Some(SecretSide { secret, nonce }),
+            ..self
+        }
+    }
+
+    /// Acceptor under TLS: the dialer's verified certificate, which must name the node its
+    /// hello claims to be.
+    pub fn with_certificate(self, certificate: CertificateDer<'static>) -> InboundDecoder {
+        InboundDecoder {
+            certificate: Some(certificate),
+            ..self
         }
     }
 
@@ -110,50 +179,174 @@ impl InboundDecoder {
                     }));
                 }
                 WireBody::Probe | WireBody::Keepalive => {}
-                WireBody::Handshake(_) | WireBody::Welcome(_) => {
-                    return Err(RejectReason::RepeatedHandshake)
-                }
+                WireBody::Handshake(_)
+                | WireBody::Welcome(_)
+                | WireBody::Challenge(_)
+                | WireBody::Proof(_) => return Err(RejectReason::RepeatedHandshake),
             }
         }
     }
 
-    /// The first frame: the hello or welcome this role expects, with every field checked.
+    /// One frame of the handshake, checked against the stage it arrives in.
     fn next_event_handshake(&mut self, body: WireBody) -> Result<InboundEvent, RejectReason> {
-        let handshake = match (self.role, body) {
-            (Role::Acceptor, WireBody::Handshake(hello)) => hello,
-            (Role::Dialer { peer }, WireBody::Welcome(welcome)) => {
-                if welcome.from != peer {
-                    // Checked before the rest so that a wrong node is named as such.
-                    welcome.check(self.cluster_id, self.local_id)?;
-                    return Err(RejectReason::UnexpectedPeer {
-                        expected: peer,
-                        actual: welcome.from,
-                    });
-                }
-                welcome
-            }
-            (_, body @ (WireBody::Message(_) | WireBody::Probe | WireBody::Keepalive)) => {
-                return Err(RejectReason::MessageBeforeHandshake {
+        match (self.role, self.stage, body) {
+            (_, _, body @ (WireBody::Message(_) | WireBody::Probe | WireBody::Keepalive)) => {
+                Err(RejectReason::MessageBeforeHandshake {
                     kind: kind_of(&body),
                 })
             }
-            (role, body) => {
-                let expected = if role == Role::Acceptor {
-                    "hello"
-                } else {
-                    "welcome"
-                };
-                return Err(RejectReason::WrongHandshakeKind {
-                    expected,
-                    got: kind_of(&body),
-                });
+            (Role::Acceptor, Stage::Start, WireBody::Handshake(hello)) => {
+                self.next_event_hello(hello)
             }
-        };
-        handshake.check(self.cluster_id, self.local_id)?;
-        self.peer = Some(handshake.from);
-        Ok(InboundEvent::Established {
-            peer: handshake.from,
-        })
+            (
+                Role::Acceptor,
+                Stage::AwaitProof {
+                    dialer,
+                    dialer_nonce,
+                },
+                WireBody::Proof(proof),
+            ) => self.next_event_proof(dialer, dialer_nonce, &proof),
+            (Role::Dialer { peer }, Stage::Start, WireBody::Challenge(challenge))
+                if self.secret.is_some() =>
+            {
+                self.next_event_challenge(peer, &challenge)
+            }
+            (
+                Role::Dialer { peer },
+                Stage::Start | Stage::AwaitWelcome,
+                WireBody::Welcome(welcome),
+            ) if self.stage == Stage::AwaitWelcome || self.secret.is_none() => {
+                self.next_event_welcome(peer, welcome)
+            }
+            (Role::Dialer { .. }, Stage::Start, WireBody::Challenge(_)) => {
+                Err(RejectReason::SecretUnexpected)
+            }
+            (role, stage, body) => Err(RejectReason::WrongHandshakeKind {
+                expected: InboundDecoder::expected_kind(role, stage, self.secret.is_some()),
+                got: kind_of(&body),
+            }),
+        }
+    }
+
+    /// The frame due next, for the log line of a frame out of order.
+    fn expected_kind(role: Role, stage: Stage, has_secret: bool) -> &'static str {
+        match (role, stage) {
+            (Role::Acceptor, Stage::AwaitProof { .. }) => "proof",
+            (Role::Acceptor, _) => "hello",
+            (Role::Dialer { .. }, Stage::Start) if has_secret => "challenge",
+            (Role::Dialer { .. }, _) => "welcome",
+        }
+    }
+
+    /// Acceptor: the hello. Its fields, then the certificate, then the secret's nonce.
+    fn next_event_hello(&mut self, hello: Handshake) -> Result<InboundEvent, RejectReason> {
+        hello.check(self.cluster_id, self.local_id)?;
+        if let Some(certificate) = &self.certificate {
+            check_certificate_names_node(certificate, self.cluster_id, hello.from).map_err(
+                |source| RejectReason::CertificateMismatch {
+                    claimed: hello.from,
+                    source,
+                },
+            )?;
+        }
+        match (&self.secret, hello.nonce) {
+            (None, None) => Ok(self.established(hello.from)),
+            (None, Some(_)) => Err(RejectReason::SecretUnexpected),
+            (Some(_), None) => Err(RejectReason::SecretMissing),
+            (Some(ours), Some(dialer_nonce)) => {
+                let context =
+                    self.proof_context(hello.from, self.local_id, dialer_nonce, ours.nonce);
+                let challenge = Challenge {
+                    nonce: ours.nonce,
+                    proof: ours.secret.prove(ProofRole::Acceptor, &context),
+                };
+                self.stage = Stage::AwaitProof {
+                    dialer: hello.from,
+                    dialer_nonce,
+                };
+                Ok(InboundEvent::Respond(WireBody::Challenge(challenge)))
+            }
+        }
+    }
+
+    /// Acceptor: the dialer's proof, over the nonces of this handshake.
+    fn next_event_proof(
+        &mut self,
+        dialer: NodeId,
+        dialer_nonce: Nonce,
+        proof: &Proof,
+    ) -> Result<InboundEvent, RejectReason> {
+        let ours = self
+            .secret
+            .as_ref()
+            .expect("a proof is awaited only with a secret");
+        let context = self.proof_context(dialer, self.local_id, dialer_nonce, ours.nonce);
+        if !ours.secret.verify(ProofRole::Dialer, &context, proof) {
+            return Err(RejectReason::BadProof);
+        }
+        Ok(self.established(dialer))
+    }
+
+    /// Dialer: the acceptor's challenge. Its proof must check out before we prove ours.
+    fn next_event_challenge(
+        &mut self,
+        peer: NodeId,
+        challenge: &Challenge,
+    ) -> Result<InboundEvent, RejectReason> {
+        let ours = self.secret.as_ref().expect("checked by the caller");
+        let context = self.proof_context(self.local_id, peer, ours.nonce, challenge.nonce);
+        if !ours
+            .secret
+            .verify(ProofRole::Acceptor, &context, &challenge.proof)
+        {
+            return Err(RejectReason::BadProof);
+        }
+        let proof = ours.secret.prove(ProofRole::Dialer, &context);
+        self.stage = Stage::AwaitWelcome;
+        Ok(InboundEvent::Respond(WireBody::Proof(proof)))
+    }
+
+    /// Dialer: the welcome, which must come from the node dialled.
+    fn next_event_welcome(
+        &mut self,
+        peer: NodeId,
+        welcome: Handshake,
+    ) -> Result<InboundEvent, RejectReason> {
+        if welcome.from != peer {
+            // Checked before the rest so that a wrong node is named as such.
+            welcome.check(self.cluster_id, self.local_id)?;
+            return Err(RejectReason::UnexpectedPeer {
+                expected: peer,
+                actual: welcome.from,
+            });
+        }
+        welcome.check(self.cluster_id, self.local_id)?;
+        if welcome.nonce.is_some() {
+            return Err(RejectReason::NonceInWelcome);
+        }
+        Ok(self.established(peer))
+    }
+
+    fn proof_context(
+        &self,
+        dialer: NodeId,
+        acceptor: NodeId,
+        dialer_nonce: Nonce,
+        acceptor_nonce: Nonce,
+    ) -> ProofContext {
+        ProofContext {
+            cluster_id: self.cluster_id,
+            dialer,
+            acceptor,
+            dialer_nonce,
+            acceptor_nonce,
+        }
+    }
+
+    fn established(&mut self, peer: NodeId) -> InboundEvent {
+        self.stage = Stage::Established;
+        self.peer = Some(peer);
+        InboundEvent::Established { peer }
     }
 
     fn next_event_check_ids(&self, message: &Message, peer: NodeId) -> Result<(), RejectReason> {
@@ -192,7 +385,6 @@ mod tests {
     use super::*;
     use crate::codec::encode_frame;
     use crate::error::RejectClass;
-    use crate::handshake::Handshake;
     use raft_core::{MessageBody, Term};
 
     const FRAME_MAX: usize = 4096;
@@ -380,6 +572,157 @@ mod tests {
             let (events, reject) = run_with(decoder, frames);
             assert_eq!(events, want_events, "{name}");
             assert_eq!(reject.map(|r| r.class()), want_reject, "{name}");
+        }
+    }
+
+    /// Drives an acceptor's and a dialer's decoder against each other in memory: the hello
+    /// goes to the acceptor, and each `Respond` to the other side. Returns what each side
+    /// ended with: the peer it established, or its rejection.
+    fn secret_handshake(
+        acceptor_secret: Option<&ClusterSecret>,
+        dialer_secret: Option<&ClusterSecret>,
+    ) -> (
+        Result<Option<NodeId>, RejectReason>,
+        Result<Option<NodeId>, RejectReason>,
+    ) {
+        let (dialer_id, acceptor_id) = (NodeId(2), ME);
+        let mut acceptor = InboundDecoder::new(CLUSTER, acceptor_id, FRAME_MAX);
+        if let Some(secret) = acceptor_secret {
+            acceptor = acceptor.with_secret(secret.clone(), Nonce::random());
+        }
+        let mut dialer = InboundDecoder::for_dialer(CLUSTER, dialer_id, acceptor_id, FRAME_MAX);
+        let mut hello = Handshake::new(CLUSTER, dialer_id, acceptor_id);
+        if let Some(secret) = dialer_secret {
+            let nonce = Nonce::random();
+            hello = hello.with_nonce(nonce);
+            dialer = dialer.with_secret(secret.clone(), nonce);
+        }
+        let (mut to_acceptor, mut to_dialer) = (frame(WireBody::Handshake(hello)), BytesMut::new());
+        let (mut acceptor_end, mut dialer_end) = (Ok(None), Ok(None));
+        // Bounded: the longest exchange has four frames.
+        for _ in 0..4 {
+            if matches!(acceptor_end, Ok(None)) {
+                match acceptor.next_event(&mut to_acceptor) {
+                    Ok(Some(InboundEvent::Respond(body))) => {
+                        to_dialer.extend_from_slice(&frame(body))
+                    }
+                    Ok(Some(InboundEvent::Established { peer })) => {
+                        acceptor_end = Ok(Some(peer));
+                        let welcome = Handshake::new(CLUSTER, acceptor_id, dialer_id);
+                        to_dialer.extend_from_slice(&frame(WireBody::Welcome(welcome)));
+                    }
+                    Ok(other) => assert!(other.is_none(), "{other:?}"),
+                    Err(reason) => acceptor_end = Err(reason),
+                }
+            }
+            if matches!(dialer_end, Ok(None)) {
+                match dialer.next_event(&mut to_dialer) {
+                    Ok(Some(InboundEvent::Respond(body))) => {
+                        to_acceptor.extend_from_slice(&frame(body))
+                    }
+                    Ok(Some(InboundEvent::Established { peer })) => dialer_end = Ok(Some(peer)),
+                    Ok(other) => assert!(other.is_none(), "{other:?}"),
+                    Err(reason) => dialer_end = Err(reason),
+                }
+            }
+        }
+        (acceptor_end, dialer_end)
+    }
+
+    /// Both ends prove the secret, and only matching secrets establish anything.
+    #[test]
+    fn secret_handshake_table() {
+        let key = ClusterSecret::new(&[7; 32]).expect("secret");
+        let other = ClusterSecret::new(&[8; 32]).expect("secret");
+        type Outcome = fn(&Result<Option<NodeId>, RejectReason>) -> bool;
+        let established: Outcome = |end| matches!(end, Ok(Some(_)));
+        let bad_proof: Outcome = |end| matches!(end, Err(RejectReason::BadProof));
+        let missing: Outcome = |end| matches!(end, Err(RejectReason::SecretMissing));
+        let unexpected: Outcome = |end| matches!(end, Err(RejectReason::SecretUnexpected));
+        let nothing: Outcome = |end| matches!(end, Ok(None));
+        type Case<'a> = (
+            &'a str,
+            Option<&'a ClusterSecret>,
+            Option<&'a ClusterSecret>,
+            Outcome,
+            Outcome,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "same secret",
+                Some(&key),
+                Some(&key),
+                established,
+                established,
+            ),
+            ("no secret anywhere", None, None, established, established),
+            // The dialer refuses the acceptor's proof and never proves its own.
+            (
+                "other secrets",
+                Some(&key),
+                Some(&other),
+                nothing,
+                bad_proof,
+            ),
+            ("dialer without", Some(&key), None, missing, nothing),
+            ("acceptor without", None, Some(&key), unexpected, nothing),
+        ];
+        for (name, acceptor_secret, dialer_secret, acceptor_want, dialer_want) in cases {
+            let (acceptor_end, dialer_end) = secret_handshake(acceptor_secret, dialer_secret);
+            assert!(
+                acceptor_want(&acceptor_end),
+                "{name}: acceptor {acceptor_end:?}"
+            );
+            assert!(dialer_want(&dialer_end), "{name}: dialer {dialer_end:?}");
+            if let Err(reason) = acceptor_end.as_ref().and(dialer_end.as_ref()) {
+                assert_eq!(reason.class(), RejectClass::Auth, "{name}");
+            }
+        }
+    }
+
+    /// A stranger who knows the protocol but not the secret: whatever proof it sends, and
+    /// whatever frames it sends around it, the acceptor never establishes it.
+    #[test]
+    fn stranger_without_the_secret_is_never_established() {
+        let key = ClusterSecret::new(&[7; 32]).expect("secret");
+        let with_nonce =
+            WireBody::Handshake(Handshake::new(CLUSTER, NodeId(2), ME).with_nonce(Nonce([1; 32])));
+        let attempts: Vec<Vec<WireBody>> = vec![
+            vec![
+                with_nonce.clone(),
+                WireBody::Proof(Proof([0; 32])),
+                message(2, 1),
+            ],
+            vec![with_nonce.clone(), message(2, 1)],
+            vec![with_nonce.clone(), welcome(2)],
+            vec![with_nonce.clone(), with_nonce.clone()],
+            vec![WireBody::Proof(Proof([0; 32])), with_nonce.clone()],
+            vec![hello(2), message(2, 1)],
+        ];
+        for (i, frames) in attempts.into_iter().enumerate() {
+            let decoder = InboundDecoder::new(CLUSTER, ME, FRAME_MAX)
+                .with_secret(key.clone(), Nonce::random());
+            let mut buf = BytesMut::new();
+            for body in frames {
+                buf.extend_from_slice(&frame(body));
+            }
+            let mut decoder = decoder;
+            // Bounded: at most one event per frame.
+            for _ in 0..4 {
+                match decoder.next_event(&mut buf) {
+                    Ok(Some(InboundEvent::Respond(WireBody::Challenge(_)))) => {}
+                    Ok(None) => break,
+                    Ok(Some(event)) => panic!("attempt {i}: {event:?}"),
+                    Err(reason) => {
+                        assert!(
+                            matches!(reason.class(), RejectClass::Auth | RejectClass::Handshake),
+                            "attempt {i}: {reason}"
+                        );
+                        break;
+                    }
+                }
+            }
+            assert_eq!(decoder.peer(), None, "attempt {i}");
         }
     }
 

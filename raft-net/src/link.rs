@@ -26,15 +26,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::BytesMut;
 use raft_core::NodeId;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::record::WriteSide;
 
 /// An accepted, welcomed connection's write half, for the peer's task.
 pub(crate) struct Accepted {
     pub id: u64,
-    pub writer: OwnedWriteHalf,
+    pub writer: WriteSide,
     /// Cancelled when the connection ends, by either half.
     pub cancel: CancellationToken,
 }
@@ -201,7 +203,8 @@ impl Links {
     /// Writes `frame` on accepted connection `id` if it still waits in `peer`'s hand-off:
     /// one non-blocking write under the lock, so the peer's task cannot take the
     /// connection in the middle of a frame. A frame written in part would corrupt the
-    /// stream, so that (or an error) empties the hand-off and cancels the connection.
+    /// stream, so that (or an error) empties the hand-off and cancels the connection; so
+    /// does a full send buffer under TLS, where the frame was sealed and is owed.
     pub fn write_parked(&self, peer: NodeId, id: u64, frame: &[u8]) -> ParkedWrite {
         let mut links = self.lock();
         let Some(link) = links.get_mut(&peer) else {
@@ -210,8 +213,9 @@ impl Links {
         let Some(accepted) = link.handoff.as_ref().filter(|a| a.id == id) else {
             return ParkedWrite::Gone;
         };
-        match accepted.writer.try_write(frame) {
-            Ok(written) if written == frame.len() => ParkedWrite::Written,
+        let mut sealed = BytesMut::new();
+        match accepted.writer.try_write_sealed(frame, &mut sealed) {
+            Ok(written) if written == sealed.len() => ParkedWrite::Written,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => ParkedWrite::Skipped,
             _ => {
                 if let Some(accepted) = link.handoff.take() {

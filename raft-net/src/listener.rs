@@ -1,32 +1,41 @@
 //! The accept loop and the task that serves one accepted connection.
 //!
-//! Each accepted connection gets its own task. It reads the dialer's hello (within
-//! `handshake_timeout`), asks [`Links`](crate::link::Links) whether to accept it (one
-//! connection per pair; see that module), writes the welcome, hands the write half to
-//! the peer's task, and then stays as the connection's reader (writing keepalives on it
-//! too, until the peer's task takes it: see `liveness`). A hello that is invalid
-//! closes the connection with a warning and a counter; a valid one that loses the
-//! tie-break is closed without a welcome and counted (`connections_refused`).
+//! Each accepted connection gets its own task. Within `handshake_timeout` it checks that
+//! the first byte fits the port (a TLS record on a TLS port, anything else on a plain
+//! one), does the TLS handshake if any, reads the dialer's hello and, with a cluster
+//! secret, exchanges challenge and proof (`inbound`); only a dialer that has proved who it
+//! is reaches [`Links`](crate::link::Links), which decides whether to accept it (one
+//! connection per pair; see that module). Then it writes the welcome, hands the write half
+//! to the peer's task, and stays as the connection's reader (writing keepalives on it
+//! too, until the peer's task takes it: see `liveness`). A connection that fails any of
+//! this is closed with a warning and a counter, and touches no other connection; a valid
+//! one that loses the tie-break is closed without a welcome and counted
+//! (`connections_refused`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use crate::codec::{encode_frame, WireBody};
-use crate::connection::{log_end, read_until_closed, Closed, ReadSide, Shared};
+use crate::codec::WireBody;
+use crate::connection::{log_end, read_until_closed, Closed, HandshakeDeadline, ReadSide, Shared};
+use crate::error::{tls_error_of, RejectReason};
 use crate::handshake::Handshake;
 use crate::inbound::InboundDecoder;
 use crate::link::{AcceptDecision, Accepted};
 use crate::liveness::keep_parked_alive;
 use crate::metrics::add;
+use crate::record::{Session, WriteSide};
+use crate::secret::Nonce;
 use crate::socket;
+use rustls_pki_types::CertificateDer;
+
+/// The first byte of every TLS handshake record (content type 22).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Pause after a failed `accept` (say, out of file descriptors) so the loop cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -64,6 +73,14 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// An accepted socket after its TLS handshake, if any.
+struct Secured {
+    stream: TcpStream,
+    session: Session,
+    /// The dialer's certificate, verified against the CA (TLS only).
+    certificate: Option<CertificateDer<'static>>,
+}
+
 /// Serves one accepted connection until it ends: handshake, welcome, then reading.
 async fn serve_connection(
     stream: TcpStream,
@@ -76,11 +93,28 @@ async fn serve_connection(
         log_end(remote, None, Ok(Closed::Io(error)), &shared.metrics, None);
         return;
     }
-    let (reader, mut writer) = stream.into_split();
-    let decoder = InboundDecoder::new(config.cluster_id, config.node_id, config.frame_bytes_max);
-    let mut side = ReadSide::new(reader, decoder, remote);
+    let deadline = HandshakeDeadline::after(config.handshake_timeout);
+    let secured = match serve_connection_secure(stream, &shared, deadline).await {
+        Ok(secured) => secured,
+        Err(outcome) => return log_end(remote, None, outcome, &shared.metrics, None),
+    };
+    let (reader, writer) = secured.stream.into_split();
+    let mut writer = WriteSide {
+        half: writer,
+        session: secured.session.clone(),
+    };
+    let mut decoder =
+        InboundDecoder::new(config.cluster_id, config.node_id, config.frame_bytes_max);
+    if let Some(secret) = &config.security.secret {
+        decoder = decoder.with_secret(secret.clone(), Nonce::random());
+    }
+    if let Some(certificate) = secured.certificate {
+        decoder = decoder.with_certificate(certificate);
+    }
+    let mut side = ReadSide::new(reader, decoder, remote, secured.session);
     let cancel = shared.cancel.child_token();
-    let peer = match side.read_handshake(config.handshake_timeout, &cancel).await {
+    let handshake = side.read_handshake(deadline, &cancel, &mut writer, config.frame_bytes_max);
+    let peer = match handshake.await {
         Ok(Ok(peer)) => peer,
         Ok(Err(closed)) => return log_end(remote, None, Ok(closed), &shared.metrics, None),
         Err(reason) => return log_end(remote, None, Err(reason), &shared.metrics, None),
@@ -132,23 +166,77 @@ async fn serve_connection(
     tokio::join!(reader, parked);
 }
 
+/// Checks that the connection starts the way this port expects (a TLS record or not), and
+/// does the TLS handshake, all by `deadline`. Returns how the connection ended otherwise.
+async fn serve_connection_secure(
+    stream: TcpStream,
+    shared: &Shared,
+    deadline: HandshakeDeadline,
+) -> Result<Secured, Result<Closed, RejectReason>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline.at, stream.peek(&mut first)).await {
+        Err(_) => return Err(Err(deadline.expired())),
+        Ok(Ok(0)) => return Err(Ok(Closed::Eof)),
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(Ok(Closed::Io(error))),
+    }
+    let Some(identity) = shared.tls_identity() else {
+        if first[0] == TLS_HANDSHAKE_RECORD {
+            return Err(Err(RejectReason::TlsOnPlainPort));
+        }
+        return Ok(Secured {
+            stream,
+            session: Session::Plain,
+            certificate: None,
+        });
+    };
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        return Err(Err(RejectReason::NotTls {
+            first_byte: first[0],
+        }));
+    }
+    let (stream, connection) =
+        match tokio::time::timeout_at(deadline.at, identity.accept(stream)).await {
+            Err(_) => return Err(Err(deadline.expired())),
+            Ok(Err(error)) => {
+                return Err(match tls_error_of(&error) {
+                    Some(failure) => Err(RejectReason::Tls(failure)),
+                    None => Ok(Closed::Io(error)),
+                })
+            }
+            Ok(Ok(accepted)) => accepted,
+        };
+    // The verifier makes a certificate mandatory, so a completed handshake has one.
+    let Some(certificate) = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .cloned()
+    else {
+        return Err(Err(RejectReason::Tls(
+            rustls::Error::NoCertificatesPresented,
+        )));
+    };
+    Ok(Secured {
+        stream,
+        session: Session::tls(connection),
+        certificate: Some(certificate),
+    })
+}
+
 /// Writes the welcome, within `handshake_timeout` (a new connection's send buffer is
 /// empty, so this is one `write` unless the peer is gone).
 async fn serve_connection_welcome(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    writer: &mut WriteSide,
     shared: &Shared,
     peer: raft_core::NodeId,
 ) -> io::Result<()> {
     let config = &shared.config;
     let welcome = Handshake::new(config.cluster_id, config.node_id, peer);
-    let mut frame = BytesMut::new();
-    encode_frame(
-        &WireBody::Welcome(welcome),
-        config.frame_bytes_max,
-        &mut frame,
-    )
-    .expect("a welcome is far smaller than FRAME_BYTES_MIN");
-    tokio::time::timeout(config.handshake_timeout, writer.write_all(&frame))
+    writer
+        .write_frame(
+            &WireBody::Welcome(welcome),
+            config.frame_bytes_max,
+            config.handshake_timeout,
+        )
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "welcome not written in time"))?
 }

@@ -111,6 +111,6 @@ mod tests {
     /// The parked keepalive is the frame PROTOCOL.md shows.
     #[test]
     fn keepalive_frame_matches_protocol_md() {
-        assert_eq!(&keepalive_frame(1024)[..], &[0, 0, 0, 2, 3, 4][..]);
+        assert_eq!(&keepalive_frame(1024)[..], &[0, 0, 0, 2, 4, 4][..]);
     }
 }

@@ -128,6 +128,13 @@ pub struct TransportMetrics {
     pub connections_refused: u64,
     /// Connections closed because a newer one to the same peer replaced them.
     pub connections_replaced: u64,
+    /// Connections closed because the peer did not prove who it claims to be: a missing
+    /// or wrong cluster-secret proof, a certificate that is invalid (expired, another CA)
+    /// or names another node. Counted by whichever end refused, acceptor or dialer.
+    pub auth_rejections: u64,
+    /// Connections closed because TLS itself failed: not TLS on a TLS port, TLS on a
+    /// plain port, garbage or a broken record. Counted by whichever end saw it.
+    pub tls_rejections: u64,
 }
 
 #[derive(Default)]
@@ -140,6 +147,8 @@ pub(crate) struct Metrics {
     frames_rejected: AtomicU64,
     pub connections_refused: AtomicU64,
     pub connections_replaced: AtomicU64,
+    auth_rejections: AtomicU64,
+    tls_rejections: AtomicU64,
 }
 
 impl Metrics {
@@ -158,6 +167,8 @@ impl Metrics {
             RejectClass::Handshake => (&self.handshake_rejections, None),
             RejectClass::Decode => (&self.decode_errors, peer.map(|p| &p.decode_errors)),
             RejectClass::WrongIds => (&self.frames_rejected, peer.map(|p| &p.frames_rejected)),
+            RejectClass::Auth => (&self.auth_rejections, None),
+            RejectClass::Tls => (&self.tls_rejections, None),
         };
         add(global, 1);
         if let Some(counter) = per_peer {
@@ -179,6 +190,8 @@ impl Metrics {
             frames_rejected: read(&self.frames_rejected),
             connections_refused: read(&self.connections_refused),
             connections_replaced: read(&self.connections_replaced),
+            auth_rejections: read(&self.auth_rejections),
+            tls_rejections: read(&self.tls_rejections),
         }
     }
 }

@@ -148,9 +148,9 @@ impl PeerHandle {
                 );
                 Ok(())
             }
-            Direct::Partial { tail } => {
-                add(&counters.write_calls, 1);
-                add(&counters.write_calls_from_send, 1);
+            Direct::Partial { tail, wrote } => {
+                add(&counters.write_calls, u64::from(wrote));
+                add(&counters.write_calls_from_send, u64::from(wrote));
                 // Not refused for lack of room: nothing was unwritten, so the lane is empty.
                 self.try_send_enqueue(state, &self.control_tx, tail)
             }

@@ -24,6 +24,7 @@ use crate::link::Links;
 use crate::listener::accept_loop;
 use crate::metrics::{add, Metrics, TransportMetrics};
 use crate::peer::{PeerContext, PeerHandle, PeerLink, Wire};
+use crate::tls::TlsIdentity;
 
 #[derive(Clone)]
 pub struct Transport {
@@ -115,6 +116,7 @@ impl Transport {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             links: Links::new(config.node_id),
+            tls: RwLock::new(config.security.tls.clone()),
         });
         let connection_permits = Arc::new(Semaphore::new(config.inbound_connections_max));
         tracker.spawn(accept_loop(
@@ -122,7 +124,9 @@ impl Transport {
             Arc::clone(&shared),
             connection_permits,
         ));
-        info!(node = %config.node_id, cluster = %config.cluster_id, %local_addr, "raft-net listening");
+        let tls = config.security.tls.is_some();
+        let secret = config.security.secret.is_some();
+        info!(node = %config.node_id, cluster = %config.cluster_id, %local_addr, tls, secret, "raft-net listening");
         let inner = TransportInner {
             config,
             local_addr,
@@ -136,6 +140,38 @@ impl Transport {
         Ok(Transport {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Replaces the TLS identity (certificate, key, CA) that new connections use, dialled or
+    /// accepted; established connections keep theirs until they end. For renewing
+    /// certificates without a restart (kvnode calls this on SIGHUP).
+    ///
+    /// # Errors
+    /// `TlsReload` if the transport was started without TLS, or if `identity` is for
+    /// another node or cluster; `Shutdown` after shutdown.
+    pub fn reload_tls(&self, identity: TlsIdentity) -> Result<()> {
+        let inner = &*self.inner;
+        let config = &inner.config;
+        if identity.cluster_id() != config.cluster_id || identity.node_id() != config.node_id {
+            return Err(Error::TlsReload {
+                reason: "the new identity is for another node id or cluster id",
+            });
+        }
+        let Some(shared) = inner.shared.upgrade() else {
+            return Err(Error::Shutdown);
+        };
+        let mut current = shared
+            .tls
+            .write()
+            .expect("TLS identity lock is never held across a panic");
+        if current.is_none() {
+            return Err(Error::TlsReload {
+                reason: "the transport was started without TLS (a restart can turn it on)",
+            });
+        }
+        *current = Some(identity);
+        info!(node = %config.node_id, "peer TLS identity reloaded; new connections use it");
+        Ok(())
     }
 
     /// The address actually bound (useful with port 0).

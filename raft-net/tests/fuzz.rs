@@ -17,7 +17,8 @@ use proptest::prelude::*;
 use raft_core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
 use raft_net::codec::{decode_body, encode_frame, WireBody, LENGTH_PREFIX_BYTES};
 use raft_net::inbound::{InboundDecoder, InboundEvent};
-use raft_net::{ClusterId, Handshake};
+use raft_net::secret::{Nonce, Proof, ProofContext, ProofRole};
+use raft_net::{ClusterId, ClusterSecret, Handshake};
 
 const CLUSTER: ClusterId = ClusterId(5);
 const ME: NodeId = NodeId(1);
@@ -219,6 +220,39 @@ fn valid_stream_opened_by(first: WireBody, picks: &[usize]) -> Vec<u8> {
     buf.to_vec()
 }
 
+const SECRET: [u8; 32] = [0x5e; 32];
+const DIALER_NONCE: Nonce = Nonce([0xd1; 32]);
+const ACCEPTOR_NONCE: Nonce = Nonce([0xa1; 32]);
+
+/// An acceptor requiring the secret, with a fixed nonce so that a stream can carry the
+/// right proof.
+fn secret_acceptor() -> InboundDecoder {
+    let secret = ClusterSecret::new(&SECRET).expect("secret");
+    InboundDecoder::new(CLUSTER, ME, FRAME_MAX).with_secret(secret, ACCEPTOR_NONCE)
+}
+
+/// What node 2 sends in the secret handshake with [`secret_acceptor`]: its hello, its
+/// proof, then messages. Returns the stream and the proof.
+fn valid_secret_stream(picks: &[usize]) -> (Vec<u8>, Proof) {
+    let secret = ClusterSecret::new(&SECRET).expect("secret");
+    let context = ProofContext {
+        cluster_id: CLUSTER,
+        dialer: NodeId(2),
+        acceptor: ME,
+        dialer_nonce: DIALER_NONCE,
+        acceptor_nonce: ACCEPTOR_NONCE,
+    };
+    let proof = secret.prove(ProofRole::Dialer, &context);
+    let hello = Handshake::new(CLUSTER, NodeId(2), ME).with_nonce(DIALER_NONCE);
+    let mut stream = valid_stream_opened_by(WireBody::Handshake(hello), &[]);
+    let mut rest = BytesMut::new();
+    encode_frame(&WireBody::Proof(proof), FRAME_MAX, &mut rest).expect("fits");
+    stream.extend_from_slice(&rest);
+    let messages = valid_stream_opened_by(WireBody::Keepalive, picks);
+    stream.extend_from_slice(&messages[6..]); // without the keepalive
+    (stream, proof)
+}
+
 #[derive(Debug, Clone)]
 enum Mutation {
     Flip { at: usize, mask: u8 },
@@ -305,10 +339,11 @@ proptest! {
         for (i, event) in events.iter().enumerate() {
             match event {
                 InboundEvent::Established { peer } => prop_assert!(i == 0 && *peer != ME),
+                InboundEvent::Respond(body) => prop_assert!(false, "no secret, yet asked to send {:?}", body),
                 InboundEvent::Message { message, .. } => {
                     let peer = match &events[0] {
                         InboundEvent::Established { peer } => *peer,
-                        InboundEvent::Message { .. } => unreachable!("first event is a handshake"),
+                        _ => unreachable!("first event is a handshake"),
                     };
                     prop_assert_eq!(message.from, peer);
                     prop_assert_eq!(message.to, ME);
@@ -339,6 +374,7 @@ proptest! {
         for (i, event) in events.iter().enumerate() {
             match event {
                 InboundEvent::Established { peer } => prop_assert!(i == 0 && *peer == NodeId(2)),
+                InboundEvent::Respond(body) => prop_assert!(false, "no secret, yet asked to send {:?}", body),
                 InboundEvent::Message { message, .. } => {
                     prop_assert!(i > 0);
                     prop_assert_eq!(message.from, NodeId(2));
@@ -349,6 +385,42 @@ proptest! {
         let (clean, rejected) = feed_bounded_to(dialer(), &original, &pieces);
         prop_assert!(!rejected);
         prop_assert_eq!(clean.len(), picks.len() + 1, "probes yield nothing");
+    }
+
+    /// The cluster-secret handshake, mutated: the acceptor answers the hello with its
+    /// challenge, and establishes node 2, and yields its messages, only if the proof that
+    /// follows is intact.
+    #[test]
+    fn mutated_secret_streams_never_establish_without_the_proof(
+        picks in prop::collection::vec(any::<usize>(), 0..4),
+        mutations in prop::collection::vec(mutation(), 0..4),
+        pieces in pieces(),
+    ) {
+        let (original, proof) = valid_secret_stream(&picks);
+        let mut stream = original.clone();
+        for m in &mutations {
+            apply(&mut stream, m);
+        }
+        let proof_intact = stream.windows(proof.0.len()).any(|w| w == proof.0);
+        let (events, _rejected) = feed_bounded_to(secret_acceptor(), &stream, &pieces);
+        let mut established = false;
+        for (i, event) in events.iter().enumerate() {
+            match event {
+                InboundEvent::Respond(WireBody::Challenge(_)) => prop_assert!(i == 0),
+                InboundEvent::Respond(body) => prop_assert!(false, "acceptor sent {:?}", body),
+                InboundEvent::Established { peer } => {
+                    prop_assert!(i == 1 && *peer == NodeId(2) && proof_intact);
+                    established = true;
+                }
+                InboundEvent::Message { message, .. } => {
+                    prop_assert!(established);
+                    prop_assert_eq!(message.from, NodeId(2));
+                }
+            }
+        }
+        let (clean, rejected) = feed_bounded_to(secret_acceptor(), &original, &pieces);
+        prop_assert!(!rejected);
+        prop_assert_eq!(clean.len(), picks.len() + 2);
     }
 
     /// Handshakes with arbitrary fields: accepted exactly when every field is right, and

@@ -253,6 +253,11 @@ pub struct Options {
     pub cluster_id: Option<u64>,
     /// Build every node's data directory with `kvnode --restore FILE` before starting it.
     pub restore_from: Option<PathBuf>,
+    /// Mutual TLS between peers: a throwaway CA for the cluster and a certificate for each
+    /// node (joining ones included), in `certs/` of the cluster's directory.
+    pub peer_tls: bool,
+    /// A cluster secret every node proves to its peers, in `cluster.secret`.
+    pub cluster_secret: bool,
 }
 
 impl Default for Options {
@@ -266,6 +271,18 @@ impl Default for Options {
             snapshot_entries: None,
             cluster_id: None,
             restore_from: None,
+            peer_tls: false,
+            cluster_secret: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults, with mutual TLS between peers.
+    pub fn peer_tls() -> Options {
+        Options {
+            peer_tls: true,
+            ..Options::default()
         }
     }
 }
@@ -274,6 +291,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, Node>,
     pub options: Options,
+    /// The cluster's CA, with `Options::peer_tls`.
+    pub ca: Option<raft_net::certgen::Authority>,
 }
 
 impl Cluster {
@@ -296,11 +315,22 @@ impl Cluster {
             .iter()
             .map(|(id, peer, client)| format!("--member={id}={peer},{client}"))
             .collect();
+        let ca = options
+            .peer_tls
+            .then(|| raft_net::certgen::Authority::new("black-box test CA").expect("CA"));
         let mut cluster = Cluster {
             dir,
             nodes: BTreeMap::new(),
             options,
+            ca,
         };
+        if cluster.options.cluster_secret {
+            std::fs::write(
+                cluster.secret_path(),
+                "black-box-test-secret-0123456789abcdef\n",
+            )
+            .expect("write the secret");
+        }
         for (id, peer, client) in &addrs {
             let mut args = members.clone();
             args.push(format!("--node-id={id}"));
@@ -348,6 +378,7 @@ impl Cluster {
         if let Some(cluster_id) = self.options.cluster_id {
             args.push(format!("--cluster-id={cluster_id}"));
         }
+        args.extend(self.peer_security_args(id));
         self.nodes.insert(
             id,
             Node {
@@ -362,6 +393,66 @@ impl Cluster {
                 exited: None,
             },
         );
+    }
+
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.path().join("cluster.secret")
+    }
+
+    /// Where node `id`'s certificate, key and the CA are (with `Options::peer_tls`).
+    pub fn tls_paths(&self, id: u64) -> (PathBuf, PathBuf, PathBuf) {
+        let certs = self.dir.path().join("certs");
+        (
+            certs.join(format!("node-{id}.pem")),
+            certs.join(format!("node-{id}.key")),
+            certs.join("ca.pem"),
+        )
+    }
+
+    /// Checks that every node logged the peer security it was given (so a test of a TLS
+    /// cluster cannot pass over plain TCP).
+    pub fn check_peer_security_logged(&self) {
+        let expected = format!(
+            "tls={} secret={}",
+            self.options.peer_tls, self.options.cluster_secret
+        );
+        for id in self.nodes.keys() {
+            let log = self.log(*id);
+            assert!(
+                log.contains(&expected),
+                "node {id} lacks {expected:?}:\n{log}"
+            );
+        }
+    }
+
+    /// The flags for node `id`'s peer security: a certificate issued for it now, and the
+    /// secret.
+    fn peer_security_args(&self, id: u64) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = &self.ca {
+            let (cert, key, ca_path) = self.tls_paths(id);
+            std::fs::create_dir_all(cert.parent().expect("certs dir")).expect("certs dir");
+            let issued = ca
+                .issue(
+                    raft_net::ClusterId(self.options.cluster_id.unwrap_or(1)),
+                    NodeId(id),
+                    raft_net::certgen::Validity::Current,
+                )
+                .expect("issue a node certificate");
+            std::fs::write(&cert, issued.cert_pem).expect("write cert");
+            std::fs::write(&key, issued.key_pem).expect("write key");
+            std::fs::write(&ca_path, ca.cert_pem()).expect("write CA");
+            args.push(format!("--peer-tls-cert={}", cert.display()));
+            args.push(format!("--peer-tls-key={}", key.display()));
+            args.push(format!("--peer-tls-ca={}", ca_path.display()));
+        }
+        if self.options.cluster_secret {
+            args.push(format!(
+                "--cluster-secret-file={}",
+                self.secret_path().display()
+            ));
+        }
+        args
     }
 
     /// Registers (does not start) a node that will join the running cluster: `--join`, the

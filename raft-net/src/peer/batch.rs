@@ -11,6 +11,9 @@
 //! connection is dropped. A frame `send` wrote only in part leaves its tail at the head of
 //! the control lane, which this writer drains before anything else.
 //!
+//! Under TLS the batch is sealed into TLS records just before it is written (`record`);
+//! a tail, already sealed by `send`, goes out ahead of it as it is.
+//!
 //! When nothing has been written to the connection (by this writer or by `send`) for
 //! `keepalive_interval`, the writer writes a keepalive frame (see `liveness`).
 
@@ -21,7 +24,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,7 @@ use crate::config::WRITE_BATCH_BYTES_MAX;
 use crate::error::display_chain;
 use crate::liveness::Due;
 use crate::metrics::{add, PeerCounters};
+use crate::record::WriteSide;
 
 /// Why a connection stopped being used.
 pub(super) enum ConnectionEnd {
@@ -61,7 +64,7 @@ impl Drop for WithdrawOnDrop<'_> {
 
 /// The write half of an established connection (its welcome read or written).
 pub(super) struct Writer {
-    pub half: OwnedWriteHalf,
+    pub half: WriteSide,
     /// Cancelled when the connection ends; this writer cancels it too when it stops, so
     /// the reader half stops with it.
     pub cancel: CancellationToken,
@@ -98,6 +101,8 @@ pub(super) async fn run_connection(
     let half = Arc::new(half);
     let counters = &*context.counters;
     let mut batch = BytesMut::with_capacity(WRITE_BATCH_BYTES_MAX);
+    // The batch as TLS records (TLS only; stays empty otherwise).
+    let mut sealed = BytesMut::new();
     // Declared after `half`, so it is dropped (withdrawing the shared handle) first.
     let _withdraw = WithdrawOnDrop(&context.wire);
     let connection = context.wire.publish(Arc::clone(&half));
@@ -153,10 +158,11 @@ pub(super) async fn run_connection(
                 io::ErrorKind::ConnectionAborted,
                 "connection ended during a write",
             )),
-            written = write_batch(&half, &mut batch, counters) => written,
+            written = write_batch(&half, &mut batch, filled.raw_bytes, &mut sealed, counters) => written,
         };
         if let Err(error) = run_connection_account(context, &filled, written) {
             batch.clear();
+            sealed.clear();
             if cancel.is_cancelled() {
                 return ConnectionEnd::Stopped;
             }
@@ -213,6 +219,8 @@ struct Filled {
     bytes: u64,
     /// Keepalive frames (not messages: counted in neither `msgs` nor `bytes`).
     keepalives: u64,
+    /// Leading bytes of the batch that are already wire bytes (a tail), not frames to seal.
+    raw_bytes: usize,
 }
 
 /// Encodes `first` and whatever is queued behind it into `batch`, for connection number
@@ -230,6 +238,7 @@ fn fill_batch(
         msgs: 0,
         bytes: 0,
         keepalives: 0,
+        raw_bytes: 0,
     };
     fill_batch_add(first, context, connection, batch, &mut filled);
     while batch.len() < WRITE_BATCH_BYTES_MAX {
@@ -274,7 +283,16 @@ fn fill_batch_add(
                 add(&context.counters.drops_connection_lost, 1);
                 return;
             }
+            // A tail is queued only while nothing else is unwritten, so it heads its batch;
+            // the bytes after it are sealed, it is not.
+            assert_eq!(
+                batch.len(),
+                0,
+                "a tail must head its batch, but {} bytes precede it",
+                batch.len()
+            );
             batch.extend_from_slice(&bytes);
+            filled.raw_bytes = bytes.len();
             frame_bytes
         }
         Outbound::Probe => {
@@ -305,25 +323,39 @@ fn fill_batch_add(
     filled.bytes += as_u64(frame_bytes);
 }
 
-/// Writes all of `batch`, counting each successful `write` call (normally one).
+/// Writes all of `batch` (under TLS, its first `raw_bytes` as they are and the rest sealed
+/// into `sealed`), counting each successful `write` call (normally one).
 async fn write_batch(
-    writer: &OwnedWriteHalf,
+    writer: &WriteSide,
     batch: &mut BytesMut,
+    raw_bytes: usize,
+    sealed: &mut BytesMut,
     counters: &PeerCounters,
 ) -> io::Result<()> {
+    let out = if writer.session.is_tls() {
+        sealed.clear();
+        sealed.extend_from_slice(&batch[..raw_bytes]);
+        writer.session.seal(&batch[raw_bytes..], sealed)?;
+        batch.clear();
+        sealed
+    } else {
+        batch
+    };
     // Bounded: every pass writes at least one byte, waits for room, or returns.
-    while !batch.is_empty() {
-        match writer.try_write(batch) {
+    while !out.is_empty() {
+        match writer.half.try_write(out) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => {
                 add(&counters.write_calls, 1);
-                batch.advance(written);
+                out.advance(written);
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => writer.writable().await?,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                writer.half.writable().await?
+            }
             Err(error) => return Err(error),
         }
     }
-    batch.clear();
+    out.clear();
     Ok(())
 }
 

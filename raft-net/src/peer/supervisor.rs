@@ -21,8 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,14 +30,17 @@ use tracing::{debug, info, warn};
 use super::batch::{run_connection, ConnectionEnd, Writer};
 use super::{PeerContext, PeerQueues};
 use crate::backoff::Backoff;
-use crate::codec::{encode_frame, WireBody};
-use crate::connection::{read_until_closed, Closed, ReadSide, Shared};
-use crate::error::{display_chain, RejectReason};
+use crate::codec::WireBody;
+use crate::connection::{read_until_closed, Closed, HandshakeDeadline, ReadSide, Shared};
+use crate::error::{display_chain, tls_error_of, RejectClass, RejectReason};
 use crate::handshake::Handshake;
 use crate::inbound::InboundDecoder;
 use crate::link::Step;
-use crate::metrics::add;
+use crate::metrics::{add, Metrics};
+use crate::record::{Session, WriteSide};
+use crate::secret::Nonce;
 use crate::socket;
+use crate::tls::naming::check_certificate_names_node;
 
 /// Least wait after a dial the peer refused (closed without a welcome) or answered with a
 /// welcome we reject. Long enough that a misconfigured pair logs about one warning a
@@ -76,7 +78,7 @@ impl fmt::Display for DialError {
 
 /// A connection we dialled, welcomed by the peer.
 struct Dialled {
-    writer: OwnedWriteHalf,
+    writer: WriteSide,
     side: ReadSide,
 }
 
@@ -153,7 +155,14 @@ pub(super) async fn supervise(
                             continue;
                         }
                         add(&counters.connect_failures, 1);
-                        pause_min = supervise_dial_failed(&context, addr, &error, reported_failure);
+                        let metrics = &link.shared.metrics;
+                        pause_min = supervise_dial_failed(
+                            &context,
+                            metrics,
+                            addr,
+                            &error,
+                            reported_failure,
+                        );
                         reported_failure = true;
                         None
                     }
@@ -197,12 +206,17 @@ pub(super) async fn supervise(
 /// for a network failure, [`DIAL_REFUSED_PAUSE`] when the peer answered but said no.
 fn supervise_dial_failed(
     context: &PeerContext,
+    metrics: &Metrics,
     addr: SocketAddr,
     error: &DialError,
     reported_failure: bool,
 ) -> Duration {
     let peer = context.peer_id;
-    if matches!(error, DialError::Rejected(_)) {
+    if let DialError::Rejected(reason) = error {
+        // A peer that failed to prove who it is counts here as on an acceptor.
+        if matches!(reason.class(), RejectClass::Auth | RejectClass::Tls) {
+            metrics.count_rejection(reason.class(), None);
+        }
         warn!(%peer, %addr, error = %error, "peer's welcome rejected");
     } else if reported_failure {
         debug!(%peer, %addr, error = %error, "still cannot connect to peer");
@@ -255,10 +269,11 @@ async fn supervise_run_dialled(
     Some((end, started))
 }
 
-/// Connects with a fresh socket, writes the hello and reads the welcome, each bounded by a
-/// timeout. The welcome wait is the silence rule applied from the hello on: a peer that
-/// has said nothing for `silence_timeout` is not there (or not answering), and a shorter
-/// `handshake_timeout` applies as well.
+/// Connects with a fresh socket, does the TLS handshake if any, writes the hello and
+/// reads the welcome (with a cluster secret: the challenge, our proof, then the welcome),
+/// each bounded by a timeout. The wait after the connect is the silence rule applied from
+/// then on: a peer that has said nothing for `silence_timeout` is not there (or not
+/// answering), and a shorter `handshake_timeout` applies as well.
 async fn dial(
     addr: SocketAddr,
     context: &PeerContext,
@@ -266,25 +281,41 @@ async fn dial(
 ) -> Result<Dialled, DialError> {
     let config = &shared.config;
     let stream = socket::connect(addr, config).await.map_err(DialError::Io)?;
-    let (reader, mut writer) = stream.into_split();
-    let hello = Handshake::new(config.cluster_id, config.node_id, context.peer_id);
-    let mut frame = bytes::BytesMut::new();
-    encode_frame(
-        &WireBody::Handshake(hello),
-        config.frame_bytes_max,
-        &mut frame,
-    )
-    .expect("a handshake is far smaller than FRAME_BYTES_MIN");
-    writer.write_all(&frame).await.map_err(DialError::Io)?;
-    let decoder = InboundDecoder::for_dialer(
+    let deadline = HandshakeDeadline::after(config.handshake_timeout.min(config.silence_timeout));
+    let (stream, session) = dial_secure(stream, context, shared, deadline).await?;
+    let (reader, writer) = stream.into_split();
+    let mut writer = WriteSide {
+        half: writer,
+        session: session.clone(),
+    };
+    let mut hello = Handshake::new(config.cluster_id, config.node_id, context.peer_id);
+    let mut decoder = InboundDecoder::for_dialer(
         config.cluster_id,
         config.node_id,
         context.peer_id,
         config.frame_bytes_max,
     );
-    let mut side = ReadSide::new(reader, decoder, addr);
-    let welcome_wait = config.handshake_timeout.min(config.silence_timeout);
-    match side.read_handshake(welcome_wait, &shared.cancel).await {
+    if let Some(secret) = &config.security.secret {
+        let nonce = Nonce::random();
+        hello = hello.with_nonce(nonce);
+        decoder = decoder.with_secret(secret.clone(), nonce);
+    }
+    writer
+        .write_frame(
+            &WireBody::Handshake(hello),
+            config.frame_bytes_max,
+            deadline.remaining(),
+        )
+        .await
+        .map_err(DialError::Io)?;
+    let mut side = ReadSide::new(reader, decoder, addr, session);
+    let handshake = side.read_handshake(
+        deadline,
+        &shared.cancel,
+        &mut writer,
+        config.frame_bytes_max,
+    );
+    match handshake.await {
         Ok(Ok(_)) => Ok(Dialled { writer, side }),
         Ok(Err(Closed::Io(error))) => Err(DialError::Io(error)),
         Ok(Err(_)) => Err(DialError::Refused),
@@ -294,4 +325,50 @@ async fn dial(
         ))),
         Err(reason) => Err(DialError::Rejected(reason)),
     }
+}
+
+/// The dialer's TLS handshake, if the peer port uses TLS: the peer's certificate must
+/// verify against the CA and name the node dialled.
+async fn dial_secure(
+    stream: TcpStream,
+    context: &PeerContext,
+    shared: &Shared,
+    deadline: HandshakeDeadline,
+) -> Result<(TcpStream, Session), DialError> {
+    let Some(identity) = shared.tls_identity() else {
+        return Ok((stream, Session::Plain));
+    };
+    let peer = context.peer_id;
+    let connected = tokio::time::timeout_at(deadline.at, identity.connect(stream, peer)).await;
+    let (stream, connection) = match connected {
+        Err(_) => {
+            let timeout_ms = deadline.timeout.as_millis();
+            return Err(DialError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no TLS handshake within {timeout_ms} ms"),
+            )));
+        }
+        Ok(Err(error)) => {
+            return Err(match tls_error_of(&error) {
+                Some(failure) => DialError::Rejected(RejectReason::Tls(failure)),
+                None => DialError::Io(error),
+            })
+        }
+        Ok(Ok(connected)) => connected,
+    };
+    let certificate = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or(DialError::Rejected(RejectReason::Tls(
+            rustls::Error::NoCertificatesPresented,
+        )))?;
+    check_certificate_names_node(certificate, shared.config.cluster_id, peer).map_err(
+        |source| {
+            DialError::Rejected(RejectReason::CertificateMismatch {
+                claimed: peer,
+                source,
+            })
+        },
+    )?;
+    Ok((stream, Session::tls(connection)))
 }

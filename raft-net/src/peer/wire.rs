@@ -17,18 +17,21 @@
 //! the writer task takes it once per batch.) If the kernel takes part of the frame, the rest is queued (as an
 //! [`Outbound::Tail`]) where the writer task sends it before anything else; if it takes
 //! nothing, the message is queued as usual.
+//!
+//! Under TLS the frame is sealed into a TLS record before the write, and a sealed record
+//! must reach the socket: so if the kernel takes none of it, the whole record is queued as
+//! the tail (a message is never re-encoded once sealed).
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use raft_core::Message;
-use tokio::net::tcp::OwnedWriteHalf;
-
 use crate::codec::{encode_frame, WireBody};
 use crate::error::EncodeError;
 use crate::liveness::{due, Due};
+use crate::record::WriteSide;
+use bytes::{Bytes, BytesMut};
+use raft_core::Message;
 
 /// What the control lane carries.
 pub(crate) enum Outbound {
@@ -58,7 +61,7 @@ pub(crate) struct Wire {
 pub(crate) struct WireState {
     /// The established connection, published by the writer task once its handshake is
     /// done and withdrawn before that connection is dropped; `None` while (re)connecting.
-    stream: Option<Arc<OwnedWriteHalf>>,
+    stream: Option<Arc<WriteSide>>,
     /// How many connections have been published; the number of the current one.
     connection: u64,
     /// Queued items (both lanes) plus items the writer task has taken but not yet written
@@ -71,6 +74,8 @@ pub(crate) struct WireState {
     last_write: Instant,
     /// Reused encoding buffer for direct writes; empty between calls.
     encoded: BytesMut,
+    /// Reused buffer for the TLS records of a direct write; empty between calls.
+    sealed: BytesMut,
 }
 
 /// The result of [`WireState::try_write_direct`].
@@ -79,9 +84,12 @@ pub(crate) enum Direct {
     Written {
         frame_bytes: usize,
     },
-    /// Part was written; the rest must be queued first.
+    /// Part was written (under TLS, possibly none of a sealed record); the rest must be
+    /// queued first.
     Partial {
         tail: Outbound,
+        /// Whether the write call took any bytes.
+        wrote: bool,
     },
     /// Nothing was written (the socket's send buffer is full); queue `message`.
     Declined(Message),
@@ -100,6 +108,7 @@ impl Wire {
                 last_send: None,
                 last_write: Instant::now(),
                 encoded: BytesMut::new(),
+                sealed: BytesMut::new(),
             }),
             coalesce_window,
         }
@@ -117,7 +126,7 @@ impl Wire {
 
     /// Opens the direct path on a connection whose handshake has been written; returns the
     /// connection's number, which tails written on it carry.
-    pub fn publish(&self, stream: Arc<OwnedWriteHalf>) -> u64 {
+    pub fn publish(&self, stream: Arc<WriteSide>) -> u64 {
         let mut state = self.lock();
         state.connection += 1;
         state.stream = Some(stream);
@@ -211,19 +220,27 @@ impl WireState {
             Ok(frame_bytes) => frame_bytes,
             Err(reason) => return Direct::TooLarge(reason),
         };
-        let written = stream.try_write(&self.encoded);
+        let tls = stream.session.is_tls();
+        let written = if tls {
+            stream.try_write_sealed(&self.encoded, &mut self.sealed)
+        } else {
+            stream.half.try_write(&self.encoded)
+        };
+        let out = if tls { &self.sealed } else { &self.encoded };
         if matches!(written, Ok(n) if n > 0) {
             self.last_write = now;
         }
         let direct = match written {
-            Ok(n) if n == frame_bytes => Direct::Written { frame_bytes },
-            Ok(0) => Direct::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n == out.len() => Direct::Written { frame_bytes },
+            // Only a sealed record can be refused whole (`try_write_sealed`): it is owed.
+            Ok(0) if !tls => Direct::Failed(io::ErrorKind::WriteZero.into()),
             Ok(n) => Direct::Partial {
                 tail: Outbound::Tail {
-                    bytes: Bytes::copy_from_slice(&self.encoded[n..]),
+                    bytes: Bytes::copy_from_slice(&out[n..]),
                     frame_bytes,
                     connection: self.connection,
                 },
+                wrote: n > 0,
             },
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 let WireBody::Message(message) = body else {
@@ -238,6 +255,7 @@ impl WireState {
             }
         };
         self.encoded.clear();
+        self.sealed.clear();
         direct
     }
 }
