@@ -4,18 +4,20 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use raft_core::NodeId;
-use raft_net::secret::SECRET_BYTES_MAX;
-use raft_net::{ClusterId, ClusterSecret, PeerSecurity, TlsFile, TlsFiles, TlsIdentity};
+use raft_net::{PeerSecurity, TlsFiles};
 use serde::Deserialize;
 
 use crate::limits::{LimitSettings, SizeLimits};
+
+mod security;
 use crate::state_machine::{MemberAddress, DATABASES_MAX};
+pub use security::{load_peer_tls, peer_tls_key_name};
 
 /// Where the Raft log lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,95 +402,6 @@ fn parse_test_fault(name: &str) -> Result<TestFault> {
     }
 }
 
-impl Settings {
-    /// Loads and checks how peers prove who they are; returns it and the TLS files (for
-    /// reloading).
-    fn resolve_peer_security(
-        &self,
-        cluster_id: u64,
-        node_id: NodeId,
-    ) -> Result<(PeerSecurity, Option<TlsFiles>)> {
-        let files = peer_tls_files(
-            self.peer_tls_cert.clone(),
-            self.peer_tls_key.clone(),
-            self.peer_tls_ca.clone(),
-        )?;
-        let security = PeerSecurity {
-            tls: files
-                .as_ref()
-                .map(|files| load_peer_tls(files, cluster_id, node_id))
-                .transpose()?,
-            secret: self
-                .cluster_secret_file
-                .as_deref()
-                .map(load_cluster_secret)
-                .transpose()?,
-        };
-        Ok((security, files))
-    }
-}
-
-/// The three peer TLS files, which come together or not at all.
-fn peer_tls_files(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca: Option<PathBuf>,
-) -> Result<Option<TlsFiles>> {
-    match (cert, key, ca) {
-        (None, None, None) => Ok(None),
-        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
-        (cert, key, _) => {
-            let missing = if cert.is_none() {
-                "peer_tls_cert"
-            } else if key.is_none() {
-                "peer_tls_key"
-            } else {
-                "peer_tls_ca"
-            };
-            bail!("invalid config: {missing}: required with the other peer_tls_* settings (peer TLS needs a certificate, its key and the CA)")
-        }
-    }
-}
-
-/// The config key naming a peer TLS file.
-pub fn peer_tls_key_name(file: TlsFile) -> &'static str {
-    match file {
-        TlsFile::Cert => "peer_tls_cert",
-        TlsFile::Key => "peer_tls_key",
-        TlsFile::Ca => "peer_tls_ca",
-    }
-}
-
-/// Loads and checks the peer TLS identity (also on SIGHUP).
-///
-/// # Errors
-/// "invalid config: KEY: reason", KEY being the file at fault.
-pub fn load_peer_tls(files: &TlsFiles, cluster_id: u64, node_id: NodeId) -> Result<TlsIdentity> {
-    TlsIdentity::load(files, ClusterId(cluster_id), node_id).map_err(|error| {
-        let key = peer_tls_key_name(error.file());
-        anyhow::Error::new(error).context(format!("invalid config: {key}"))
-    })
-}
-
-/// Reads the cluster secret: the file's bytes without trailing line breaks and spaces.
-fn load_cluster_secret(path: &Path) -> Result<ClusterSecret> {
-    let key = "invalid config: cluster_secret_file";
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("{key}: cannot read {}", path.display()))?
-        .len();
-    // Room for the longest secret and a line break; a larger file is not a secret file.
-    if len > u64::try_from(SECRET_BYTES_MAX + 2).expect("small") {
-        bail!(
-            "{key}: {} has {len} bytes; a secret has at most {SECRET_BYTES_MAX}",
-            path.display()
-        );
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
-    let trimmed = bytes.trim_ascii_end();
-    ClusterSecret::new(trimmed).with_context(|| format!("{key}: {}", path.display()))
-}
-
 fn parse_members(specs: &[String]) -> Result<BTreeMap<NodeId, MemberAddress>> {
     let mut members = BTreeMap::new();
     for spec in specs {
@@ -524,203 +437,4 @@ pub fn resolve_addr(key: &str, addr: &str) -> Result<SocketAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> Settings {
-        Settings {
-            node_id: Some(1),
-            members: vec!["1=127.0.0.1:7001,127.0.0.1:6001".into()],
-            ..Settings::default()
-        }
-    }
-
-    #[test]
-    fn defaults_come_from_the_member_list() {
-        let config = base().resolve().unwrap();
-        assert_eq!(config.peer_listen.port(), 7001);
-        assert_eq!(config.client_listen.port(), 6001);
-        assert_eq!(config.storage, StorageKind::Wal);
-        assert_eq!(config.election_ticks, 3);
-        assert_eq!(config.data_dir, PathBuf::from("data/node-1"));
-    }
-
-    #[test]
-    fn invalid_settings_name_their_key() {
-        let cases: Vec<(Settings, &str)> = vec![
-            (
-                Settings {
-                    node_id: None,
-                    ..base()
-                },
-                "node_id",
-            ),
-            (
-                Settings {
-                    storage: Some("disk".into()),
-                    ..base()
-                },
-                "storage",
-            ),
-            (
-                Settings {
-                    sync: Some("sometimes".into()),
-                    ..base()
-                },
-                "sync",
-            ),
-            (
-                Settings {
-                    election_ms: Some(60),
-                    ..base()
-                },
-                "election_ms",
-            ),
-            (
-                Settings {
-                    members: vec!["1=nonsense".into()],
-                    ..base()
-                },
-                "member",
-            ),
-            (
-                Settings {
-                    members: vec!["2=127.0.0.1:1,127.0.0.1:2".into()],
-                    ..base()
-                },
-                "member",
-            ),
-            (
-                Settings {
-                    key_bytes_max: Some(0),
-                    ..base()
-                },
-                "key_bytes_max",
-            ),
-            (
-                Settings {
-                    wal_segment_bytes: Some(1 << 20),
-                    ..base()
-                },
-                "wal_segment_bytes",
-            ),
-            (
-                Settings {
-                    databases: Some(0),
-                    ..base()
-                },
-                "databases",
-            ),
-            (
-                Settings {
-                    databases: Some(DATABASES_MAX + 1),
-                    ..base()
-                },
-                "databases",
-            ),
-        ];
-        for (settings, key) in cases {
-            let error = settings.resolve().unwrap_err().to_string();
-            assert!(error.contains(&format!("invalid config: {key}")), "{error}");
-        }
-    }
-
-    /// Peer TLS and the secret: loaded and checked at start, each problem named by its key.
-    #[test]
-    fn peer_security_files_are_checked_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
-        raft_net::certgen::write_cluster_certificates(
-            &certs,
-            ClusterId(1),
-            &[NodeId(1), NodeId(2)],
-        )
-        .unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, format!("{}\n", "s".repeat(40))).unwrap();
-        let short = dir.path().join("short");
-        std::fs::write(&short, "too short\n").unwrap();
-        let tls = |cert: &str, key: &str| Settings {
-            peer_tls_cert: Some(certs.join(cert)),
-            peer_tls_key: Some(certs.join(key)),
-            peer_tls_ca: Some(certs.join("ca.pem")),
-            ..base()
-        };
-        let config = Settings {
-            cluster_secret_file: Some(secret.clone()),
-            ..tls("node-1.pem", "node-1.key")
-        }
-        .resolve()
-        .unwrap();
-        assert!(config.peer_security.tls.is_some() && config.peer_security.secret.is_some());
-        let cases: Vec<(Settings, &str)> = vec![
-            (
-                Settings {
-                    peer_tls_key: None,
-                    ..tls("node-1.pem", "node-1.key")
-                },
-                "peer_tls_key",
-            ),
-            (tls("missing.pem", "node-1.key"), "peer_tls_cert"),
-            (tls("node-1.pem", "node-2.key"), "peer_tls_key"),
-            (tls("node-2.pem", "node-2.key"), "peer_tls_cert"),
-            (
-                Settings {
-                    peer_tls_ca: Some(certs.join("node-2.pem")),
-                    ..tls("node-1.pem", "node-1.key")
-                },
-                "peer_tls_cert",
-            ),
-            (
-                Settings {
-                    cluster_secret_file: Some(short),
-                    ..base()
-                },
-                "cluster_secret_file",
-            ),
-        ];
-        for (settings, key) in cases {
-            let error = format!("{:#}", settings.resolve().unwrap_err());
-            assert!(error.contains(&format!("invalid config: {key}")), "{error}");
-        }
-    }
-
-    #[test]
-    fn unprotected_peer_port_is_one_beyond_loopback_without_tls_or_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "s".repeat(32)).unwrap();
-        let cases = [
-            ("127.0.0.1:7001", false, false),
-            ("0.0.0.0:7001", false, true),
-            ("0.0.0.0:7001", true, false),
-        ];
-        for (addr, with_secret, unprotected) in cases {
-            let config = Settings {
-                peer_addr: Some(addr.into()),
-                cluster_secret_file: with_secret.then(|| secret.clone()),
-                ..base()
-            }
-            .resolve()
-            .unwrap();
-            assert_eq!(
-                config.peer_port_unprotected(),
-                unprotected,
-                "{addr} {with_secret}"
-            );
-        }
-    }
-
-    #[test]
-    fn flags_override_the_file_and_unknown_file_keys_are_refused() {
-        let file: Settings = toml::from_str("node_id = 2\nstorage = \"memory\"\n").unwrap();
-        let flags = Settings {
-            node_id: Some(1),
-            ..Settings::default()
-        };
-        let merged = flags.over(file);
-        assert_eq!(merged.node_id, Some(1));
-        assert_eq!(merged.storage.as_deref(), Some("memory"));
-        assert!(toml::from_str::<Settings>("nod_id = 1").is_err());
-    }
-}
+mod tests;
