@@ -97,8 +97,8 @@ struct RunArgs {
     /// Comma-separated: kill, pause, partition, membership, skew, netem (or "all").
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
-    /// Comma-separated: register, counter, set.
-    #[arg(long, default_value = "register,counter,set")]
+    /// Comma-separated: register, counter, set, txn.
+    #[arg(long, default_value = "register,counter,set,txn")]
     workloads: String,
     /// The first run's seed (default: from the clock; always printed).
     #[arg(long)]
@@ -131,6 +131,10 @@ struct RunArgs {
     /// Clients send READONLY first: reads skip the ReadIndex round (a seeded bug to catch).
     #[arg(long)]
     stale_reads: bool,
+    /// Transfers of the txn workload go out as DECRBY then INCRBY without MULTI (a seeded
+    /// client bug: the txn checker must report partial transfers).
+    #[arg(long)]
+    split_transfers: bool,
     /// Clients talk only to the node last seen leading (RAFT.STATUS every 100 ms).
     #[arg(long)]
     leader_only: bool,
@@ -326,6 +330,7 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
                 readers_per_workload: args.readers,
                 request_timeout: Duration::from_millis(args.request_timeout_ms),
                 stale_reads: args.stale_reads,
+                split_transfers: args.split_transfers,
                 leader_only: args.leader_only,
                 think_max: Duration::from_millis(args.think_ms),
                 host: host.clone(),
