@@ -24,7 +24,7 @@ Options (passed to `chaos run`):
   --nodes 3|5              voters (default 3)
   --nemesis LIST           kill,pause,partition,membership,skew,netem or all
                            (default kill,pause,partition)
-  --workloads LIST         register,counter,set (default all three)
+  --workloads LIST         register,counter,set,txn (default all four)
   --seed N                 first seed (default: the clock; printed, replayable)
   --snapshot-entries N     kvnode snapshot threshold (small: InstallSnapshot under faults)
   --kvnode-arg ARG         extra kvnode argument, repeatable (e.g. a test-only fault switch)
@@ -38,6 +38,8 @@ Options (passed to `chaos run`):
   --block-backend B        nft, route or auto (default auto)
   --settle-secs N          convergence and final-read deadline after healing (default 30)
   --stale-reads            clients send READONLY first (the seeded stale-read bug)
+  --split-transfers        txn transfers sent as DECRBY, INCRBY without MULTI (a seeded
+                           client bug: partial transfers the txn checker must report)
   --test-fault NAME        give kvnode a deliberate bug: reads-without-read-index (every
                            node answers reads from its own state, no ReadIndex round) or
                            ack-before-commit (a leader acknowledges a SET before it
@@ -63,7 +65,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-install) INSTALL=0; shift ;;
     --cleanup) CLEANUP_ONLY=1; shift ;;
-    --stale-reads|--leader-only|--stop-on-anomaly) ARGS+=("$1"); shift ;;
+    --stale-reads|--split-transfers|--leader-only|--stop-on-anomaly) ARGS+=("$1"); shift ;;
     --test-fault)
       [ $# -ge 2 ] || { echo "chaos.sh: $1 needs a value" >&2; exit 2; }
       TEST_FAULT="$2"; shift 2 ;;

@@ -34,6 +34,8 @@
 //! - [`settle`]: healing, convergence, final reads through every node.
 //! - [`report`]: counts, availability gaps, witnesses, files; [`plot`]: the latency SVG.
 //! - [`run`]: one run from start to report.
+//! - [`stall`]: `chaos stall`, the write stall of one fault kind, fault by fault.
+//! - [`rejoin`]: `chaos rejoin`, how soon a node cut off knows the leader after the heal.
 
 pub mod brute;
 pub mod checker;
@@ -45,8 +47,10 @@ pub mod linear;
 pub mod nemesis;
 pub mod net;
 pub mod plot;
+pub mod rejoin;
 pub mod report;
 pub mod run;
 pub mod settle;
+pub mod stall;
 pub mod sys;
 pub mod workload;

@@ -1,6 +1,7 @@
 //! The short fault battery CI runs: real kvnode processes in network namespaces under kill,
 //! pause and partition faults (and membership changes with small snapshots), on 3 and 5
-//! nodes; any anomaly fails the test. A seeded bug (stale READONLY reads) must be caught.
+//! nodes; any anomaly fails the test. A seeded bug (stale READONLY reads) must be caught. A
+//! node cut off for 1 s and 5 s must know the leader within two heartbeats of the heal.
 //!
 //! Needs root and `ip netns`; without them each test prints why and passes as skipped.
 //!
@@ -66,8 +67,13 @@ fn kvnode() -> PathBuf {
 
 /// Runs `chaos run` with `args`; returns its exit code and output (printed as well).
 fn chaos(args: &[&str], out: &Path) -> (i32, String) {
+    chaos_command("run", args, out)
+}
+
+/// Runs `chaos SUBCOMMAND` with `args`; returns its exit code and output (printed as well).
+fn chaos_command(subcommand: &str, args: &[&str], out: &Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .arg("run")
+        .arg(subcommand)
         .args(args)
         .arg("--kvnode")
         .arg(kvnode())
@@ -183,4 +189,44 @@ fn stale_reads_are_caught() {
         text.contains("ANOMALY not-linearizable") || text.contains("ANOMALY lost"),
         "{text}"
     );
+}
+
+/// Two heartbeats (kvnode's default heartbeat, 50 ms): the bound issue 18 asks for.
+const REJOIN_HEARTBEATS_MS: u64 = 2 * 50;
+/// Scheduling allowance on top: on a loaded two-core runner each of the hops between the
+/// heal and the status that shows the leader (the redial timer, the leader's tick and
+/// send, the follower's raft loop, the poller's next request) can wait tens of
+/// milliseconds for a core. Measured here (load 12 on two cores) the rejoin took 1 to
+/// 35 ms; the behaviour issue 18 fixed took 410 ms after a 1 s cut and 2.5 s after a 4 s
+/// one, which this bound still fails.
+const REJOIN_ALLOWANCE_MS: u64 = 200;
+
+/// A node cut off from every other member for 1 s and for 5 s knows the leader within two
+/// heartbeats (plus the allowance) of the heal, measured by `chaos rejoin` from the end of
+/// the heal to the first RAFT.STATUS reply in which it follows the leader.
+#[test]
+fn a_node_cut_off_knows_the_leader_within_two_heartbeats_of_the_heal() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(reason) = skip_reason() {
+        println!("SKIPPED rejoin: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bound = (REJOIN_HEARTBEATS_MS + REJOIN_ALLOWANCE_MS).to_string();
+    let args = [
+        "--cuts-ms",
+        "1000,5000",
+        "--repeat",
+        "2",
+        "--bound-ms",
+        &bound,
+    ];
+    let (code, text) = chaos_command("rejoin", &args, dir.path());
+    assert_eq!(
+        code, 0,
+        "the rejoin bound was exceeded or the run failed:\n{text}"
+    );
+    assert!(text.contains(&format!("bound {bound} ms: held")), "{text}");
 }

@@ -370,3 +370,174 @@ fn counter_and_set_checkers_never_flag_a_linearizable_history() {
         assert!(flagged_bad[slot] > SEEDS as u32 / 20, "{flagged_bad:?}");
     }
 }
+
+// ----- the bank (txn): its checker must never flag a linearizable history -----
+
+use benches::chaos::checker::txn;
+
+/// Accounts in the random bank histories.
+const BANK_ACCOUNTS: usize = 3;
+
+/// A transfer moves the amount whole; a read returns every balance.
+struct BankModel;
+
+impl Model for BankModel {
+    type State = Vec<i64>;
+    type Input = Call;
+    type Output = Ret;
+
+    fn init(&self) -> Vec<i64> {
+        vec![0; BANK_ACCOUNTS]
+    }
+
+    fn step(&self, state: &Vec<i64>, input: &Call, output: Option<&Ret>) -> Option<Vec<i64>> {
+        let mut next = state.clone();
+        if let Call::Transfer { from, to, amount } = input {
+            next[*from as usize] -= *amount as i64;
+            next[*to as usize] += *amount as i64;
+        }
+        match (input, output) {
+            (_, None) | (Call::Transfer { .. }, Some(Ret::Done)) => Some(next),
+            (Call::Read, Some(Ret::Balances(seen))) if *seen == next => Some(next),
+            _ => None,
+        }
+    }
+}
+
+/// A random small bank history: transfers acknowledged, refused or indeterminate; reads
+/// that show a real sequential state, that state with half a transfer (not atomic), or
+/// one transfer too few or too many.
+fn random_bank_history(seed: u64) -> Vec<HistoryOp> {
+    let mut rng = Rng::new(seed);
+    let count = 1 + (rng.next_u64() % 6) as usize;
+    let mut ops = Vec::with_capacity(count);
+    let mut state = vec![0i64; BANK_ACCOUNTS];
+    for index in 0..count {
+        let invoke_us = rng.next_u64() % 100;
+        let complete_us = invoke_us + rng.next_u64() % 40;
+        let accounts = BANK_ACCOUNTS as u64;
+        let from = rng.next_u64() % accounts;
+        let to = (from + 1 + rng.next_u64() % (accounts - 1)) % accounts;
+        let amount = 1 + rng.next_u64() % 3;
+        let (call, outcome) = if rng.next_u64() % 2 == 0 {
+            let outcome = match rng.next_u64() % 5 {
+                0 => Outcome::Indeterminate("timeout".into()),
+                1 => Outcome::Failed("TRYAGAIN".into()),
+                _ => Outcome::Ok(Ret::Done),
+            };
+            if !matches!(outcome, Outcome::Failed(_)) && rng.next_u64() % 4 != 0 {
+                state[from as usize] -= amount as i64;
+                state[to as usize] += amount as i64;
+            }
+            let (from, to) = (from as u32, to as u32);
+            (Call::Transfer { from, to, amount }, outcome)
+        } else {
+            let mut seen = state.clone();
+            match rng.next_u64() % 4 {
+                0 => seen[from as usize] -= amount as i64, // half a transfer
+                1 => {
+                    seen[from as usize] -= amount as i64;
+                    seen[to as usize] += amount as i64;
+                }
+                _ => {}
+            }
+            (Call::Read, Outcome::Ok(Ret::Balances(seen)))
+        };
+        ops.push(HistoryOp {
+            index,
+            process: index as u64,
+            workload: Workload::Txn,
+            key: "t".into(),
+            node: 1,
+            call,
+            invoke_us,
+            complete_us,
+            outcome,
+            phase: Phase::Main,
+        });
+    }
+    ops
+}
+
+#[test]
+fn bank_checker_never_flags_a_linearizable_history_and_catches_partial_transfers() {
+    let (mut linearizable, mut flagged_bad, mut partial) = (0, 0, 0);
+    for seed in 0..SEEDS {
+        let ops = random_bank_history(seed);
+        let refs: Vec<&HistoryOp> = ops.iter().collect();
+        let anomalies = txn::check_bank("t", &refs);
+        if brute::is_linearizable(&BankModel, &as_operations(&ops)) {
+            linearizable += 1;
+            assert!(
+                anomalies.is_empty(),
+                "seed {seed}: the bank history is linearizable but flagged {anomalies:#?}\n{ops:#?}"
+            );
+            continue;
+        }
+        if !anomalies.is_empty() {
+            flagged_bad += 1;
+        }
+        // Every read summing to anything but 0 is flagged as a partial transfer.
+        let unbalanced = ops.iter().any(
+            |op| matches!(&op.outcome, Outcome::Ok(Ret::Balances(b)) if b.iter().sum::<i64>() != 0),
+        );
+        if unbalanced {
+            partial += 1;
+            assert!(
+                anomalies.iter().any(|a| a.kind == "partial-transfer"),
+                "seed {seed}: a non-atomic read went unflagged\n{ops:#?}"
+            );
+        }
+    }
+    assert!(linearizable > SEEDS / 20, "{linearizable}");
+    assert!(flagged_bad > SEEDS / 20, "{flagged_bad}");
+    assert!(partial > SEEDS / 20, "{partial}");
+}
+
+/// A known-bad history from a store without atomic transactions: the debit of an
+/// indeterminate transfer applied, its credit not.
+#[test]
+fn bank_checker_rejects_a_transfer_seen_half_applied() {
+    let transfer = HistoryOp {
+        index: 0,
+        process: 1,
+        workload: Workload::Txn,
+        key: "t".into(),
+        node: 1,
+        call: Call::Transfer {
+            from: 0,
+            to: 2,
+            amount: 30,
+        },
+        invoke_us: 1_000,
+        complete_us: 2_000,
+        outcome: Outcome::Indeterminate("UNKNOWN leadership changed".into()),
+        phase: Phase::Main,
+    };
+    let read = |index, balances: Vec<i64>| HistoryOp {
+        index,
+        process: 2,
+        call: Call::Read,
+        invoke_us: 3_000 + index as u64 * 1_000,
+        complete_us: 3_500 + index as u64 * 1_000,
+        outcome: Outcome::Ok(Ret::Balances(balances)),
+        ..transfer.clone()
+    };
+    let good = [
+        transfer.clone(),
+        read(1, vec![0, 0, 0]),
+        read(2, vec![-30, 0, 30]),
+    ];
+    let refs: Vec<&HistoryOp> = good.iter().collect();
+    assert_eq!(txn::check_bank("t", &refs), vec![], "happened later: fine");
+    let bad = [transfer.clone(), read(1, vec![-30, 0, 0])];
+    let refs: Vec<&HistoryOp> = bad.iter().collect();
+    let anomalies = txn::check_bank("t", &refs);
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    assert_eq!(anomalies[0].kind, "partial-transfer");
+    assert!(
+        anomalies[0].detail.contains("summing to -30"),
+        "{}",
+        anomalies[0].detail
+    );
+}

@@ -5,6 +5,8 @@
 //! chaos cleanup            # remove namespaces left by a crashed run
 //! chaos check chaos-report/run-7   # check a saved history again
 //! chaos schedule --seed 7 --duration 60 --nemesis all   # the faults seed 7 gives
+//! chaos stall --fault pause-leader --count 10   # write stall per fault, median/p90/max
+//! chaos rejoin --cuts-ms 1000,5000,20000 --repeat 3   # a cut-off node knowing the leader
 //! ```
 //!
 //! Exit status: 0 when every run was clean, 1 when any run found an anomaly, 2 when the
@@ -25,6 +27,9 @@ use benches::chaos::report::{self, FaultRecord, Summary};
 use benches::chaos::run::{run, RunConfig};
 use benches::chaos::sys;
 use clap::{Parser, Subcommand};
+
+#[path = "chaos/availability.rs"]
+mod availability;
 
 /// Longest run the tool accepts (one hour).
 const DURATION_S_MAX: u64 = 3600;
@@ -66,6 +71,10 @@ enum Command {
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
     },
+    /// Measure the write stall of one fault kind, fault by fault (writers on every node).
+    Stall(Box<availability::StallArgs>),
+    /// Measure how soon a node cut off from the others knows the leader after the heal.
+    Rejoin(Box<availability::RejoinArgs>),
     /// Remove namespaces and owner files left by runs whose process is gone.
     Cleanup {
         /// Also remove those of runs that still seem alive.
@@ -88,8 +97,8 @@ struct RunArgs {
     /// Comma-separated: kill, pause, partition, membership, skew, netem (or "all").
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
-    /// Comma-separated: register, counter, set.
-    #[arg(long, default_value = "register,counter,set")]
+    /// Comma-separated: register, counter, set, txn.
+    #[arg(long, default_value = "register,counter,set,txn")]
     workloads: String,
     /// The first run's seed (default: from the clock; always printed).
     #[arg(long)]
@@ -122,6 +131,10 @@ struct RunArgs {
     /// Clients send READONLY first: reads skip the ReadIndex round (a seeded bug to catch).
     #[arg(long)]
     stale_reads: bool,
+    /// Transfers of the txn workload go out as DECRBY then INCRBY without MULTI (a seeded
+    /// client bug: the txn checker must report partial transfers).
+    #[arg(long)]
+    split_transfers: bool,
     /// Clients talk only to the node last seen leading (RAFT.STATUS every 100 ms).
     #[arg(long)]
     leader_only: bool,
@@ -155,6 +168,8 @@ fn main() {
             nemesis,
         } => print_schedule(seed, duration, nodes, &nemesis).map(|()| true),
         Command::Run(args) => run_all(&args),
+        Command::Stall(args) => availability::stall(&args),
+        Command::Rejoin(args) => availability::rejoin(&args),
     };
     match result {
         Ok(true) => {}
@@ -295,8 +310,8 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
     });
     let host = HostOptions {
         kvnode: kvnode.canonicalize()?,
-        heartbeat_ms: args.heartbeat_ms,
-        election_ms: args.election_ms,
+        heartbeat_ms: Some(args.heartbeat_ms),
+        election_ms: Some(args.election_ms),
         snapshot_entries: args.snapshot_entries,
         extra_args: args.kvnode_args.clone(),
         faketime,
@@ -315,6 +330,7 @@ fn configs(args: &RunArgs) -> Result<(u64, Vec<RunConfig>)> {
                 readers_per_workload: args.readers,
                 request_timeout: Duration::from_millis(args.request_timeout_ms),
                 stale_reads: args.stale_reads,
+                split_transfers: args.split_transfers,
                 leader_only: args.leader_only,
                 think_max: Duration::from_millis(args.think_ms),
                 host: host.clone(),

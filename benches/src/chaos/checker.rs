@@ -6,6 +6,8 @@
 //!   and no two INCRs returned the same value.
 //! - [`set`]: no acknowledged element lost, none duplicated, none that was never sent or whose
 //!   APPEND was refused, none read before it was sent.
+//! - [`txn`]: every read of the bank sums to its constant total (no partial transfer seen),
+//!   and each balance lies within the bounds the acknowledged and refused transfers allow.
 //!
 //! Every checker is a pure function of the history: no clock, no I/O. An anomaly names the
 //! operations involved and a time window; the report turns that into a witness with the
@@ -14,6 +16,7 @@
 pub mod counter;
 pub mod register;
 pub mod set;
+pub mod txn;
 
 use super::history::{History, Workload};
 use super::linear::Limits;
@@ -56,6 +59,9 @@ pub fn check(history: &History, limits: Limits) -> Checked {
     }
     for (key, ops) in history.by_key(Workload::Set) {
         checked.anomalies.extend(set::check_key(&key, &ops));
+    }
+    for (key, ops) in history.by_key(Workload::Txn) {
+        checked.anomalies.extend(txn::check_bank(&key, &ops));
     }
     checked
 }

@@ -189,6 +189,32 @@ impl Cluster {
         }
     }
 
+    /// Polls until every member answers and all name the same leader; returns it. The
+    /// steady state the availability measurements start each fault from.
+    ///
+    /// # Errors
+    /// If that does not happen within `timeout` (with what the members named).
+    pub fn wait_agreed_leader(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        let members = self.member_ids();
+        loop {
+            let statuses = self.statuses();
+            let named: Vec<Option<u64>> =
+                statuses.values().map(|s| s.leader.map(|l| l.0)).collect();
+            if let Some(Some(leader)) = named.first() {
+                if statuses.len() == members.len() && named.iter().all(|l| *l == Some(*leader)) {
+                    return Ok(*leader);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "members {members:?} did not agree on a leader within {timeout:?}: {named:?}"
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Sends an admin command to the leader, retrying on TRYAGAIN and connection errors
     /// until `timeout`; returns the last reply as text.
     pub fn admin(&self, args: &[&str], timeout: Duration) -> String {

@@ -21,16 +21,25 @@ pub enum Workload {
     Counter,
     /// `APPEND key "e,"` of unique elements / `GET key`: nothing lost, duplicated or invented.
     Set,
+    /// Bank transfers between accounts in `MULTI`/`EXEC`, and reads of every account at one
+    /// read point: the total never changes, and no partial transfer is ever seen.
+    Txn,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::Register, Workload::Counter, Workload::Set];
+    pub const ALL: [Workload; 4] = [
+        Workload::Register,
+        Workload::Counter,
+        Workload::Set,
+        Workload::Txn,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Register => "register",
             Workload::Counter => "counter",
             Workload::Set => "set",
+            Workload::Txn => "txn",
         }
     }
 
@@ -51,6 +60,8 @@ pub enum Call {
     Incr,
     /// `APPEND key "element,"`: the element is unique within the run.
     Append(u64),
+    /// `MULTI; DECRBY from amount; INCRBY to amount; EXEC` (accounts by number).
+    Transfer { from: u32, to: u32, amount: u64 },
 }
 
 /// What an acknowledged operation returned.
@@ -64,6 +75,8 @@ pub enum Ret {
     Counter(i64),
     /// A set read: the elements in the order the value holds them.
     Elements(Vec<u64>),
+    /// A read of every account at one read point (nil counts as 0), in account order.
+    Balances(Vec<i64>),
 }
 
 /// What became of an operation.
@@ -178,12 +191,35 @@ impl Op {
             "write" => Call::Write(u("arg")?),
             "incr" => Call::Incr,
             "append" => Call::Append(u("arg")?),
+            "transfer" => {
+                let arg = &value["arg"];
+                let part = |i: usize| {
+                    arg[i]
+                        .as_u64()
+                        .ok_or_else(|| format!("transfer arg {i} is not a number"))
+                };
+                let account =
+                    |i: usize| part(i).and_then(|n| u32::try_from(n).map_err(|e| e.to_string()));
+                Call::Transfer {
+                    from: account(0)?,
+                    to: account(1)?,
+                    amount: part(2)?,
+                }
+            }
             other => return Err(format!("unknown call {other}")),
         };
         let detail = &value["value"];
         let outcome = match text("outcome")?.as_str() {
             "ok" => Outcome::Ok(match (&call, workload) {
-                (Call::Write(_) | Call::Append(_), _) => Ret::Done,
+                (Call::Write(_) | Call::Append(_) | Call::Transfer { .. }, _) => Ret::Done,
+                (Call::Read, Workload::Txn) => Ret::Balances(
+                    detail
+                        .as_array()
+                        .ok_or("balances are not an array")?
+                        .iter()
+                        .map(|b| b.as_i64().ok_or("balance is not a number"))
+                        .collect::<Result<_, _>>()?,
+                ),
                 (Call::Incr, _) | (Call::Read, Workload::Counter) => {
                     Ret::Counter(detail.as_i64().ok_or("counter value is not a number")?)
                 }
@@ -226,12 +262,14 @@ fn call_name(call: &Call) -> &'static str {
         Call::Write(_) => "write",
         Call::Incr => "incr",
         Call::Append(_) => "append",
+        Call::Transfer { .. } => "transfer",
     }
 }
 
 fn call_arg(call: &Call) -> serde_json::Value {
     match call {
         Call::Write(v) | Call::Append(v) => serde_json::Value::from(*v),
+        Call::Transfer { from, to, amount } => serde_json::json!([from, to, amount]),
         Call::Read | Call::Incr => serde_json::Value::Null,
     }
 }
@@ -242,6 +280,7 @@ fn ret_json(ret: &Ret) -> serde_json::Value {
         Ret::Register(value) => value.map_or(serde_json::Value::Null, serde_json::Value::from),
         Ret::Counter(value) => serde_json::Value::from(*value),
         Ret::Elements(elements) => serde_json::Value::from(elements.clone()),
+        Ret::Balances(balances) => serde_json::Value::from(balances.clone()),
     }
 }
 
@@ -254,6 +293,7 @@ impl fmt::Display for Op {
             Call::Write(v) => format!("write {v}"),
             Call::Incr => "incr".to_owned(),
             Call::Append(e) => format!("append {e}"),
+            Call::Transfer { from, to, amount } => format!("transfer {amount} t{from}->t{to}"),
         };
         let outcome = match &self.outcome {
             Outcome::Ok(Ret::Done) => "ok".to_owned(),
@@ -261,6 +301,9 @@ impl fmt::Display for Op {
             Outcome::Ok(Ret::Register(Some(v))) => format!("ok {v}"),
             Outcome::Ok(Ret::Counter(v)) => format!("ok {v}"),
             Outcome::Ok(Ret::Elements(e)) => format!("ok {} elements", e.len()),
+            Outcome::Ok(Ret::Balances(b)) => {
+                format!("ok {b:?} (sum {})", b.iter().sum::<i64>())
+            }
             Outcome::Failed(why) => format!("FAILED ({why})"),
             Outcome::Indeterminate(why) => format!("INDETERMINATE ({why})"),
         };
@@ -408,6 +451,17 @@ mod tests {
         let mut set = op(Call::Read, Outcome::Ok(Ret::Elements(vec![4, 2])));
         set.workload = Workload::Set;
         set.phase = Phase::Final;
+        let mut transfer = op(
+            Call::Transfer {
+                from: 1,
+                to: 3,
+                amount: 40,
+            },
+            Outcome::Indeterminate("timed out".into()),
+        );
+        transfer.workload = Workload::Txn;
+        let mut balances = op(Call::Read, Outcome::Ok(Ret::Balances(vec![-40, 0, 40])));
+        balances.workload = Workload::Txn;
         for op in [
             op(Call::Write(9), Outcome::Ok(Ret::Done)),
             op(Call::Read, Outcome::Ok(Ret::Register(None))),
@@ -416,6 +470,8 @@ mod tests {
             op(Call::Append(11), Outcome::Indeterminate("timed out".into())),
             counter,
             set,
+            transfer,
+            balances,
         ] {
             history.push(op);
         }

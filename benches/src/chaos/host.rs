@@ -28,8 +28,10 @@ pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so
 #[derive(Clone, Debug)]
 pub struct HostOptions {
     pub kvnode: PathBuf,
-    pub heartbeat_ms: u64,
-    pub election_ms: u64,
+    /// kvnode's heartbeat; `None` leaves kvnode's default.
+    pub heartbeat_ms: Option<u64>,
+    /// kvnode's minimum election timeout; `None` leaves kvnode's default.
+    pub election_ms: Option<u64>,
     pub snapshot_entries: Option<u64>,
     /// Passed through to kvnode after `--config` (e.g. a test-only fault switch).
     pub extra_args: Vec<String>,
@@ -274,13 +276,17 @@ pub fn render_config(
         .map(|(member, ip)| format!("\"{member}={ip}:{PEER_PORT},{ip}:{CLIENT_PORT}\""))
         .collect();
     let mut config = format!(
-        "node_id = {id}\nmember = [{}]\ndata_dir = \"{}\"\nheartbeat_ms = {}\nelection_ms = {}\n\
+        "node_id = {id}\nmember = [{}]\ndata_dir = \"{}\"\n\
          peer_addr = \"{ip}:{PEER_PORT}\"\nclient_addr = \"{ip}:{CLIENT_PORT}\"\nlog_level = \"info\"\n",
         member_list.join(", "),
         dir.join("data").display(),
-        options.heartbeat_ms,
-        options.election_ms,
     );
+    if let Some(ms) = options.heartbeat_ms {
+        config.push_str(&format!("heartbeat_ms = {ms}\n"));
+    }
+    if let Some(ms) = options.election_ms {
+        config.push_str(&format!("election_ms = {ms}\n"));
+    }
     if join {
         config.push_str("join = true\n");
     }
@@ -298,8 +304,8 @@ mod tests {
     fn config_lists_members_and_options() {
         let options = HostOptions {
             kvnode: PathBuf::from("kvnode"),
-            heartbeat_ms: 50,
-            election_ms: 300,
+            heartbeat_ms: Some(50),
+            election_ms: None,
             snapshot_entries: Some(200),
             extra_args: Vec::new(),
             faketime: false,
@@ -316,5 +322,10 @@ mod tests {
         assert!(config.contains("snapshot_entries = 200"));
         assert!(config.contains("client_addr = \"10.231.1.14:6379\""));
         assert!(config.contains("data_dir = \"/d/data\""));
+        assert!(config.contains("heartbeat_ms = 50\n"), "{config}");
+        assert!(
+            !config.contains("election_ms"),
+            "kvnode's default: {config}"
+        );
     }
 }

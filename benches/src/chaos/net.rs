@@ -111,6 +111,8 @@ pub struct Net {
     namespaces: Vec<String>,
     /// Active one-way blocks (from, to), by host id.
     blocks: BTreeSet<(u64, u64)>,
+    /// Hosts cut off in both directions by rules in their own namespace ([`Net::isolate`]).
+    isolated: BTreeSet<u64>,
     /// Hosts with a netem or tbf qdisc.
     shaped: BTreeSet<u64>,
     /// Whether the kernel has `sch_netem` (probed on the bridge).
@@ -158,6 +160,7 @@ impl Net {
             owner_file,
             namespaces: Vec::new(),
             blocks: BTreeSet::new(),
+            isolated: BTreeSet::new(),
             shaped: BTreeSet::new(),
             netem: false,
         };
@@ -220,6 +223,7 @@ impl Net {
         if self.backend == BlockBackend::Nft {
             let script = "add table inet chaos\n\
                           add chain inet chaos output { type filter hook output priority 0 ; }\n\
+                          add chain inet chaos input { type filter hook input priority 0 ; }\n\
                           add chain inet chaos shape { type filter hook output priority 1 ; }\n";
             nft(namespace, script)?;
         }
@@ -271,11 +275,44 @@ impl Net {
         }
     }
 
-    /// Removes every block.
+    /// Cuts host `id` off from `others` in both directions. With nft, every rule lives in
+    /// `id`'s own namespace (output to them, input from them), added and later removed in one
+    /// nft transaction each, so the cut and the heal take effect at one instant (the
+    /// availability measurements time from the heal). With blackhole routes, as one-way
+    /// blocks both ways.
+    ///
+    /// # Errors
+    /// If a rule cannot be installed.
+    pub fn isolate(&mut self, id: u64, others: &[u64]) -> Result<()> {
+        if self.backend == BlockBackend::Route {
+            for other in others {
+                self.block(id, *other)?;
+                self.block(*other, id)?;
+            }
+            return Ok(());
+        }
+        let mut script = String::new();
+        for other in others {
+            let ip = self.subnet.host_ip(*other);
+            script.push_str(&format!("add rule inet chaos output ip daddr {ip} drop\n"));
+            script.push_str(&format!("add rule inet chaos input ip saddr {ip} drop\n"));
+        }
+        nft(&self.subnet.host_namespace(id), &script)?;
+        self.isolated.insert(id);
+        Ok(())
+    }
+
+    /// Removes every block and isolation.
     ///
     /// # Errors
     /// If a rule cannot be removed.
     pub fn heal(&mut self) -> Result<()> {
+        for id in std::mem::take(&mut self.isolated) {
+            nft(
+                &self.subnet.host_namespace(id),
+                "flush chain inet chaos output\nflush chain inet chaos input\n",
+            )?;
+        }
         let blocks = std::mem::take(&mut self.blocks);
         let sources: BTreeSet<u64> = blocks.iter().map(|(from, _)| *from).collect();
         match self.backend {

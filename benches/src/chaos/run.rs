@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub readers_per_workload: usize,
     pub request_timeout: Duration,
     pub stale_reads: bool,
+    /// Transfers of the txn workload are sent without MULTI (a seeded client bug to catch).
+    pub split_transfers: bool,
     /// Clients talk only to the node last seen leading.
     pub leader_only: bool,
     pub think_max: Duration,
@@ -116,6 +118,7 @@ pub fn run(config: &RunConfig) -> Result<Summary> {
         stop: AtomicBool::new(false),
         request_timeout: config.request_timeout,
         stale_reads: config.stale_reads,
+        split_transfers: config.split_transfers,
         think_max: config.think_max,
         next_value: AtomicU64::new(1),
         started_ops: Default::default(),

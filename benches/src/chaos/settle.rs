@@ -22,7 +22,7 @@ use super::cluster::Cluster;
 use super::history::{Call, History, Op, Outcome, Phase, Workload};
 use super::host::HostState;
 use super::report::Finding;
-use super::workload::{interpret, Shared};
+use super::workload::{interpret, txn, Shared};
 
 /// Keys per MGET.
 const KEYS_PER_READ: usize = 50;
@@ -39,7 +39,9 @@ pub fn touched_keys(history: &History) -> Vec<(Workload, String)> {
     keys.into_iter().collect()
 }
 
-/// Reads every key through `node` (at `addr`); returns the reads, or why they failed.
+/// Reads every key through `node` (at `addr`); returns the reads, or why they failed. The
+/// txn workload's bank is read whole, in one MGET of every account (one read point, as its
+/// checker needs), recorded as one read of [`txn::BANK_KEY`].
 pub async fn final_reads(
     dialer: Dialer,
     shared: Arc<Shared>,
@@ -50,45 +52,77 @@ pub async fn final_reads(
 ) -> Result<Vec<Op>, String> {
     let deadline = Instant::now() + timeout;
     let mut ops = Vec::with_capacity(keys.len());
+    let (bank, keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|(w, _)| *w == Workload::Txn);
+    let op = |workload, key: &str, invoke_us, complete_us, outcome| Op {
+        index: 0,
+        process: 9_000_000 + node,
+        workload,
+        key: key.to_owned(),
+        node,
+        call: Call::Read,
+        invoke_us,
+        complete_us,
+        outcome,
+        phase: Phase::Final,
+    };
     for chunk in keys.chunks(KEYS_PER_READ) {
-        let mut args = vec!["MGET"];
-        args.extend(chunk.iter().map(|(_, key)| key.as_str()));
-        let (invoke_us, complete_us, values) = loop {
-            let invoke_us = shared.elapsed_us();
-            let attempt = async {
-                let mut connection = dialer.connect(addr, deadline).await?;
-                connection.call(&args, deadline).await
-            };
-            let reply = attempt.await;
-            let complete_us = shared.elapsed_us();
-            match reply {
-                Ok(Frame::Array(values)) if values.len() == chunk.len() => {
-                    break (invoke_us, complete_us, values)
-                }
-                other if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "final MGET through node {node} never succeeded; last reply {other:?}"
-                    ))
-                }
-                _ => tokio::time::sleep(RETRY_PAUSE).await,
-            }
-        };
+        let names: Vec<&str> = chunk.iter().map(|(_, key)| key.as_str()).collect();
+        let (invoke_us, complete_us, values) =
+            mget_retrying(dialer, &shared, node, addr, &names, deadline).await?;
         for ((workload, key), value) in chunk.iter().zip(values) {
-            ops.push(Op {
-                index: 0,
-                process: 9_000_000 + node,
-                workload: *workload,
-                key: key.clone(),
-                node,
-                call: Call::Read,
-                invoke_us,
-                complete_us,
-                outcome: interpret(*workload, &Call::Read, Ok(value)),
-                phase: Phase::Final,
-            });
+            let outcome = interpret(*workload, &Call::Read, Ok(value));
+            ops.push(op(*workload, key, invoke_us, complete_us, outcome));
         }
     }
+    if !bank.is_empty() {
+        let accounts = txn::account_keys();
+        let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        let (invoke_us, complete_us, values) =
+            mget_retrying(dialer, &shared, node, addr, &names, deadline).await?;
+        let outcome = interpret(Workload::Txn, &Call::Read, Ok(Frame::Array(values)));
+        ops.push(op(
+            Workload::Txn,
+            txn::BANK_KEY,
+            invoke_us,
+            complete_us,
+            outcome,
+        ));
+    }
     Ok(ops)
+}
+
+/// `MGET keys` through `addr`, retried until it answers with one value per key or
+/// `deadline` passes; returns (invoke µs, complete µs, values).
+async fn mget_retrying(
+    dialer: Dialer,
+    shared: &Shared,
+    node: u64,
+    addr: SocketAddrV4,
+    keys: &[&str],
+    deadline: Instant,
+) -> Result<(u64, u64, Vec<Frame>), String> {
+    let mut args = vec!["MGET"];
+    args.extend_from_slice(keys);
+    loop {
+        let invoke_us = shared.elapsed_us();
+        let attempt = async {
+            let mut connection = dialer.connect(addr, deadline).await?;
+            connection.call(&args, deadline).await
+        };
+        let reply = attempt.await;
+        let complete_us = shared.elapsed_us();
+        match reply {
+            Ok(Frame::Array(values)) if values.len() == keys.len() => {
+                return Ok((invoke_us, complete_us, values))
+            }
+            other if Instant::now() >= deadline => {
+                return Err(format!(
+                    "final MGET through node {node} never succeeded; last reply {other:?}"
+                ))
+            }
+            _ => tokio::time::sleep(RETRY_PAUSE).await,
+        }
+    }
 }
 
 /// Heals, waits for convergence, reads everything back through every node; returns what

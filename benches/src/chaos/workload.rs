@@ -4,11 +4,12 @@
 //! - registers: `SET r<g>:<k> v` / `GET`, values unique in the run; keys rotate every
 //!   [`OPS_PER_KEY_GENERATION`] operations so each key's history stays small for the search;
 //! - counters: `INCR c<k>` / `GET` on [`COUNTER_KEYS`] keys for the whole run;
-//! - sets: `APPEND s<g>:<k> "e,"` of unique elements / `GET`, keys rotating like registers.
+//! - sets: `APPEND s<g>:<k> "e,"` of unique elements / `GET`, keys rotating like registers;
+//! - txn: bank transfers in `MULTI`/`EXEC` and reads of every account at once ([`txn`]).
 //!
-//! Extension point: a new workload (transactions with MULTI/EXEC, a watch stream) is a new
-//! [`Workload`] variant with its arms in [`next_call`], [`command`] and [`interpret`], and a
-//! checker in `checker/`; the client loop, deadlines, history and report take it as it is.
+//! Extension point: a new workload (a watch stream) is a new [`Workload`] variant with its
+//! arms in [`next_call`], [`perform`] and [`interpret`], and a checker in `checker/`; the
+//! client loop, deadlines, history and report take it as it is.
 //!
 //! With `stale_reads` every connection sends `READONLY` first, so reads are answered from the
 //! node's local state without the ReadIndex round: the seeded bug the suite must catch. On
@@ -34,6 +35,8 @@ use super::history::{Call, Op, Outcome, Phase, Ret, Workload};
 use crate::kvbench::client::{ClientError, Connection};
 use crate::kvbench::workload::Rng;
 
+pub mod txn;
+
 /// Operations per key generation (registers and sets): after this many operations of the
 /// workload, clients move to fresh keys.
 pub const OPS_PER_KEY_GENERATION: u64 = 300;
@@ -57,12 +60,14 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub request_timeout: Duration,
     pub stale_reads: bool,
+    /// Transfers go out as two separate commands, no MULTI ([`txn`]): the seeded bug.
+    pub split_transfers: bool,
     /// Longest pause between two requests of one client.
     pub think_max: Duration,
     /// Unique values and elements.
     pub next_value: AtomicU64,
     /// Operations started, per workload (drives key rotation).
-    pub started_ops: [AtomicU64; 3],
+    pub started_ops: [AtomicU64; Workload::ALL.len()],
     /// Clients connect only to the node last seen leading ([`leader_watch`]).
     pub leader_only: bool,
     /// That node's id (0: none seen yet).
@@ -128,6 +133,7 @@ pub fn next_call(
                 (key, Call::Incr)
             }
         }
+        Workload::Txn => (txn::BANK_KEY.to_owned(), txn::next_call(rng, read_only)),
         Workload::Set => {
             let key = format!("s{generation}:{slot}");
             if roll < 30 {
@@ -142,14 +148,35 @@ pub fn next_call(
     }
 }
 
-/// The RESP command for a call.
+/// The RESP command for a call of the single-command workloads (a transfer is a
+/// transaction of several: [`txn::perform`]).
 pub fn command(key: &str, call: &Call) -> Vec<String> {
     match call {
         Call::Read => vec!["GET".into(), key.into()],
         Call::Write(v) => vec!["SET".into(), key.into(), v.to_string()],
         Call::Incr => vec!["INCR".into(), key.into()],
         Call::Append(e) => vec!["APPEND".into(), key.into(), format!("{e},")],
+        Call::Transfer { .. } => unreachable!("a transfer is several commands: txn::perform"),
     }
+}
+
+/// Sends `call` on `conn` (one command, or a transaction for the txn workload) and says
+/// what became of it.
+pub async fn perform(
+    conn: &mut Connection,
+    workload: Workload,
+    key: &str,
+    call: &Call,
+    rng: &mut Rng,
+    split_transfers: bool,
+    deadline: Instant,
+) -> Outcome {
+    if workload == Workload::Txn {
+        return txn::perform(conn, call, rng, split_transfers, deadline).await;
+    }
+    let args = command(key, call);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    interpret(workload, call, conn.call(&args, deadline).await)
 }
 
 /// What a reply means. Anything unexpected is indeterminate, with the reply in the reason
@@ -182,6 +209,7 @@ pub fn interpret(workload: Workload, call: &Call, reply: Result<Frame, ClientErr
             .map(Ret::Counter),
         (Workload::Set, Call::Read, Frame::Null) => Some(Ret::Elements(Vec::new())),
         (Workload::Set, Call::Read, Frame::Bulk(bytes)) => parse_elements(bytes).map(Ret::Elements),
+        (Workload::Txn, _, Frame::Array(values)) => txn::parse_reply(call, values),
         _ => None,
     };
     match parsed {
@@ -231,13 +259,11 @@ pub async fn client_loop(
             },
         };
         let (key, call) = next_call(&shared, workload, &mut rng, read_only);
-        let args = command(&key, &call);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let invoke_us = shared.elapsed_us();
         let deadline = Instant::now() + shared.request_timeout;
-        let reply = conn.call(&args, deadline).await;
+        let split = shared.split_transfers;
+        let outcome = perform(&mut conn, workload, &key, &call, &mut rng, split, deadline).await;
         let complete_us = shared.elapsed_us();
-        let outcome = interpret(workload, &call, reply);
         let ok = outcome.is_ok();
         let refused = matches!(outcome, Outcome::Failed(_));
         ops.push(Op {
