@@ -3,6 +3,7 @@
 //! client's user on the leader); a read-only user and a user limited to `app:*` get
 //! Redis' NOPERM replies (also inside MULTI); wrong passwords, disabled and deleted users
 //! get WRONGPASS and a deleted user's connections are closed; ACL LIST shows hashes only;
+//! redis-py connects with a username and password (skipped if it is not installed);
 //! the definitions survive a restart of every node, from the WAL and from each node's own
 //! snapshot once the log is compacted past them, and reach a node that was down.
 
@@ -233,6 +234,8 @@ fn users_are_enforced_on_every_node_and_through_forwarding() {
         "{lines:?}"
     );
 
+    redis_py_authenticates_as_a_user(cluster.addr(follower));
+
     // Wrong password, disabled user, deleted user: WRONGPASS; a deleted user's
     // connections are closed.
     assert_eq!(
@@ -353,4 +356,60 @@ fn users_survive_restarts_and_reach_a_node_through_a_snapshot() {
         login(&cluster, id, "late", "late-pass");
         login(&cluster, id, "early", "early-pass");
     }
+}
+
+/// redis-py with `username`/`password` against a follower: writes forwarded as the user,
+/// NOPERM as `NoPermissionError`, a wrong password as `AuthenticationError`. Skipped, with
+/// the reason printed, when python3 or its redis package is missing.
+fn redis_py_authenticates_as_a_user(addr: std::net::SocketAddr) {
+    const SCRIPT: &str = r#"
+import sys, redis
+host, port = sys.argv[1], int(sys.argv[2])
+r = redis.Redis(host=host, port=port, username="app", password="app-pass")
+assert r.set("app:py", "1") is True
+assert r.get("app:py") == b"1"
+try:
+    r.set("other", "1")
+    raise SystemExit("SET other was allowed")
+except redis.exceptions.NoPermissionError as e:
+    assert "No permissions to access a key" in str(e), str(e)
+try:
+    redis.Redis(host=host, port=port, username="app", password="bad").ping()
+    raise SystemExit("a wrong password was accepted")
+except redis.exceptions.AuthenticationError:
+    pass
+print("redis-py ok")
+"#;
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => {
+            eprintln!(
+                "skipping the redis-py check: python3 cannot import redis: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            return;
+        }
+        Err(error) => {
+            eprintln!("skipping the redis-py check: cannot run python3: {error}");
+            return;
+        }
+    }
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ])
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "redis-py: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
