@@ -164,6 +164,8 @@ impl Connection {
         let mut decoder = RequestDecoder::new(self.shared.limits.clone());
         let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut output = BytesMut::new();
+        // False once the raft loop is gone (its publisher dropped): nothing to wait for.
+        let mut users_published = true;
         loop {
             input.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
@@ -172,8 +174,9 @@ impl Connection {
                     debug!(connection = self.id, "closing client connection: shutting down");
                     return;
                 }
-                changed = self.users.changed() => {
-                    if changed.is_ok() && self.user_deleted() {
+                changed = self.users.changed(), if users_published => {
+                    users_published = changed.is_ok();
+                    if users_published && self.user_deleted() {
                         debug!(connection = self.id, "closing client connection: its user was deleted");
                         return;
                     }

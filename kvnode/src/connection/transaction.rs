@@ -375,6 +375,72 @@ mod tests {
     }
 
     #[test]
+    fn acl_is_checked_when_queued_and_again_at_exec() {
+        let denied = std::cell::Cell::new("none");
+        let permit = |spec: &Spec, _: &[Bytes]| {
+            if spec.name == denied.get() {
+                Err(CommandError::NoPermKey)
+            } else {
+                Ok(())
+            }
+        };
+        let mut session = Session::default();
+        let limits = CommandLimits::default();
+        let send =
+            |session: &mut Session, line: &str| session.queue(request(line), &limits, &permit);
+        session.multi();
+        denied.set("set");
+        let Queued::Reply(refused) = send(&mut session, "SET k v") else {
+            panic!("answered at once");
+        };
+        assert_eq!(
+            refused,
+            Frame::error("NOPERM No permissions to access a key")
+        );
+        let Queued::Reply(aborted) = send(&mut session, "EXEC") else {
+            panic!("EXEC aborts");
+        };
+        assert!(aborted.is_error(), "{aborted:?}");
+
+        // Allowed when queued, no longer at EXEC: NOPERM in its place, the rest runs.
+        denied.set("none");
+        session.multi();
+        send(&mut session, "SET k v");
+        send(&mut session, "GET k");
+        denied.set("set");
+        let Queued::Exec(plan) = send(&mut session, "EXEC") else {
+            panic!("planned");
+        };
+        let Some(WriteCommand {
+            op: WriteOp::Exec { items, .. },
+            ..
+        }) = &plan.command
+        else {
+            panic!("GET still runs");
+        };
+        assert_eq!(items.len(), 1);
+        let Frame::Array(replies) = plan.merge(Some(Frame::Array(vec![Frame::Null]))) else {
+            panic!("array");
+        };
+        assert_eq!(
+            replies[0],
+            Frame::error(
+                "NOPERM ACLs rules changed between the moment the transaction was accumulated \
+                 and its execution. This command is no longer allowed for the following \
+                 reason: No permissions to access a key"
+            )
+        );
+        assert_eq!(replies[1], Frame::Null);
+
+        // An EXEC the user may not run discards the transaction.
+        denied.set("exec");
+        session.multi();
+        send(&mut session, "GET k");
+        assert!(matches!(send(&mut session, "EXEC"), Queued::Reply(frame) if frame.is_error()));
+        assert!(!session.in_transaction());
+    }
+
+    #[test]
     fn a_command_that_fails_to_queue_aborts_the_transaction() {
         let mut session = Session::default();
         session.multi();
