@@ -1,6 +1,6 @@
 //! Parsing a request frame into a typed [`Command`].
 //!
-//! Role: the one table of commands this server knows ([`SPECS`]), with Redis' arity rule
+//! Role: the one table of commands this server knows ([`SPECS`], in `table`), with Redis' arity rule
 //! (positive: exactly that many words including the name; negative: at least that many),
 //! case-insensitive names, Redis' error wording, and key/value size limits checked here,
 //! before a write reaches the Raft log.
@@ -27,9 +27,11 @@
 //! [`local`] holds the local command type, [`args`] argument helpers and the parse
 //! [`Context`], [`error`] the errors.
 
+pub mod acl;
 pub mod admin;
 pub mod append;
 pub mod args;
+pub mod category;
 pub mod client;
 pub mod connection;
 pub mod databases;
@@ -48,11 +50,12 @@ pub mod transaction;
 
 use bytes::Bytes;
 
+pub use acl::AclQuery;
 pub use admin::AdminCommand;
 pub use args::{CommandLimits, Context};
 pub use client::{ClientAttribute, ClientCommand};
 pub use error::CommandError;
-pub use hello::{check_credentials, hello_reply, Credentials, Hello};
+pub use hello::{hello_reply, Credentials, Hello};
 pub use introspection::CommandQuery;
 pub use local::LocalCommand;
 
@@ -160,272 +163,12 @@ pub(crate) struct Spec {
     /// argument), step; 0, 0, 0 for a command without keys.
     pub(crate) keys: (i32, i32, i32),
     parse: ParseFn,
+    /// ACL categories beyond those the flags imply ([`category`]).
+    pub(crate) categories: u16,
 }
 
-macro_rules! spec {
-    ($name:literal, $arity:literal, $flags:expr, ($first:literal, $last:literal, $step:literal), $parse:path) => {
-        Spec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: ($first, $last, $step),
-            parse: $parse,
-        }
-    };
-}
-
-use flags::*;
-
-/// Every command this server knows.
-pub(crate) const SPECS: &[Spec] = &[
-    spec!("get", 2, READONLY | FAST, (1, 1, 1), get::parse_get),
-    spec!("set", -3, WRITE | DENYOOM, (1, 1, 1), set::parse_set),
-    spec!(
-        "setnx",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        set::parse_setnx
-    ),
-    spec!("setex", 4, WRITE | DENYOOM, (1, 1, 1), set::parse_setex),
-    spec!("psetex", 4, WRITE | DENYOOM, (1, 1, 1), set::parse_psetex),
-    spec!(
-        "getset",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        set::parse_getset
-    ),
-    spec!("getex", -2, WRITE | FAST, (1, 1, 1), expire::parse_getex),
-    spec!("getdel", 2, WRITE | FAST, (1, 1, 1), get::parse_getdel),
-    spec!("getrange", 4, READONLY, (1, 1, 1), get::parse_getrange),
-    spec!(
-        "setrange",
-        4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        set::parse_setrange
-    ),
-    spec!("del", -2, WRITE, (1, -1, 1), del::parse_del),
-    spec!("unlink", -2, WRITE | FAST, (1, -1, 1), del::parse_del),
-    spec!("exists", -2, READONLY | FAST, (1, -1, 1), get::parse_exists),
-    spec!("touch", -2, READONLY | FAST, (1, -1, 1), get::parse_exists),
-    spec!(
-        "incr",
-        2,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        incr::parse_incr
-    ),
-    spec!(
-        "incrby",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        incr::parse_incrby
-    ),
-    spec!(
-        "incrbyfloat",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        incr::parse_incrbyfloat
-    ),
-    spec!(
-        "decr",
-        2,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        incr::parse_decr
-    ),
-    spec!(
-        "decrby",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        incr::parse_decrby
-    ),
-    spec!(
-        "append",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        append::parse_append
-    ),
-    spec!("strlen", 2, READONLY | FAST, (1, 1, 1), get::parse_strlen),
-    spec!("mget", -2, READONLY | FAST, (1, -1, 1), get::parse_mget),
-    spec!("mset", -3, WRITE | DENYOOM, (1, -1, 2), set::parse_mset),
-    spec!("msetnx", -3, WRITE | DENYOOM, (1, -1, 2), set::parse_msetnx),
-    spec!("expire", -3, WRITE | FAST, (1, 1, 1), expire::parse_expire),
-    spec!(
-        "pexpire",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        expire::parse_pexpire
-    ),
-    spec!(
-        "expireat",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        expire::parse_expireat
-    ),
-    spec!(
-        "pexpireat",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        expire::parse_pexpireat
-    ),
-    spec!("persist", 2, WRITE | FAST, (1, 1, 1), expire::parse_persist),
-    spec!(
-        "ttl",
-        2,
-        READONLY | FAST | TIME,
-        (1, 1, 1),
-        expire::parse_ttl
-    ),
-    spec!(
-        "pttl",
-        2,
-        READONLY | FAST | TIME,
-        (1, 1, 1),
-        expire::parse_pttl
-    ),
-    spec!(
-        "expiretime",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        expire::parse_expiretime
-    ),
-    spec!(
-        "pexpiretime",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        expire::parse_pexpiretime
-    ),
-    spec!("type", 2, READONLY | FAST, (1, 1, 1), keyspace::parse_type),
-    spec!("rename", 3, WRITE, (1, 2, 1), keyspace::parse_rename),
-    spec!(
-        "renamenx",
-        3,
-        WRITE | FAST,
-        (1, 2, 1),
-        keyspace::parse_renamenx
-    ),
-    spec!("copy", -3, WRITE | DENYOOM, (1, 2, 1), keyspace::parse_copy),
-    spec!("move", 3, WRITE | FAST, (1, 1, 1), keyspace::parse_move),
-    spec!(
-        "randomkey",
-        1,
-        READONLY,
-        (0, 0, 0),
-        keyspace::parse_randomkey
-    ),
-    spec!(
-        "dbsize",
-        1,
-        READONLY | FAST,
-        (0, 0, 0),
-        keyspace::parse_dbsize
-    ),
-    spec!("keys", 2, READONLY, (0, 0, 0), keyspace::parse_keys),
-    spec!("scan", -2, READONLY, (0, 0, 0), keyspace::parse_scan),
-    spec!(
-        "revision",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        keyspace::parse_revision
-    ),
-    spec!(
-        "time",
-        1,
-        READONLY | FAST | TIME,
-        (0, 0, 0),
-        keyspace::parse_time
-    ),
-    spec!("select", 2, FAST, (0, 0, 0), databases::parse_select),
-    spec!(
-        "swapdb",
-        3,
-        WRITE | FAST,
-        (0, 0, 0),
-        databases::parse_swapdb
-    ),
-    spec!("flushdb", -1, WRITE, (0, 0, 0), databases::parse_flushdb),
-    spec!("flushall", -1, WRITE, (0, 0, 0), databases::parse_flushall),
-    spec!(
-        "multi",
-        1,
-        FAST | NO_MULTI,
-        (0, 0, 0),
-        transaction::parse_multi
-    ),
-    spec!("exec", 1, 0, (0, 0, 0), transaction::parse_exec),
-    spec!("discard", 1, FAST, (0, 0, 0), transaction::parse_discard),
-    spec!(
-        "watch",
-        -2,
-        FAST | NO_MULTI,
-        (1, -1, 1),
-        transaction::parse_watch
-    ),
-    spec!("unwatch", 1, FAST, (0, 0, 0), transaction::parse_unwatch),
-    spec!("ping", -1, FAST, (0, 0, 0), connection::parse_ping),
-    spec!("echo", 2, FAST, (0, 0, 0), connection::parse_echo),
-    spec!(
-        "quit",
-        -1,
-        FAST | NO_AUTH,
-        (0, 0, 0),
-        connection::parse_quit
-    ),
-    spec!("readonly", 1, FAST, (0, 0, 0), connection::parse_readonly),
-    spec!("readwrite", 1, FAST, (0, 0, 0), connection::parse_readwrite),
-    spec!("hello", -1, FAST | NO_AUTH, (0, 0, 0), hello::parse_hello),
-    spec!("auth", -2, FAST | NO_AUTH, (0, 0, 0), hello::parse_auth),
-    spec!("client", -2, 0, (0, 0, 0), client::parse_client),
-    spec!("command", -1, 0, (0, 0, 0), introspection::parse_command),
-    spec!("info", -1, 0, (0, 0, 0), introspection::parse_info),
-    spec!("config", -2, ADMIN, (0, 0, 0), introspection::parse_config),
-    spec!("raft.status", 1, ADMIN, (0, 0, 0), admin::parse_status),
-    spec!(
-        "raft.addlearner",
-        4,
-        ADMIN,
-        (0, 0, 0),
-        admin::parse_add_learner
-    ),
-    spec!("raft.promote", 2, ADMIN, (0, 0, 0), admin::parse_promote),
-    spec!("raft.remove", 2, ADMIN, (0, 0, 0), admin::parse_remove),
-    spec!("raft.transfer", 2, ADMIN, (0, 0, 0), admin::parse_transfer),
-    spec!(
-        "raftkv.digest",
-        1,
-        READONLY | ADMIN,
-        (0, 0, 0),
-        keyspace::parse_digest
-    ),
-    spec!(
-        "raftkv.propose",
-        2,
-        WRITE | ADMIN,
-        (0, 0, 0),
-        internal::parse_propose
-    ),
-    spec!("raftkv.backup", 1, ADMIN, (0, 0, 0), internal::parse_backup),
-    spec!(
-        "raftkv.backupread",
-        2,
-        ADMIN,
-        (0, 0, 0),
-        internal::parse_backup_read
-    ),
-];
+mod table;
+pub(crate) use table::SPECS;
 
 /// Parses a request (as [`crate::resp::decode_request`] returns it) into a command.
 ///
@@ -487,7 +230,18 @@ pub(crate) fn check(words: &[Bytes]) -> Result<&'static Spec, CommandError> {
 /// # Errors
 /// As [`parse`].
 pub fn parse_words(words: &[Bytes], context: &Context<'_>) -> Result<Command, CommandError> {
-    let spec = check(words)?;
+    parse_checked(check(words)?, words, context)
+}
+
+/// Parses words [`check`] has found to be the command `spec`.
+///
+/// # Errors
+/// As [`parse`].
+pub(crate) fn parse_checked(
+    spec: &Spec,
+    words: &[Bytes],
+    context: &Context<'_>,
+) -> Result<Command, CommandError> {
     (spec.parse)(&words[1..], context)
 }
 

@@ -8,7 +8,13 @@
 //! leader's answer relayed (one hop: a forwarded request is never forwarded again).
 //! The selected database and MULTI/EXEC/WATCH live in `transaction`; EXEC is one write,
 //! forwarded whole like any other.
+//!
+//! Every command is checked against the connection's ACL user before it runs (`access`):
+//! NOAUTH until it authenticates (unless `default` needs no password), NOPERM for a
+//! command or key the user may not use. A connection whose user is deleted is closed, as
+//! Redis does, at once if idle.
 
+mod access;
 mod backup;
 mod forward;
 mod transaction;
@@ -25,10 +31,8 @@ use tracing::debug;
 
 pub use forward::{ForwardTimeouts, FORWARDER_NAME};
 
-use crate::cmd::{
-    self, check_credentials, hello_reply, ClientCommand, Command, CommandLimits, Context,
-    LocalCommand,
-};
+use crate::acl::{Identity, Users};
+use crate::cmd::{self, hello_reply, ClientCommand, Command, CommandLimits, Context, LocalCommand};
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
 use crate::raft_loop::{LeaderView, Outcome, RaftHandle, Request};
@@ -55,6 +59,8 @@ pub struct Shared {
     pub node_id: u64,
     /// Who leads, as the raft loop last saw it.
     pub leader_watch: watch::Receiver<LeaderView>,
+    /// The ACL users, as this node last applied them.
+    pub users: watch::Receiver<Arc<Users>>,
     pub forward_timeouts: ForwardTimeouts,
     /// Where backups are written while they are read (the node's data directory).
     pub backup_dir: std::path::PathBuf,
@@ -115,7 +121,14 @@ pub struct Connection {
     id: u64,
     protocol: Protocol,
     name: Option<Bytes>,
-    authenticated: bool,
+    /// Who the connection authenticated as; `None`: not yet (it runs as `default` if that
+    /// needs no password).
+    identity: Option<Identity>,
+    /// The users as this node applied them (the connection waits on it while idle).
+    users: watch::Receiver<Arc<Users>>,
+    /// This connection changed the users: the next AUTH or ACL query first waits until
+    /// this node has applied everything committed (a follower may lag the leader).
+    acl_barrier: bool,
     stale_reads: bool,
     closing: bool,
     forwarder: Forwarder,
@@ -128,13 +141,14 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(shared: Arc<Shared>, id: u64, stop: Stop) -> Connection {
-        let authenticated = shared.password.is_none();
         Connection {
             shared: Arc::clone(&shared),
             id,
             protocol: Protocol::Resp2,
             name: None,
-            authenticated,
+            identity: None,
+            users: shared.users.clone(),
+            acl_barrier: false,
             stale_reads: false,
             closing: false,
             forwarder: Forwarder::new(shared.leader_watch.clone(), shared.forward_timeouts),
@@ -150,6 +164,8 @@ impl Connection {
         let mut decoder = RequestDecoder::new(self.shared.limits.clone());
         let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut output = BytesMut::new();
+        // False once the raft loop is gone (its publisher dropped): nothing to wait for.
+        let mut users_published = true;
         loop {
             input.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
@@ -157,6 +173,14 @@ impl Connection {
                 () = self.stop.drain.cancelled() => {
                     debug!(connection = self.id, "closing client connection: shutting down");
                     return;
+                }
+                changed = self.users.changed(), if users_published => {
+                    users_published = changed.is_ok();
+                    if users_published && self.user_deleted() {
+                        debug!(connection = self.id, "closing client connection: its user was deleted");
+                        return;
+                    }
+                    continue;
                 }
                 read = stream.read_buf(&mut input) => read,
             };
@@ -206,9 +230,18 @@ impl Connection {
                 break;
             }
             if self.session.in_transaction() {
+                let users = self.users.borrow().clone();
+                let user = self.user(&users);
+                if user == Err(access::Gate::Deleted) {
+                    self.closing = true;
+                    break;
+                }
+                let permit = |spec: &cmd::Spec, words: &[Bytes]| {
+                    Connection::permit_queued(&user, spec, words)
+                };
                 match self
                     .session
-                    .queue(request.clone(), &self.shared.command_limits)
+                    .queue(request.clone(), &self.shared.command_limits, &permit)
                 {
                     Queued::Reply(frame) => {
                         pending.push(Pending::Done(frame));
@@ -221,32 +254,34 @@ impl Connection {
                     Queued::Run => {}
                 }
             }
-            let context = Context {
-                limits: &self.shared.command_limits,
-                db: self.session.db,
-            };
-            let command = match cmd::parse(request.clone(), &context) {
+            let command = match self.admitted(request.clone()) {
                 Ok(command) => command,
-                Err(invalid) => {
-                    pending.push(Pending::Done(error_reply(&Error::Command(invalid))));
+                Err(Some(refused)) => {
+                    pending.push(Pending::Done(refused));
                     continue;
                 }
+                Err(None) => {
+                    self.closing = true;
+                    break;
+                }
             };
-            if !self.authenticated && !command.allowed_before_auth() {
-                pending.push(Pending::Done(error_reply(&Error::Command(
-                    cmd::CommandError::NoAuth,
-                ))));
-                continue;
-            }
             let submitted = match command {
                 Command::Local(LocalCommand::Watch { db, keys }) => {
                     // WATCH reads linearizably, after this connection's earlier writes.
                     self.settle(&mut pending).await;
                     Pending::Done(self.watch(db, keys).await)
                 }
-                Command::Local(local) => Pending::Done(self.local(local).await),
+                Command::Local(local) => {
+                    if access::reads_users(&local) {
+                        self.settle(&mut pending).await;
+                    }
+                    Pending::Done(self.local(local).await)
+                }
                 Command::Backup(step) => Pending::Done(self.backup(step).await),
-                Command::Write(command) => self.submit(Retry::Write(command)),
+                Command::Write(command) => {
+                    self.acl_barrier |= command.op.is_acl();
+                    self.submit(Retry::Write(command))
+                }
                 Command::Admin(command) => self.submit(Retry::Admin(command, request)),
                 Command::Read(command) => {
                     // A read must observe this connection's earlier writes: settle them first.
@@ -274,6 +309,28 @@ impl Connection {
             frames[position] = plan.merge(Some(logged));
         }
         frames
+    }
+
+    /// Parses a request and checks that this connection may run it: `Err(Some(reply))`
+    /// refuses it (a parse error, NOAUTH, NOPERM), `Err(None)` closes the connection (its
+    /// user was deleted).
+    fn admitted(&self, request: Frame) -> Result<Command, Option<Frame>> {
+        let invalid = |error| Some(error_reply(&Error::Command(error)));
+        let words = cmd::words(request).map_err(invalid)?;
+        let spec = cmd::check(&words).map_err(invalid)?;
+        let users = self.users.borrow().clone();
+        let user = match self.admit(&users, spec, &words) {
+            access::Admit::Run(user) => user,
+            access::Admit::Refuse(reply) => return Err(Some(reply)),
+            access::Admit::Close => return Err(None),
+        };
+        let context = Context {
+            limits: &self.shared.command_limits,
+            db: self.session.db,
+        };
+        let command = cmd::parse_checked(spec, &words, &context).map_err(invalid)?;
+        Connection::admit_parsed(user.as_deref(), &command).map_err(Some)?;
+        Ok(command)
     }
 
     /// Runs a planned EXEC: one write, or an answer at once when nothing needs the log.
@@ -427,7 +484,7 @@ impl Connection {
                 &requests,
                 follow_leadership,
                 &self.shared.limits,
-                self.shared.password.as_deref(),
+                self.identity.as_ref().map(|identity| &identity.credentials),
                 &self.stop,
             )
             .await
@@ -453,15 +510,11 @@ impl Connection {
             }
             LocalCommand::Hello(hello) => {
                 if let Some(credentials) = &hello.auth {
-                    if let Err(refused) = check_credentials(
-                        self.shared.password.as_deref().map(str::as_bytes),
-                        credentials,
-                    ) {
+                    if let Err(refused) = self.authenticate(credentials).await {
                         return error_reply(&Error::Command(refused));
                     }
-                    self.authenticated = true;
                 }
-                if !self.authenticated {
+                if self.must_authenticate() {
                     return error_reply(&Error::Command(cmd::CommandError::NoAuth));
                 }
                 if let Some(protocol) = hello.protocol {
@@ -476,18 +529,11 @@ impl Connection {
                 };
                 hello_reply(self.protocol, self.id, role)
             }
-            LocalCommand::Auth(credentials) => {
-                match check_credentials(
-                    self.shared.password.as_deref().map(str::as_bytes),
-                    &credentials,
-                ) {
-                    Ok(()) => {
-                        self.authenticated = true;
-                        Frame::ok()
-                    }
-                    Err(refused) => error_reply(&Error::Command(refused)),
-                }
-            }
+            LocalCommand::Auth(credentials) => match self.authenticate(&credentials).await {
+                Ok(()) => Frame::ok(),
+                Err(refused) => error_reply(&Error::Command(refused)),
+            },
+            LocalCommand::Acl(query) => self.acl_query(query).await,
             LocalCommand::Client(client) => match client {
                 ClientCommand::SetName(name) => {
                     self.name = (!name.is_empty()).then_some(name);
@@ -508,57 +554,6 @@ impl Connection {
                 ))),
             },
             other => unreachable!("{other:?} has a stateless reply"),
-        }
-    }
-
-    async fn backup(&mut self, step: cmd::internal::BackupCommand) -> Frame {
-        use cmd::internal::BackupCommand;
-        let failed = |reason: String| Frame::Error(format!("ERR backup failed: {reason}"));
-        match step {
-            BackupCommand::Begin => {
-                let (sender, receiver) = oneshot::channel();
-                if let Err(refused) = self.shared.raft.submit(Request::Capture { reply: sender }) {
-                    return error_reply(&Error::Cluster(refused));
-                }
-                let captured = match receiver.await {
-                    Ok(Ok(captured)) => captured,
-                    Ok(Err(failure)) => return error_reply(&Error::Cluster(failure)),
-                    Err(_) => return error_reply(&Error::Cluster(ClusterError::Stopping)),
-                };
-                let dir = self.shared.backup_dir.clone();
-                let written =
-                    tokio::task::spawn_blocking(move || backup::BackupFile::write(&dir, captured))
-                        .await;
-                let file = match written {
-                    Ok(Ok(file)) => file,
-                    Ok(Err(failure)) => return failed(failure.to_string()),
-                    Err(failure) => return failed(failure.to_string()),
-                };
-                let reply = Frame::Array(
-                    [file.index, file.term, self.shared.cluster_id, file.bytes]
-                        .into_iter()
-                        .map(|n| Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
-                        .collect(),
-                );
-                self.backup = Some(file);
-                reply
-            }
-            BackupCommand::Read { offset } => {
-                let Some(file) = self.backup.as_ref().map(backup::BackupFile::share) else {
-                    return Frame::Error(
-                        "ERR no backup on this connection: send RAFTKV.BACKUP first".into(),
-                    );
-                };
-                if offset >= file.bytes {
-                    self.backup = None;
-                    return Frame::Bulk(Bytes::new());
-                }
-                match tokio::task::spawn_blocking(move || file.chunk(offset)).await {
-                    Ok(Ok(chunk)) => Frame::Bulk(chunk),
-                    Ok(Err(failure)) => failed(failure.to_string()),
-                    Err(failure) => failed(failure.to_string()),
-                }
-            }
         }
     }
 

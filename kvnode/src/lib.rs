@@ -29,6 +29,8 @@
 //! - [`info`], [`metrics`]: INFO and the Prometheus text.
 //! - [`reply`]: the state machine's typed replies as RESP frames.
 //! - [`resp`]: RESP2/RESP3 frames, request and reply decoders, the encoder, [`resp::Limits`].
+//! - [`acl`]: ACL users (replicated definitions, hashed passwords), AUTH, and the NOPERM
+//!   checks every command passes before it runs.
 //! - [`cmd`]: a request frame -> a typed [`cmd::Command`], classified as write, read, local
 //!   or admin, with Redis' error wording.
 //! - [`state_machine`]: the replicated databases with expiry, revisions and transactions,
@@ -39,6 +41,7 @@
 //! `COMMANDS.md` beside this crate's `Cargo.toml` lists the commands, their error replies,
 //! and the log-entry and snapshot byte formats.
 
+pub mod acl;
 pub mod backup;
 pub mod cmd;
 pub mod config;

@@ -64,6 +64,8 @@ pub struct LoopEnds {
     pub wake: RaftHandle,
     /// Where the loop publishes who leads.
     pub leader_watch: tokio::sync::watch::Sender<LeaderView>,
+    /// Where the loop publishes the ACL users it has applied.
+    pub users_watch: tokio::sync::watch::Sender<Arc<crate::acl::Users>>,
 }
 
 pub struct RaftLoop {
@@ -97,8 +99,17 @@ impl RaftLoop {
             inbox,
             wake,
             leader_watch,
+            users_watch,
         } = ends;
-        let io = LoopIo::new(config, &node, machine, transport, metrics, wake)?;
+        let io = LoopIo::new(
+            config,
+            &node,
+            machine,
+            transport,
+            metrics,
+            wake,
+            users_watch,
+        )?;
         Ok(RaftLoop {
             node,
             pipeline: Pipeline::new(SyncMode::Background),

@@ -87,6 +87,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     warn_about_peer_security(&config);
     let (inbox, raft) = inbox(config.request_queue_max);
     let (leader_publisher, leader_view) = leader_watch();
+    let (users_publisher, users_view) = tokio::sync::watch::channel(machine.users().clone());
     // Peer messages go from the task reading their connection straight into the raft
     // loop's inbox; when it is full they are dropped (counted) and Raft resends.
     let deliver = raft.clone();
@@ -110,6 +111,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
             inbox,
             wake: raft.clone(),
             leader_watch: leader_publisher,
+            users_watch: users_publisher,
         },
     )?;
     let raft_thread = std::thread::Builder::new()
@@ -134,6 +136,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         started: Instant::now(),
         node_id: config.node_id.0,
         leader_watch: leader_view,
+        users: users_view,
         backup_dir: config.data_dir.clone(),
         cluster_id: config.cluster_id,
         forward_timeouts: ForwardTimeouts::from_election(config.heartbeat * config.election_ticks),

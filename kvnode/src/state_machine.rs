@@ -2,7 +2,8 @@
 //!
 //! Role: apply committed write commands in log order and answer reads, with Redis string
 //! semantics, databases, expiry, revisions and transactions, and typed [`Reply`]s (no
-//! protocol is spoken here); produce and restore snapshots; keep the member address book.
+//! protocol is spoken here); produce and restore snapshots; keep the member address book
+//! and the ACL users ([`crate::acl::Users`], changed only by ACL SETUSER / DELUSER entries).
 //!
 //! Time (see COMMANDS.md, "Time"): apply never reads a clock. Each entry carries the
 //! leader's stamp (Unix milliseconds, [`encoding`]); its *effective time* is
@@ -52,9 +53,13 @@ mod ttl;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use raft_core::{LogIndex, NodeId};
+
+use crate::acl::Users;
+use crate::cmd::CommandError;
 
 pub use command::{
     DbIndex, ExpireCondition, Expiry, GetExTtl, ReadCommand, ReadOp, SetCondition, SetReply,
@@ -102,6 +107,9 @@ pub struct StateMachine {
     time_ms: u64,
     /// Addresses of the current members, by id.
     members: BTreeMap<NodeId, MemberAddress>,
+    /// The ACL users. Shared with the connections (the raft loop publishes it): an ACL
+    /// entry replaces it (copy on write), so a published table never changes.
+    users: Arc<Users>,
 }
 
 impl StateMachine {
@@ -154,6 +162,21 @@ impl StateMachine {
             now: self.time_ms,
             revision,
         };
+        match &entry.command.op {
+            WriteOp::AclSetUser { name, rules } => {
+                return match Arc::make_mut(&mut self.users).set_user(index.0, name, rules) {
+                    Ok(()) => Reply::Ok,
+                    Err(refused) => Reply::Error(refused),
+                };
+            }
+            WriteOp::AclDelUser { names } => {
+                return match Arc::make_mut(&mut self.users).delete_users(names) {
+                    Ok(deleted) => Reply::count(deleted),
+                    Err(refused) => Reply::Error(refused),
+                };
+            }
+            _ => {}
+        }
         let reply = apply_write(&mut self.dbs, at, &entry.command);
         self.dbs.trim();
         reply
@@ -190,6 +213,11 @@ impl StateMachine {
     /// done alike on every node restored from one backup for one new cluster.
     pub fn reset_members(&mut self, members: &BTreeMap<NodeId, MemberAddress>) {
         self.members = members.clone();
+    }
+
+    /// The ACL users, as the entries applied so far define them.
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
     }
 
     /// The address book: every member whose address is known.
@@ -251,6 +279,7 @@ impl StateMachine {
     /// Checks internal consistency (O(n)); for tests and debug builds.
     pub fn check_invariants(&self) {
         self.dbs.check_invariants();
+        self.users.check_invariants();
         assert!(
             self.members.keys().all(|id| !id.is_none()),
             "address book holds node id 0"
@@ -322,6 +351,11 @@ pub(crate) fn apply_write(dbs: &mut Databases, at: WriteAt, command: &WriteComma
             Reply::Ok
         }
         WriteOp::Exec { watches, items } => transaction::exec(dbs, at, watches, items),
+        // Applied by `StateMachine::apply_entry`; the encoding refuses them in a
+        // transaction, the only other way here.
+        WriteOp::AclSetUser { .. } | WriteOp::AclDelUser { .. } => {
+            Reply::Error(CommandError::NotAllowedInTransaction)
+        }
     }
 }
 

@@ -110,6 +110,32 @@ pub enum CommandError {
     InvalidNodeId { text: Bytes },
     #[error("ERR invalid address '{}': expected host:port", quote_name(text))]
     InvalidAddress { text: Bytes },
+    #[error(
+        "NOPERM User {} has no permissions to run the '{command}' command",
+        quote_name(user)
+    )]
+    NoPermCommand { user: Bytes, command: String },
+    #[error("NOPERM No permissions to access a key")]
+    NoPermKey,
+    /// A queued command its user may no longer run when EXEC runs (Redis' wording; the
+    /// reason is the NOPERM text without its code).
+    #[error("NOPERM ACLs rules changed between the moment the transaction was accumulated and its execution. This command is no longer allowed for the following reason: {}", reason.strip_prefix("NOPERM ").unwrap_or(reason))]
+    NoPermChanged { reason: String },
+    #[error(
+        "ERR Error in ACL SETUSER modifier '{}': {reason}",
+        quote_name(modifier)
+    )]
+    AclSetUser { modifier: Bytes, reason: String },
+    #[error("ERR Usernames can't contain spaces or null characters")]
+    AclBadUsername,
+    #[error("ERR user names are limited to {max} bytes")]
+    AclNameTooLong { max: usize },
+    #[error("ERR too many ACL users (at most {max})")]
+    AclTooManyUsers { max: usize },
+    #[error("ERR The 'default' user cannot be removed")]
+    AclDeleteDefault,
+    #[error("ERR Unknown category '{}'", quote_name(name))]
+    AclUnknownCategory { name: Bytes },
     /// A committed entry this build cannot decode (a bug or a version mismatch).
     #[error("ERR internal: {reason}")]
     Internal { reason: String },

@@ -1,5 +1,5 @@
-//! HELLO and AUTH: protocol negotiation and authentication, plus the password check and
-//! the HELLO reply so every connection answers them the same way.
+//! HELLO and AUTH: protocol negotiation and authentication (checked by `crate::acl`),
+//! plus the HELLO reply so every connection answers it the same way.
 
 use bytes::Bytes;
 
@@ -22,11 +22,13 @@ pub struct Hello {
     pub client_name: Option<Bytes>,
 }
 
-/// A username (Redis' single user is `default`) and password.
+/// A username and password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
     pub username: Bytes,
     pub password: Bytes,
+    /// The one-argument `AUTH password`, which names `default` implicitly.
+    pub implicit_user: bool,
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
@@ -56,7 +58,11 @@ pub(super) fn parse_hello(args: &[Bytes], _: &Context<'_>) -> Result<Command, Co
             [] => return Ok(Command::Local(LocalCommand::Hello(hello))),
             [option, username, password, tail @ ..] if is(option, "AUTH") => {
                 let (username, password) = (username.clone(), password.clone());
-                hello.auth = Some(Credentials { username, password });
+                hello.auth = Some(Credentials {
+                    username,
+                    password,
+                    implicit_user: false,
+                });
                 rest = tail;
             }
             [option, name, tail @ ..] if is(option, "SETNAME") => {
@@ -79,43 +85,16 @@ pub(super) fn parse_auth(args: &[Bytes], _: &Context<'_>) -> Result<Command, Com
         [password] => Credentials {
             username: Bytes::from_static(b"default"),
             password: password.clone(),
+            implicit_user: true,
         },
         [username, password] => Credentials {
             username: username.clone(),
             password: password.clone(),
+            implicit_user: false,
         },
         _ => return Err(CommandError::Syntax),
     };
     Ok(Command::Local(LocalCommand::Auth(credentials)))
-}
-
-/// Checks credentials against the configured password (`None`: no password configured).
-///
-/// The only user is `default`, as in a Redis with `requirepass`. The comparison takes the
-/// same time wherever the first difference is, so it leaks only the password's length.
-///
-/// # Errors
-/// [`CommandError::AuthNotConfigured`] for AUTH with no password configured (as Redis),
-/// [`CommandError::WrongPass`] for any mismatch.
-pub fn check_credentials(
-    configured: Option<&[u8]>,
-    credentials: &Credentials,
-) -> Result<(), CommandError> {
-    let Some(expected) = configured else {
-        return Err(CommandError::AuthNotConfigured);
-    };
-    let user_ok = credentials.username.as_ref() == b"default";
-    let password = credentials.password.as_ref();
-    let same_len = password.len() == expected.len();
-    let difference = password
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if user_ok && same_len && difference == 0 {
-        Ok(())
-    } else {
-        Err(CommandError::WrongPass)
-    }
 }
 
 /// The map HELLO replies with (Redis' fields, so clients that read them are satisfied).

@@ -1,7 +1,7 @@
 //! COMMAND, INFO and CONFIG GET: what tools ask a server about itself.
 //!
 //! COMMAND describes the real command table: `COMMAND` and `COMMAND INFO name ...` in
-//! Redis 7's shape (name, arity, flags, key positions; no ACL categories, tips or key
+//! Redis 7's shape (name, arity, flags, key positions, ACL categories; no tips or key
 //! specifications yet), `COMMAND COUNT` and `COMMAND LIST`. `COMMAND DOCS` returns an
 //! empty map (redis-cli 7 then simply shows no hints). CONFIG GET answers
 //! the parameters redis-benchmark and test harnesses read (`save`, `appendonly`,
@@ -98,6 +98,11 @@ fn command_info(spec: &Spec) -> Frame {
         .map(|(_, name)| Frame::Simple((*name).to_owned()))
         .collect();
     let (first, last, step) = spec.keys;
+    let categories = super::category::NAMES
+        .iter()
+        .filter(|(bit, _)| spec.categories() & bit != 0)
+        .map(|(_, name)| Frame::Simple(format!("@{name}")))
+        .collect();
     Frame::Array(vec![
         Frame::bulk(spec.name),
         Frame::Integer(i64::from(spec.arity)),
@@ -105,7 +110,7 @@ fn command_info(spec: &Spec) -> Frame {
         Frame::Integer(i64::from(first)),
         Frame::Integer(i64::from(last)),
         Frame::Integer(i64::from(step)),
-        Frame::Array(Vec::new()),
+        Frame::Array(categories),
         Frame::Array(Vec::new()),
         Frame::Array(Vec::new()),
         Frame::Array(Vec::new()),

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::acl::{cat_reply, AclQuery};
 use super::client::ClientCommand;
 use super::hello::{Credentials, Hello};
 use super::introspection::{command_reply, config_get_reply, CommandQuery};
@@ -51,6 +52,8 @@ pub enum LocalCommand {
     ReadOnly,
     /// Back to linearizable reads.
     ReadWrite,
+    /// ACL LIST, USERS, GETUSER, WHOAMI, CAT.
+    Acl(AclQuery),
 }
 
 impl LocalCommand {
@@ -70,6 +73,7 @@ impl LocalCommand {
                 parameters,
                 databases,
             } => Some(config_get_reply(parameters, *databases)),
+            LocalCommand::Acl(AclQuery::Cat(category)) => Some(cat_reply(*category)),
             LocalCommand::Select(_)
             | LocalCommand::Quit
             | LocalCommand::ReadOnly
@@ -82,7 +86,8 @@ impl LocalCommand {
             | LocalCommand::Exec
             | LocalCommand::Discard
             | LocalCommand::Watch { .. }
-            | LocalCommand::Unwatch => None,
+            | LocalCommand::Unwatch
+            | LocalCommand::Acl(_) => None,
         }
     }
 }

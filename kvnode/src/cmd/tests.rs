@@ -460,6 +460,7 @@ fn local_and_admin_commands_parse() {
                 auth: Some(Credentials {
                     username: b("default"),
                     password: b("pw"),
+                    implicit_user: false,
                 }),
                 client_name: Some(b("app")),
             })),
@@ -469,6 +470,7 @@ fn local_and_admin_commands_parse() {
             local(LocalCommand::Auth(Credentials {
                 username: b("default"),
                 password: b("pw"),
+                implicit_user: true,
             })),
         ),
         (
@@ -476,6 +478,7 @@ fn local_and_admin_commands_parse() {
             local(LocalCommand::Auth(Credentials {
                 username: b("u"),
                 password: b("pw"),
+                implicit_user: false,
             })),
         ),
         (
@@ -779,6 +782,7 @@ fn credentials_are_checked_against_the_configured_password() {
     let creds = |user: &str, pass: &str| Credentials {
         username: b(user),
         password: b(pass),
+        implicit_user: true,
     };
     type Case<'a> = (Option<&'a [u8]>, Credentials, Result<(), CommandError>);
     let cases: &[Case] = &[
@@ -805,8 +809,9 @@ fn credentials_are_checked_against_the_configured_password() {
         ),
     ];
     for (configured, credentials, expected) in cases {
+        let users = crate::acl::Users::default();
         assert_eq!(
-            check_credentials(*configured, credentials),
+            crate::acl::authenticate(&users, *configured, credentials).map(|_| ()),
             *expected,
             "{credentials:?}"
         );

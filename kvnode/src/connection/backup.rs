@@ -15,7 +15,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::raft_loop::Captured;
+use tokio::sync::oneshot;
+
+use crate::cmd;
+use crate::error::{error_reply, ClusterError, Error};
+use crate::raft_loop::{Captured, Request};
+use crate::resp::Frame;
 
 /// Bytes per `RAFTKV.BACKUPREAD` reply.
 pub const CHUNK_BYTES: u64 = 1 << 20;
@@ -81,6 +86,59 @@ impl BackupFile {
             bytes: self.bytes,
             index: self.index,
             term: self.term,
+        }
+    }
+}
+
+impl super::Connection {
+    /// RAFTKV.BACKUP and RAFTKV.BACKUPREAD.
+    pub(super) async fn backup(&mut self, step: cmd::internal::BackupCommand) -> Frame {
+        use cmd::internal::BackupCommand;
+        let failed = |reason: String| Frame::Error(format!("ERR backup failed: {reason}"));
+        match step {
+            BackupCommand::Begin => {
+                let (sender, receiver) = oneshot::channel();
+                if let Err(refused) = self.shared.raft.submit(Request::Capture { reply: sender }) {
+                    return error_reply(&Error::Cluster(refused));
+                }
+                let captured = match receiver.await {
+                    Ok(Ok(captured)) => captured,
+                    Ok(Err(failure)) => return error_reply(&Error::Cluster(failure)),
+                    Err(_) => return error_reply(&Error::Cluster(ClusterError::Stopping)),
+                };
+                let dir = self.shared.backup_dir.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || BackupFile::write(&dir, captured)).await;
+                let file = match written {
+                    Ok(Ok(file)) => file,
+                    Ok(Err(failure)) => return failed(failure.to_string()),
+                    Err(failure) => return failed(failure.to_string()),
+                };
+                let reply = Frame::Array(
+                    [file.index, file.term, self.shared.cluster_id, file.bytes]
+                        .into_iter()
+                        .map(|n| Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+                        .collect(),
+                );
+                self.backup = Some(file);
+                reply
+            }
+            BackupCommand::Read { offset } => {
+                let Some(file) = self.backup.as_ref().map(BackupFile::share) else {
+                    return Frame::Error(
+                        "ERR no backup on this connection: send RAFTKV.BACKUP first".into(),
+                    );
+                };
+                if offset >= file.bytes {
+                    self.backup = None;
+                    return Frame::Bulk(Bytes::new());
+                }
+                match tokio::task::spawn_blocking(move || file.chunk(offset)).await {
+                    Ok(Ok(chunk)) => Frame::Bulk(chunk),
+                    Ok(Err(failure)) => failed(failure.to_string()),
+                    Err(failure) => failed(failure.to_string()),
+                }
+            }
         }
     }
 }

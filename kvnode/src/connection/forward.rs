@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Stop;
+use crate::cmd::Credentials;
 use crate::error::{error_reply, ClusterError, Error};
 use crate::raft_loop::LeaderView;
 use crate::resp::{decode_frame, encode, Frame, Limits, Protocol};
@@ -82,13 +83,18 @@ impl Forwarder {
         }
     }
 
+    /// Drops the connection to the leader (it authenticated as the client's previous user).
+    pub fn reset(&mut self) {
+        self.connection = None;
+    }
+
     /// Sends `requests` to the leader and returns its replies, by the module's rules.
     pub async fn forward(
         &mut self,
         requests: &[Frame],
         follow_leadership: bool,
         limits: &Limits,
-        password: Option<&str>,
+        credentials: Option<&Credentials>,
         stop: &Stop,
     ) -> Forwarded {
         let not_sent = |failure: ClusterError| {
@@ -108,7 +114,7 @@ impl Forwarder {
             };
             if self.connection.as_ref().is_none_or(|c| c.leader != target) {
                 self.connection = None;
-                match self.connect(target, &address, limits, password).await {
+                match self.connect(target, &address, limits, credentials).await {
                     Ok(connection) => self.connection = Some(connection),
                     Err(reason) => {
                         last_failure = ClusterError::LeaderUnreachable {
@@ -156,9 +162,9 @@ impl Forwarder {
         leader: NodeId,
         address: &str,
         limits: &Limits,
-        password: Option<&str>,
+        credentials: Option<&Credentials>,
     ) -> Result<LeaderConnection, String> {
-        let connecting = LeaderConnection::connect(leader, address, limits, password);
+        let connecting = LeaderConnection::connect(leader, address, limits, credentials);
         match tokio::time::timeout(self.timeouts.leader_wait, connecting).await {
             Ok(connected) => connected,
             Err(_) => Err("connecting timed out".to_owned()),
@@ -251,13 +257,16 @@ struct LeaderConnection {
 }
 
 impl LeaderConnection {
-    /// Connects to the leader's client port, authenticating with the cluster's password
-    /// (every node is configured with the same one) and naming itself a forwarder.
+    /// Connects to the leader's client port and, in one HELLO (which any user may send),
+    /// authenticates as the client's own user (replaying what the client authenticated
+    /// with; none if it runs as a `default` without password) and names itself a
+    /// forwarder. The leader then checks what it is sent as it would the client's own
+    /// commands (`crate::acl::logged`).
     async fn connect(
         leader: NodeId,
         address: &str,
         limits: &Limits,
-        password: Option<&str>,
+        credentials: Option<&Credentials>,
     ) -> Result<LeaderConnection, String> {
         let stream = TcpStream::connect(address)
             .await
@@ -269,18 +278,15 @@ impl LeaderConnection {
             stream,
             buffer: BytesMut::new(),
         };
-        let mut setup = Vec::new();
-        if let Some(password) = password {
-            setup.push(Frame::Array(vec![
-                Frame::bulk("AUTH"),
-                Frame::bulk(password),
-            ]));
+        let mut hello = vec![Frame::bulk("HELLO"), Frame::bulk("2")];
+        if let Some(credentials) = credentials {
+            hello.push(Frame::bulk("AUTH"));
+            hello.push(Frame::Bulk(credentials.username.clone()));
+            hello.push(Frame::Bulk(credentials.password.clone()));
         }
-        setup.push(Frame::Array(vec![
-            Frame::bulk("CLIENT"),
-            Frame::bulk("SETNAME"),
-            Frame::Bulk(Bytes::from_static(FORWARDER_NAME)),
-        ]));
+        hello.push(Frame::bulk("SETNAME"));
+        hello.push(Frame::Bulk(Bytes::from_static(FORWARDER_NAME)));
+        let setup = [Frame::Array(hello)];
         connection.send(&setup).await?;
         for _ in &setup {
             if let Frame::Error(refused) = connection.receive(limits).await? {

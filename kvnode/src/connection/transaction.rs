@@ -12,13 +12,20 @@
 //! reply, in its place, as a Redis runtime error would; the connection answers PING, ECHO
 //! and the like itself and merges those answers into EXEC's reply.
 //!
+//! ACL (as Redis): each command is checked against the connection's user when it is
+//! queued (NOPERM makes EXEC fail with EXECABORT), and again when EXEC plans the
+//! transaction, in case the rules changed meanwhile: a command no longer allowed gets
+//! NOPERM in its place in EXEC's reply and does not run; an EXEC the user may not run
+//! discards the transaction. Commands Redis refuses in a transaction (`no-multi`: ACL)
+//! make EXEC fail.
+//!
 //! Bounds: the queued commands' bytes and the watched keys' bytes are each capped by the
 //! largest log entry; the entry itself is checked exactly before it is proposed, and a
 //! transaction too large for it is discarded whole (EXECABORT), nothing applied.
 
 use bytes::Bytes;
 
-use crate::cmd::{self, Command, CommandError, CommandLimits, Context, LocalCommand};
+use crate::cmd::{self, flags, Command, CommandError, CommandLimits, Context, LocalCommand, Spec};
 use crate::error::{error_reply, Error};
 use crate::resp::Frame;
 use crate::state_machine::{
@@ -44,6 +51,9 @@ struct Queue {
     /// A command failed to queue: EXEC answers EXECABORT.
     failed: bool,
 }
+
+/// The connection's ACL check of one command (its table row and words).
+pub(crate) type Permit<'a> = &'a dyn Fn(&Spec, &[Bytes]) -> Result<(), CommandError>;
 
 /// What to do with a request while a transaction is open.
 pub enum Queued {
@@ -166,7 +176,7 @@ impl Session {
     }
 
     /// Handles a request while a transaction is open.
-    pub fn queue(&mut self, request: Frame, limits: &CommandLimits) -> Queued {
+    pub fn queue(&mut self, request: Frame, limits: &CommandLimits, permit: Permit<'_>) -> Queued {
         let queue = self.queue.as_mut().expect("called in a transaction");
         let words = match cmd::words(request) {
             Ok(words) => words,
@@ -182,8 +192,17 @@ impl Session {
                 return Queued::Reply(command_error(error));
             }
         };
+        if let Err(denied) = permit(spec, &words) {
+            if spec.name == "exec" {
+                self.queue = None;
+                self.unwatch();
+            } else {
+                queue.failed = true;
+            }
+            return Queued::Reply(command_error(denied));
+        }
         match spec.name {
-            "exec" => return self.exec(limits),
+            "exec" => return self.exec(limits, permit),
             "discard" => {
                 self.queue = None;
                 self.unwatch();
@@ -192,6 +211,10 @@ impl Session {
             "multi" => return Queued::Reply(command_error(CommandError::NestedMulti)),
             "watch" => return Queued::Reply(command_error(CommandError::WatchInsideMulti)),
             "quit" => return Queued::Run,
+            _ if spec.flags & flags::NO_MULTI != 0 => {
+                queue.failed = true;
+                return Queued::Reply(command_error(CommandError::NotAllowedInTransaction));
+            }
             _ => {}
         }
         let bytes: usize = words.iter().map(Bytes::len).sum();
@@ -208,7 +231,7 @@ impl Session {
 
     /// EXEC: ends the transaction and plans it (EXECABORT if a command failed to queue or
     /// the entry would be too large).
-    fn exec(&mut self, limits: &CommandLimits) -> Queued {
+    fn exec(&mut self, limits: &CommandLimits, permit: Permit<'_>) -> Queued {
         let queue = self.queue.take().expect("called in a transaction");
         let watches = std::mem::take(&mut self.watches);
         self.unwatch();
@@ -221,6 +244,14 @@ impl Session {
         let mut answers = Vec::with_capacity(queue.commands.len());
         for words in &queue.commands {
             let context = Context { limits, db };
+            let allowed = cmd::check(words).and_then(|spec| permit(spec, words));
+            if let Err(denied) = allowed {
+                let reason = denied.to_string();
+                answers.push(Answer::Here(command_error(CommandError::NoPermChanged {
+                    reason,
+                })));
+                continue;
+            }
             let answer = match cmd::parse_words(words, &context) {
                 Ok(Command::Write(command)) => {
                     items.push(TxItem::Write(command));
@@ -280,8 +311,12 @@ mod tests {
         Frame::Array(line.split(' ').map(Frame::bulk).collect())
     }
 
+    fn allow_all(_: &Spec, _: &[Bytes]) -> Result<(), CommandError> {
+        Ok(())
+    }
+
     fn queue(session: &mut Session, line: &str) -> Frame {
-        match session.queue(request(line), &CommandLimits::default()) {
+        match session.queue(request(line), &CommandLimits::default(), &allow_all) {
             Queued::Reply(frame) => frame,
             Queued::Exec(_) => panic!("{line} planned an EXEC"),
             Queued::Run => panic!("{line} ran"),
@@ -289,7 +324,7 @@ mod tests {
     }
 
     fn exec(session: &mut Session, limits: &CommandLimits) -> Result<ExecPlan, Frame> {
-        match session.queue(request("EXEC"), limits) {
+        match session.queue(request("EXEC"), limits, &allow_all) {
             Queued::Exec(plan) => Ok(plan),
             Queued::Reply(frame) => Err(frame),
             Queued::Run => panic!("EXEC ran"),
@@ -340,6 +375,72 @@ mod tests {
     }
 
     #[test]
+    fn acl_is_checked_when_queued_and_again_at_exec() {
+        let denied = std::cell::Cell::new("none");
+        let permit = |spec: &Spec, _: &[Bytes]| {
+            if spec.name == denied.get() {
+                Err(CommandError::NoPermKey)
+            } else {
+                Ok(())
+            }
+        };
+        let mut session = Session::default();
+        let limits = CommandLimits::default();
+        let send =
+            |session: &mut Session, line: &str| session.queue(request(line), &limits, &permit);
+        session.multi();
+        denied.set("set");
+        let Queued::Reply(refused) = send(&mut session, "SET k v") else {
+            panic!("answered at once");
+        };
+        assert_eq!(
+            refused,
+            Frame::error("NOPERM No permissions to access a key")
+        );
+        let Queued::Reply(aborted) = send(&mut session, "EXEC") else {
+            panic!("EXEC aborts");
+        };
+        assert!(aborted.is_error(), "{aborted:?}");
+
+        // Allowed when queued, no longer at EXEC: NOPERM in its place, the rest runs.
+        denied.set("none");
+        session.multi();
+        send(&mut session, "SET k v");
+        send(&mut session, "GET k");
+        denied.set("set");
+        let Queued::Exec(plan) = send(&mut session, "EXEC") else {
+            panic!("planned");
+        };
+        let Some(WriteCommand {
+            op: WriteOp::Exec { items, .. },
+            ..
+        }) = &plan.command
+        else {
+            panic!("GET still runs");
+        };
+        assert_eq!(items.len(), 1);
+        let Frame::Array(replies) = plan.merge(Some(Frame::Array(vec![Frame::Null]))) else {
+            panic!("array");
+        };
+        assert_eq!(
+            replies[0],
+            Frame::error(
+                "NOPERM ACLs rules changed between the moment the transaction was accumulated \
+                 and its execution. This command is no longer allowed for the following \
+                 reason: No permissions to access a key"
+            )
+        );
+        assert_eq!(replies[1], Frame::Null);
+
+        // An EXEC the user may not run discards the transaction.
+        denied.set("exec");
+        session.multi();
+        send(&mut session, "GET k");
+        assert!(matches!(send(&mut session, "EXEC"), Queued::Reply(frame) if frame.is_error()));
+        assert!(!session.in_transaction());
+    }
+
+    #[test]
     fn a_command_that_fails_to_queue_aborts_the_transaction() {
         let mut session = Session::default();
         session.multi();
@@ -383,10 +484,11 @@ mod tests {
         session.multi();
         let mut refused = 0;
         for i in 0..200 {
-            let frame = match session.queue(request(&format!("SET key:{i} value")), &limits) {
-                Queued::Reply(frame) => frame,
-                _ => panic!("queued"),
-            };
+            let frame =
+                match session.queue(request(&format!("SET key:{i} value")), &limits, &allow_all) {
+                    Queued::Reply(frame) => frame,
+                    _ => panic!("queued"),
+                };
             refused += usize::from(frame.is_error());
         }
         assert!(refused > 0, "the queue is capped");

@@ -2,6 +2,8 @@
 //! the typed replies the state machine returns. A command entry is an envelope with the
 //! leader's stamp (or a legacy stamp-less entry), decoded by [`LogEntry::decode`].
 
+use std::sync::Arc;
+
 use raft_core::{Entry, EntryPayload, Snapshot};
 use tracing::{error, info};
 
@@ -30,6 +32,9 @@ impl LoopIo {
                 Ok(decoded) => {
                     let reply = self.machine.apply_entry(entry.index, &decoded);
                     self.clock.observe(self.machine.time_ms());
+                    if decoded.command.op.is_acl() {
+                        self.publish_users();
+                    }
                     reply
                 }
                 Err(undecodable) => {
@@ -56,6 +61,14 @@ impl LoopIo {
         }
     }
 
+    /// Publishes the users to the connections. Called as soon as an ACL entry is applied,
+    /// before its proposer is answered: a client whose ACL SETUSER was answered finds the
+    /// user on this node at once.
+    fn publish_users(&mut self) {
+        self.users_watch
+            .send_replace(Arc::clone(self.machine.users()));
+    }
+
     /// Replaces the state machine with a leader's snapshot (already durable). A snapshot
     /// that does not restore stops the node: it cannot go on without the leader's state.
     pub(super) fn restore_snapshot(&mut self, snapshot: &Snapshot) {
@@ -68,6 +81,7 @@ impl LoopIo {
                     "restored a snapshot from the leader"
                 );
                 self.machine = machine;
+                self.publish_users();
                 self.applied_term = snapshot.meta.term;
                 self.metrics
                     .snapshots_restored_total

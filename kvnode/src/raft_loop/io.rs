@@ -51,6 +51,8 @@ pub struct LoopIo {
     /// The largest time in the log: stamps and the read clock.
     pub clock: LoopClock,
     pub reclaimer: Reclaimer,
+    /// Where the ACL users are published to the connections (`apply`).
+    pub users_watch: tokio::sync::watch::Sender<Arc<crate::acl::Users>>,
     last_leader: NodeId,
     was_leader: bool,
     /// When each kind of send failure was last logged.
@@ -69,6 +71,7 @@ impl LoopIo {
         transport: Transport,
         metrics: Arc<Metrics>,
         wake: RaftHandle,
+        users_watch: tokio::sync::watch::Sender<Arc<crate::acl::Users>>,
     ) -> anyhow::Result<LoopIo> {
         let snapshots = Snapshots::start(
             config.node_id,
@@ -81,6 +84,7 @@ impl LoopIo {
             node_id: config.node_id,
             clock,
             reclaimer: Reclaimer::new(config.limits.entry_bytes_max),
+            users_watch,
             machine,
             transport,
             metrics,

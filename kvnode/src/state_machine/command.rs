@@ -226,6 +226,25 @@ pub enum WriteOp {
         watches: Vec<Watch>,
         items: Vec<TxItem>,
     },
+    /// ACL SETUSER: the rules as logged (passwords already hashed: `#hash`, `!hash`).
+    AclSetUser {
+        name: Bytes,
+        rules: Vec<Bytes>,
+    },
+    /// ACL DELUSER.
+    AclDelUser {
+        names: Vec<Bytes>,
+    },
+}
+
+impl WriteOp {
+    /// ACL SETUSER or DELUSER: applied to the users, never inside a transaction.
+    pub fn is_acl(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::AclSetUser { .. } | WriteOp::AclDelUser { .. }
+        )
+    }
 }
 
 /// A key as WATCH saw it: its revision then, or absent.

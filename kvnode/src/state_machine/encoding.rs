@@ -5,12 +5,19 @@
 //! entry v2 = 0x02 stamp:u64le command          (written by this build)
 //! entry v1 = a version-1 command               (older builds; no stamp, database 0)
 //! command  = version:u8 (=2) db:u32le tag:u8 body      (write tags in `write`)
+//!          | version:u8 (=3) db:u32le tag:u8 body      (ACL SETUSER / DELUSER only)
 //! bytes    = len:u32le data[len]
 //! ```
 //!
 //! A follower forwards a write as its command bytes (`RAFTKV.PROPOSE`); the leader
 //! stamps it and proposes the envelope. A v1 entry applies as a stamp-less entry: time
 //! stands still for it, and it gives the keys it writes revision 0 (see COMMANDS.md).
+//!
+//! Version 3 is version 2 plus the ACL tags, written only for ACL commands: a cluster in
+//! the middle of an upgrade keeps agreeing on every data entry, and a node too old for
+//! users says so by version (it logs the entry as undecodable and skips it, as for any
+//! version it does not know). A version-2 command with an ACL tag, or a version-3 command
+//! without one, is refused.
 //!
 //! Version rule: a node refuses an entry or command version it does not know rather than
 //! guess; a new version must be rolled out to every node before any leader proposes it.
@@ -32,6 +39,8 @@ use super::wire::{Reader, Truncated};
 pub const ENTRY_VERSION: u8 = 2;
 /// The command version this build writes.
 pub const COMMAND_VERSION: u8 = 2;
+/// The command version of ACL SETUSER and DELUSER.
+pub const ACL_COMMAND_VERSION: u8 = 3;
 /// The version of entries (and commands) written by builds before expiry.
 pub const LEGACY_VERSION: u8 = 1;
 /// Bytes the envelope adds to a command.
@@ -42,7 +51,7 @@ pub const ENVELOPE_BYTES: usize = 9;
 pub enum DecodeError {
     #[error("empty log entry")]
     Empty,
-    #[error("log entry version {version} is not supported (this build reads versions 1 and {ENTRY_VERSION})")]
+    #[error("log entry or command version {version} is not supported (this build reads entry versions 1 and {ENTRY_VERSION}, command versions 1 to {ACL_COMMAND_VERSION})")]
     UnsupportedVersion { version: u8 },
     #[error("unknown command tag {tag}")]
     UnknownTag { tag: u8 },
@@ -54,7 +63,7 @@ pub enum DecodeError {
     CountTooLarge { count: u32, remaining: usize },
     #[error("database {db} is out of range (at most {DATABASES_MAX} databases)")]
     DatabaseOutOfRange { db: u32 },
-    #[error("a transaction may not contain a transaction or a reclamation")]
+    #[error("a transaction may not contain a transaction, a reclamation or an ACL change")]
     NestedTransaction,
     #[error("member address at offset {offset} is not UTF-8 or is too long")]
     InvalidAddress { offset: usize },
@@ -139,7 +148,16 @@ impl WriteCommand {
         let mut reader = Reader::new(bytes);
         let version = reader.u8().map_err(|_| DecodeError::Empty)?;
         let command = match version {
-            COMMAND_VERSION => write::decode_command(&mut reader, false)?,
+            COMMAND_VERSION | ACL_COMMAND_VERSION => {
+                let command = write::decode_command(&mut reader, false)?;
+                if command.op.is_acl() != (version == ACL_COMMAND_VERSION) {
+                    return Err(DecodeError::InvalidField {
+                        what: "command version for its tag",
+                        value: version,
+                    });
+                }
+                command
+            }
             LEGACY_VERSION => legacy::decode(&mut reader)?,
             version => return Err(DecodeError::UnsupportedVersion { version }),
         };

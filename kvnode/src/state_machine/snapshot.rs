@@ -3,14 +3,15 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "RAFTKVSM"
-//!      8     4  version u32le (= 2)
+//!      8     4  version u32le (= 3)
 //!     12     8  applied index u64le
 //!     20     8  effective time u64le (Unix ms)
 //!     28     4  member count u32le
 //!     32     4  database count u32le (databases written: the non-blank ones)
 //!     36     8  body length u64le
-//!     44     n  body: member* then database*
+//!     44     n  body: member* then users then database*
 //!                 member   = id:u64le peer:bytes client:bytes      (ascending id)
+//!                 users    = the ACL users ([`users`])
 //!                 database = index:u32le revision_floor:u64le key_count:u64le entry*
 //!                                                                  (ascending index)
 //!                 entry    = key:bytes value:bytes revision:u64le deadline:u64le
@@ -18,6 +19,9 @@
 //!                 bytes    = len:u32le data
 //!   44+n     4  CRC32 (crc32fast, IEEE) of bytes [0, 44+n)
 //! ```
+//!
+//! Version 2 (written before ACL users; still read): the same without the users section;
+//! it restores with the built-in `default` user only.
 //!
 //! Version 1 (written before databases and expiry; still read): a 40-byte header
 //! (magic, version, applied, member count u32, entry count u64, body length u64), then
@@ -28,6 +32,8 @@
 //! Restoring checks length, magic, version, CRC, then every count against the bytes left
 //! before allocating, strict order, and database indexes below [`DATABASES_MAX`]; it
 //! never panics.
+
+mod users;
 
 use std::io::{self, Write};
 
@@ -46,7 +52,9 @@ use super::StateMachine;
 /// Identifies a raftkv state-machine snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RAFTKVSM";
 /// The snapshot format version this build writes.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
+/// Before ACL users: no users section.
+const DATABASES_VERSION: u32 = 2;
 const LEGACY_VERSION: u32 = 1;
 const HEADER_BYTES: usize = 44;
 const LEGACY_HEADER_BYTES: usize = 40;
@@ -64,7 +72,7 @@ pub enum SnapshotError {
     #[error("not a raftkv snapshot (magic {found:02x?})")]
     BadMagic { found: [u8; 8] },
     #[error(
-        "snapshot version {version} is not supported (this build reads versions 1 and {SNAPSHOT_VERSION})"
+        "snapshot version {version} is not supported (this build reads versions 1 to {SNAPSHOT_VERSION})"
     )]
     UnsupportedVersion { version: u32 },
     #[error("snapshot is {actual} bytes but its header declares {declared}")]
@@ -87,6 +95,8 @@ pub enum SnapshotError {
     DatabaseOutOfRange { index: u32 },
     #[error("snapshot member entry invalid: {0}")]
     Member(#[source] DecodeError),
+    #[error("snapshot ACL user at body offset {offset} is invalid: {reason}")]
+    User { reason: &'static str, offset: usize },
     #[error("snapshot body has {count} unexpected bytes after the last entry")]
     TrailingBytes { count: usize },
 }
@@ -185,7 +195,7 @@ pub(super) fn write_snapshot_to(machine: &StateMachine, out: &mut impl Write) ->
     out.write_all(&crc.finalize().to_le_bytes())
 }
 
-/// The address book as the body's first part.
+/// The address book and the users: the body's first part.
 fn members_body(machine: &StateMachine) -> BytesMut {
     let mut out = BytesMut::new();
     for (id, address) in &machine.members {
@@ -193,6 +203,7 @@ fn members_body(machine: &StateMachine) -> BytesMut {
         put_bytes(&mut out, address.peer.as_bytes());
         put_bytes(&mut out, address.client.as_bytes());
     }
+    users::write_users(&machine.users, &mut out);
     out
 }
 
@@ -222,7 +233,7 @@ fn read_header(bytes: &[u8]) -> Result<Header, SnapshotError> {
     }
     let version = header.u32()?;
     let parsed = match version {
-        SNAPSHOT_VERSION => {
+        SNAPSHOT_VERSION | DATABASES_VERSION => {
             if bytes.len() < HEADER_BYTES + CRC_BYTES {
                 return Err(SnapshotError::TooShort {
                     len: bytes.len(),
@@ -278,6 +289,9 @@ pub(super) fn read_snapshot(bytes: &[u8]) -> Result<StateMachine, SnapshotError>
         other => other,
     };
     read_snapshot_members(&mut body, u64::from(header.members), &mut machine).map_err(at_body)?;
+    if header.version == SNAPSHOT_VERSION {
+        machine.users = std::sync::Arc::new(users::read_users(&mut body).map_err(at_body)?);
+    }
     let dbs = if header.version == LEGACY_VERSION {
         let mut keys = KeySpace::default();
         read_snapshot_entries(&mut body, header.count, &mut keys, false).map_err(at_body)?;

@@ -258,6 +258,8 @@ pub struct Options {
     pub peer_tls: bool,
     /// A cluster secret every node proves to its peers, in `cluster.secret`.
     pub cluster_secret: bool,
+    /// More command-line arguments for every node.
+    pub node_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -273,6 +275,7 @@ impl Default for Options {
             restore_from: None,
             peer_tls: false,
             cluster_secret: false,
+            node_args: Vec::new(),
         }
     }
 }
@@ -379,6 +382,7 @@ impl Cluster {
             args.push(format!("--cluster-id={cluster_id}"));
         }
         args.extend(self.peer_security_args(id));
+        args.extend(self.options.node_args.iter().cloned());
         self.nodes.insert(
             id,
             Node {

@@ -256,7 +256,58 @@ fn samples() -> Vec<WriteCommand> {
                 items,
             },
         ),
+        on(
+            0,
+            WriteOp::AclSetUser {
+                name: b("app"),
+                rules: vec![b("on"), b("#00ff"), b("~app:*"), b("+@read")],
+            },
+        ),
+        on(
+            0,
+            WriteOp::AclDelUser {
+                names: vec![b("a"), b("b")],
+            },
+        ),
     ]
+}
+
+#[test]
+fn acl_commands_are_command_version_three_and_never_nested() {
+    let setuser = on(
+        0,
+        WriteOp::AclSetUser {
+            name: b("u"),
+            rules: vec![b("on")],
+        },
+    );
+    let data = on(0, WriteOp::GetDel { key: b("k") });
+    let bytes = setuser.encode();
+    assert_eq!(bytes[0], 3, "ACL commands are version 3");
+    assert_eq!(data.encode()[0], 2, "data commands stay version 2");
+    let mut as_v2 = bytes.to_vec();
+    as_v2[0] = 2;
+    assert!(
+        WriteCommand::decode(&as_v2).is_err(),
+        "an ACL tag in a version-2 command"
+    );
+    let mut data_as_v3 = data.encode().to_vec();
+    data_as_v3[0] = 3;
+    assert!(
+        WriteCommand::decode(&data_as_v3).is_err(),
+        "a data tag in a version-3 command"
+    );
+    let nested = on(
+        0,
+        WriteOp::Exec {
+            watches: vec![],
+            items: vec![TxItem::Write(setuser)],
+        },
+    );
+    assert_eq!(
+        WriteCommand::decode(&nested.encode()),
+        Err(DecodeError::NestedTransaction)
+    );
 }
 
 #[test]

@@ -30,6 +30,8 @@
 //! Exec       20: count:u32le watch* count:u32le item*
 //!                watch = db:u32le key known:u8 [revision:u64le]
 //!                item  = 1 db:u32le tag:u8 body (a write) | 2 db:u32le tag:u8 body (a read)
+//! AclSetUser 21: name:bytes count:u32le rule:bytes*    (command version 3 only)
+//! AclDelUser 22: count:u32le name:bytes*               (command version 3 only)
 //! ```
 
 use bytes::{BufMut, BytesMut};
@@ -39,7 +41,9 @@ use super::super::command::{
     TxItem, Watch, WriteCommand, WriteOp,
 };
 use super::super::wire::{put_bytes, put_count, Reader};
-use super::{decode_bool, decode_count, decode_db, read, DecodeError, COMMAND_VERSION};
+use super::{
+    decode_bool, decode_count, decode_db, read, DecodeError, ACL_COMMAND_VERSION, COMMAND_VERSION,
+};
 
 const TAG_SET: u8 = 1;
 const TAG_GETEX: u8 = 2;
@@ -61,6 +65,8 @@ const TAG_FLUSHDB: u8 = 17;
 const TAG_FLUSHALL: u8 = 18;
 const TAG_RECLAIM: u8 = 19;
 const TAG_EXEC: u8 = 20;
+const TAG_ACL_SETUSER: u8 = 21;
+const TAG_ACL_DELUSER: u8 = 22;
 
 const ITEM_WRITE: u8 = 1;
 const ITEM_READ: u8 = 2;
@@ -87,7 +93,11 @@ pub(super) fn encoded_len_hint(command: &WriteCommand) -> usize {
 
 /// Appends `0x02 db tag body`.
 pub(super) fn encode_command(command: &WriteCommand, out: &mut BytesMut) {
-    out.put_u8(COMMAND_VERSION);
+    out.put_u8(if command.op.is_acl() {
+        ACL_COMMAND_VERSION
+    } else {
+        COMMAND_VERSION
+    });
     encode_body(command, out);
 }
 
@@ -221,6 +231,17 @@ fn encode_body(command: &WriteCommand, out: &mut BytesMut) {
             }
         }
         WriteOp::Exec { watches, items } => encode_exec(out, watches, items),
+        WriteOp::AclSetUser { name, rules } => {
+            out.put_u8(TAG_ACL_SETUSER);
+            put_bytes(out, name);
+            put_count(out, rules.len());
+            rules.iter().for_each(|rule| put_bytes(out, rule));
+        }
+        WriteOp::AclDelUser { names } => {
+            out.put_u8(TAG_ACL_DELUSER);
+            put_count(out, names.len());
+            names.iter().for_each(|name| put_bytes(out, name));
+        }
     }
 }
 
@@ -410,10 +431,26 @@ pub(super) fn decode_command(
             WriteOp::Reclaim { keys }
         }
         TAG_EXEC if !nested => decode_exec(reader)?,
-        TAG_RECLAIM | TAG_EXEC => return Err(DecodeError::NestedTransaction),
+        TAG_ACL_SETUSER if !nested => WriteOp::AclSetUser {
+            name: reader.bytes()?,
+            rules: decode_byte_strings(reader)?,
+        },
+        TAG_ACL_DELUSER if !nested => WriteOp::AclDelUser {
+            names: decode_byte_strings(reader)?,
+        },
+        TAG_RECLAIM | TAG_EXEC | TAG_ACL_SETUSER | TAG_ACL_DELUSER => {
+            return Err(DecodeError::NestedTransaction)
+        }
         tag => return Err(DecodeError::UnknownTag { tag }),
     };
     Ok(WriteCommand { db, op })
+}
+
+fn decode_byte_strings(reader: &mut Reader<'_>) -> Result<Vec<bytes::Bytes>, DecodeError> {
+    let count = decode_count(reader, 4)?;
+    Ok((0..count)
+        .map(|_| reader.bytes())
+        .collect::<Result<_, _>>()?)
 }
 
 fn decode_set(reader: &mut Reader<'_>) -> Result<WriteOp, DecodeError> {

@@ -28,7 +28,31 @@ fn sample_machine() -> StateMachine {
             },
         ),
     );
+    log.write(
+        7,
+        on(
+            0,
+            WriteOp::AclSetUser {
+                name: b("app"),
+                rules: ["on", ">pw", "~app:*", "+@read", "-get", "+set"]
+                    .map(b)
+                    .to_vec(),
+            },
+        ),
+    );
     log.machine
+}
+
+#[test]
+fn snapshots_carry_the_users_and_older_ones_restore_with_default_only() {
+    let machine = sample_machine();
+    let app = machine.users().get(b"app").expect("app defined").clone();
+    assert_eq!(app.created, machine.applied_index().0);
+    let restored = StateMachine::restore(&machine.snapshot()).expect("restores");
+    assert_eq!(restored.users().get(b"app"), Some(&app));
+    assert_eq!(restored.users(), machine.users());
+    let old = StateMachine::restore(&forge_v2(0, 0, b"")).expect("a v2 snapshot restores");
+    assert_eq!(**old.users(), crate::acl::Users::default());
 }
 
 #[test]
