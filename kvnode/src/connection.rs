@@ -11,6 +11,7 @@
 
 mod backup;
 mod forward;
+mod local;
 mod transaction;
 
 use std::sync::atomic::Ordering;
@@ -25,10 +26,8 @@ use tracing::debug;
 
 pub use forward::{ForwardTimeouts, FORWARDER_NAME};
 
-use crate::cmd::{
-    self, check_credentials, hello_reply, ClientCommand, Command, CommandLimits, Context,
-    LocalCommand,
-};
+use crate::clients::{ClientRegistry, Registration};
+use crate::cmd::{self, Command, CommandLimits, Context, LocalCommand};
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
 use crate::raft_loop::{LeaderView, Outcome, RaftHandle, Request};
@@ -59,6 +58,12 @@ pub struct Shared {
     /// Where backups are written while they are read (the node's data directory).
     pub backup_dir: std::path::PathBuf,
     pub cluster_id: u64,
+    /// Every open client connection (CLIENT LIST, INFO's `connected_clients`).
+    pub clients: Arc<ClientRegistry>,
+    /// The most client connections at once (INFO's `maxclients`).
+    pub connections_max: usize,
+    /// 40 hex digits, new at every start (INFO's `run_id`).
+    pub run_id: String,
 }
 
 /// The server's shutdown signals, shared by every connection.
@@ -113,6 +118,8 @@ impl Retry {
 pub struct Connection {
     shared: Arc<Shared>,
     id: u64,
+    /// This connection's entry in [`Shared::clients`], listed while the connection lives.
+    registration: Registration,
     protocol: Protocol,
     name: Option<Bytes>,
     authenticated: bool,
@@ -127,11 +134,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, id: u64, stop: Stop) -> Connection {
+    pub fn new(shared: Arc<Shared>, registration: Registration, stop: Stop) -> Connection {
         let authenticated = shared.password.is_none();
         Connection {
             shared: Arc::clone(&shared),
-            id,
+            id: registration.entry.id,
+            registration,
             protocol: Protocol::Resp2,
             name: None,
             authenticated,
@@ -156,6 +164,10 @@ impl Connection {
                 biased;
                 () = self.stop.drain.cancelled() => {
                     debug!(connection = self.id, "closing client connection: shutting down");
+                    return;
+                }
+                () = self.registration.entry.kill.cancelled() => {
+                    debug!(connection = self.id, "closing client connection: CLIENT KILL");
                     return;
                 }
                 read = stream.read_buf(&mut input) => read,
@@ -225,7 +237,9 @@ impl Connection {
                 limits: &self.shared.command_limits,
                 db: self.session.db,
             };
-            let command = match cmd::parse(request.clone(), &context) {
+            let (row, parsed) = cmd::parse_with_row(request.clone(), &context);
+            self.registration.entry.touch(row);
+            let command = match parsed {
                 Ok(command) => command,
                 Err(invalid) => {
                     pending.push(Pending::Done(error_reply(&Error::Command(invalid))));
@@ -273,7 +287,22 @@ impl Connection {
             let logged = std::mem::replace(&mut frames[position], Frame::Null);
             frames[position] = plan.merge(Some(logged));
         }
+        self.publish_state();
         frames
+    }
+
+    /// Shows this connection's state in its registry entry (CLIENT LIST).
+    fn publish_state(&self) {
+        let protocol = match self.protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        self.registration.entry.set_state(
+            self.session.db.0,
+            self.session.queued_len(),
+            protocol,
+            self.stale_reads,
+        );
     }
 
     /// Runs a planned EXEC: one write, or an answer at once when nothing needs the log.
@@ -431,84 +460,6 @@ impl Connection {
                 &self.stop,
             )
             .await
-    }
-
-    async fn local(&mut self, command: LocalCommand) -> Frame {
-        if let Some(reply) = command.stateless_reply() {
-            match command {
-                LocalCommand::Quit => self.closing = true,
-                LocalCommand::ReadOnly => self.stale_reads = true,
-                LocalCommand::ReadWrite => self.stale_reads = false,
-                LocalCommand::Select(db) => self.session.db = db,
-                _ => {}
-            }
-            return reply;
-        }
-        match command {
-            LocalCommand::Multi => self.session.multi(),
-            LocalCommand::Exec | LocalCommand::Discard => Session::not_in_transaction(&command),
-            LocalCommand::Unwatch => {
-                self.session.unwatch();
-                Frame::ok()
-            }
-            LocalCommand::Hello(hello) => {
-                if let Some(credentials) = &hello.auth {
-                    if let Err(refused) = check_credentials(
-                        self.shared.password.as_deref().map(str::as_bytes),
-                        credentials,
-                    ) {
-                        return error_reply(&Error::Command(refused));
-                    }
-                    self.authenticated = true;
-                }
-                if !self.authenticated {
-                    return error_reply(&Error::Command(cmd::CommandError::NoAuth));
-                }
-                if let Some(protocol) = hello.protocol {
-                    self.protocol = protocol;
-                }
-                if let Some(name) = hello.client_name {
-                    self.name = Some(name);
-                }
-                let role = match self.status().await {
-                    Some(status) if status.is_leader() => "master",
-                    _ => "replica",
-                };
-                hello_reply(self.protocol, self.id, role)
-            }
-            LocalCommand::Auth(credentials) => {
-                match check_credentials(
-                    self.shared.password.as_deref().map(str::as_bytes),
-                    &credentials,
-                ) {
-                    Ok(()) => {
-                        self.authenticated = true;
-                        Frame::ok()
-                    }
-                    Err(refused) => error_reply(&Error::Command(refused)),
-                }
-            }
-            LocalCommand::Client(client) => match client {
-                ClientCommand::SetName(name) => {
-                    self.name = (!name.is_empty()).then_some(name);
-                    Frame::ok()
-                }
-                ClientCommand::GetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
-                ClientCommand::Id => Frame::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
-                ClientCommand::SetInfo { .. } => Frame::ok(),
-            },
-            LocalCommand::Info { sections } => match self.status().await {
-                Some(status) => Frame::Bulk(Bytes::from(crate::info::render(
-                    &sections,
-                    &status,
-                    &self.shared,
-                ))),
-                None => error_reply(&Error::Cluster(ClusterError::Overloaded(
-                    "status unavailable",
-                ))),
-            },
-            other => unreachable!("{other:?} has a stateless reply"),
-        }
     }
 
     async fn backup(&mut self, step: cmd::internal::BackupCommand) -> Frame {
