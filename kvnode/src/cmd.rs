@@ -23,7 +23,7 @@
 //!
 //! One file per command family: [`get`], [`set`], [`del`], [`incr`], [`append`],
 //! [`expire`], [`keyspace`], [`databases`], [`transaction`], [`connection`], [`hello`],
-//! [`client`], [`introspection`], [`admin`], [`internal`] (what nodes send each other);
+//! [`client`], [`config`], [`introspection`], [`object`], [`admin`], [`internal`] (what nodes send each other);
 //! [`local`] holds the local command type, [`args`] argument helpers and the parse
 //! [`Context`], [`error`] the errors.
 
@@ -33,9 +33,11 @@ pub mod append;
 pub mod args;
 pub mod category;
 pub mod client;
+pub mod config;
 pub mod connection;
 pub mod databases;
 pub mod del;
+mod docs;
 pub mod error;
 pub mod expire;
 pub mod get;
@@ -45,6 +47,7 @@ pub mod internal;
 pub mod introspection;
 pub mod keyspace;
 pub mod local;
+pub mod object;
 pub mod set;
 pub mod transaction;
 
@@ -179,6 +182,30 @@ pub fn parse(frame: Frame, context: &Context<'_>) -> Result<Command, CommandErro
     parse_words(&words(frame)?, context)
 }
 
+/// As [`parse`], with the command's row in the table when its name is known (what
+/// CLIENT LIST shows as the client's last command, through [`command_name`]).
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with_row(
+    frame: Frame,
+    context: &Context<'_>,
+) -> (Option<usize>, Result<Command, CommandError>) {
+    let words = match words(frame) {
+        Ok(words) => words,
+        Err(invalid) => return (None, Err(invalid)),
+    };
+    match check_row(&words) {
+        Ok(row) => (Some(row), (SPECS[row].parse)(&words[1..], context)),
+        Err(invalid) => (None, Err(invalid)),
+    }
+}
+
+/// The name of the command at `row` of the table.
+pub fn command_name(row: usize) -> Option<&'static str> {
+    SPECS.get(row).map(|spec| spec.name)
+}
+
 /// The words of a request frame (name first).
 ///
 /// # Errors
@@ -202,16 +229,22 @@ pub fn words(frame: Frame) -> Result<Vec<Bytes>, CommandError> {
 /// # Errors
 /// `ERR unknown command ...` or `ERR wrong number of arguments ...`.
 pub(crate) fn check(words: &[Bytes]) -> Result<&'static Spec, CommandError> {
+    check_row(words).map(|row| &SPECS[row])
+}
+
+/// As [`check`], returning the row's index in [`SPECS`].
+pub(crate) fn check_row(words: &[Bytes]) -> Result<usize, CommandError> {
     let (name, args) = words.split_first().ok_or(CommandError::Syntax)?;
-    let Some(spec) = SPECS
+    let Some(row) = SPECS
         .iter()
-        .find(|spec| name.eq_ignore_ascii_case(spec.name.as_bytes()))
+        .position(|spec| name.eq_ignore_ascii_case(spec.name.as_bytes()))
     else {
         return Err(CommandError::UnknownCommand {
             name: name.clone(),
             args: args.iter().take(16).cloned().collect(),
         });
     };
+    let spec = &SPECS[row];
     let words_len = i64::try_from(words.len()).expect("a request has far fewer than 2^63 words");
     let arity = i64::from(spec.arity);
     let arity_ok = if arity > 0 {
@@ -222,7 +255,7 @@ pub(crate) fn check(words: &[Bytes]) -> Result<&'static Spec, CommandError> {
     if !arity_ok {
         return Err(CommandError::WrongArity { command: spec.name });
     }
-    Ok(spec)
+    Ok(row)
 }
 
 /// Parses a command given as its words (name first).

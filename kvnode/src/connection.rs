@@ -17,6 +17,7 @@
 mod access;
 mod backup;
 mod forward;
+mod local;
 mod transaction;
 
 use std::sync::atomic::Ordering;
@@ -32,7 +33,8 @@ use tracing::debug;
 pub use forward::{ForwardTimeouts, FORWARDER_NAME};
 
 use crate::acl::{Identity, Users};
-use crate::cmd::{self, hello_reply, ClientCommand, Command, CommandLimits, Context, LocalCommand};
+use crate::clients::{ClientRegistry, Registration};
+use crate::cmd::{self, Command, CommandLimits, Context, LocalCommand};
 use crate::error::{error_reply, ClusterError, Error};
 use crate::metrics::Metrics;
 use crate::raft_loop::{LeaderView, Outcome, RaftHandle, Request};
@@ -65,6 +67,12 @@ pub struct Shared {
     /// Where backups are written while they are read (the node's data directory).
     pub backup_dir: std::path::PathBuf,
     pub cluster_id: u64,
+    /// Every open client connection (CLIENT LIST, INFO's `connected_clients`).
+    pub clients: Arc<ClientRegistry>,
+    /// The most client connections at once (INFO's `maxclients`).
+    pub connections_max: usize,
+    /// 40 hex digits, new at every start (INFO's `run_id`).
+    pub run_id: String,
 }
 
 /// The server's shutdown signals, shared by every connection.
@@ -119,6 +127,8 @@ impl Retry {
 pub struct Connection {
     shared: Arc<Shared>,
     id: u64,
+    /// This connection's entry in [`Shared::clients`], listed while the connection lives.
+    registration: Registration,
     protocol: Protocol,
     name: Option<Bytes>,
     /// Who the connection authenticated as; `None`: not yet (it runs as `default` if that
@@ -140,10 +150,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, id: u64, stop: Stop) -> Connection {
+    pub fn new(shared: Arc<Shared>, registration: Registration, stop: Stop) -> Connection {
         Connection {
             shared: Arc::clone(&shared),
-            id,
+            id: registration.entry.id,
+            registration,
             protocol: Protocol::Resp2,
             name: None,
             identity: None,
@@ -181,6 +192,10 @@ impl Connection {
                         return;
                     }
                     continue;
+                }
+                () = self.registration.entry.kill.cancelled() => {
+                    debug!(connection = self.id, "closing client connection: CLIENT KILL");
+                    return;
                 }
                 read = stream.read_buf(&mut input) => read,
             };
@@ -308,6 +323,7 @@ impl Connection {
             let logged = std::mem::replace(&mut frames[position], Frame::Null);
             frames[position] = plan.merge(Some(logged));
         }
+        self.publish_state();
         frames
     }
 
@@ -317,7 +333,10 @@ impl Connection {
     fn admitted(&self, request: Frame) -> Result<Command, Option<Frame>> {
         let invalid = |error| Some(error_reply(&Error::Command(error)));
         let words = cmd::words(request).map_err(invalid)?;
-        let spec = cmd::check(&words).map_err(invalid)?;
+        let row = cmd::check_row(&words);
+        // What CLIENT LIST shows as the last command, known or not.
+        self.registration.entry.touch(row.as_ref().ok().copied());
+        let spec = &cmd::SPECS[row.map_err(invalid)?];
         let users = self.users.borrow().clone();
         let user = match self.admit(&users, spec, &words) {
             access::Admit::Run(user) => user,
@@ -331,6 +350,20 @@ impl Connection {
         let command = cmd::parse_checked(spec, &words, &context).map_err(invalid)?;
         Connection::admit_parsed(user.as_deref(), &command).map_err(Some)?;
         Ok(command)
+    }
+
+    /// Shows this connection's state in its registry entry (CLIENT LIST).
+    fn publish_state(&self) {
+        let protocol = match self.protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        self.registration.entry.set_state(
+            self.session.db.0,
+            self.session.queued_len(),
+            protocol,
+            self.stale_reads,
+        );
     }
 
     /// Runs a planned EXEC: one write, or an answer at once when nothing needs the log.
@@ -488,73 +521,6 @@ impl Connection {
                 &self.stop,
             )
             .await
-    }
-
-    async fn local(&mut self, command: LocalCommand) -> Frame {
-        if let Some(reply) = command.stateless_reply() {
-            match command {
-                LocalCommand::Quit => self.closing = true,
-                LocalCommand::ReadOnly => self.stale_reads = true,
-                LocalCommand::ReadWrite => self.stale_reads = false,
-                LocalCommand::Select(db) => self.session.db = db,
-                _ => {}
-            }
-            return reply;
-        }
-        match command {
-            LocalCommand::Multi => self.session.multi(),
-            LocalCommand::Exec | LocalCommand::Discard => Session::not_in_transaction(&command),
-            LocalCommand::Unwatch => {
-                self.session.unwatch();
-                Frame::ok()
-            }
-            LocalCommand::Hello(hello) => {
-                if let Some(credentials) = &hello.auth {
-                    if let Err(refused) = self.authenticate(credentials).await {
-                        return error_reply(&Error::Command(refused));
-                    }
-                }
-                if self.must_authenticate() {
-                    return error_reply(&Error::Command(cmd::CommandError::NoAuth));
-                }
-                if let Some(protocol) = hello.protocol {
-                    self.protocol = protocol;
-                }
-                if let Some(name) = hello.client_name {
-                    self.name = Some(name);
-                }
-                let role = match self.status().await {
-                    Some(status) if status.is_leader() => "master",
-                    _ => "replica",
-                };
-                hello_reply(self.protocol, self.id, role)
-            }
-            LocalCommand::Auth(credentials) => match self.authenticate(&credentials).await {
-                Ok(()) => Frame::ok(),
-                Err(refused) => error_reply(&Error::Command(refused)),
-            },
-            LocalCommand::Acl(query) => self.acl_query(query).await,
-            LocalCommand::Client(client) => match client {
-                ClientCommand::SetName(name) => {
-                    self.name = (!name.is_empty()).then_some(name);
-                    Frame::ok()
-                }
-                ClientCommand::GetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
-                ClientCommand::Id => Frame::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
-                ClientCommand::SetInfo { .. } => Frame::ok(),
-            },
-            LocalCommand::Info { sections } => match self.status().await {
-                Some(status) => Frame::Bulk(Bytes::from(crate::info::render(
-                    &sections,
-                    &status,
-                    &self.shared,
-                ))),
-                None => error_reply(&Error::Cluster(ClusterError::Overloaded(
-                    "status unavailable",
-                ))),
-            },
-            other => unreachable!("{other:?} has a stateless reply"),
-        }
     }
 
     async fn status(&self) -> Option<NodeStatus> {

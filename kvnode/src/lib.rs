@@ -21,6 +21,7 @@
 //! - [`raft_loop`]: the driver thread: ticks, proposals (stamped with the leader's
 //!   monotonic clock), reads (judged at the leader's clock), Ready handling, the leader's
 //!   reclamation of expired keys; a leader syncs its log on a `log-sync` thread meanwhile.
+//! - [`clients`]: the registry of open client connections (CLIENT LIST, INFO, KILL).
 //! - [`connection`]: one client: pipelining, auth, stale-read mode, SELECT, MULTI/EXEC/WATCH,
 //!   forwarding to the leader.
 //! - [`storage`]: the `wal` / `memory` backend switch.
@@ -43,6 +44,7 @@
 
 pub mod acl;
 pub mod backup;
+pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod connection;

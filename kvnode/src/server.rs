@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::clients::ClientRegistry;
 use crate::cmd::CommandLimits;
 use crate::config::NodeConfig;
 use crate::connection::ForwardTimeouts;
@@ -140,6 +141,9 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         backup_dir: config.data_dir.clone(),
         cluster_id: config.cluster_id,
         forward_timeouts: ForwardTimeouts::from_election(config.heartbeat * config.election_ticks),
+        clients: Arc::new(ClientRegistry::default()),
+        connections_max: config.connections_max,
+        run_id: run_id(),
     });
     if let Some(addr) = config.metrics_listen {
         let listener = TcpListener::bind(addr)
@@ -262,6 +266,24 @@ fn liveness_from_timing(transport: &mut TransportConfig, config: &NodeConfig) {
         .max(transport.silence_timeout * 2);
 }
 
+/// A fresh 40-hex-digit id for this run, as Redis' `run_id`: it tells a restarted
+/// process from the one before (clients and tools compare it), so it only needs to differ
+/// between starts, not to be secret.
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or_default();
+    let mut state = now ^ u64::from(std::process::id()).rotate_left(40);
+    let mut id = String::with_capacity(40);
+    while id.len() < 40 {
+        state = crate::state_machine::keyspace::splitmix64(state);
+        id.push_str(&format!("{state:016x}"));
+    }
+    id.truncate(40);
+    id
+}
+
 fn raft_config(config: &NodeConfig, applied: raft_core::LogIndex) -> raft_core::Config {
     let mut raft = raft_core::Config::new(config.node_id);
     raft.election_ticks = config.election_ticks;
@@ -289,7 +311,7 @@ async fn accept_clients(
     let slots = Arc::new(Semaphore::new(connections_max));
     let next_id = AtomicU64::new(1);
     loop {
-        let (mut stream, _) = match listener.accept().await {
+        let (mut stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(failure) => {
                 // Out of file descriptors and the like: back off briefly rather than spin.
@@ -315,11 +337,16 @@ async fn accept_clients(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection::new(
-            shared.clone(),
+        let local_addr = stream.local_addr().unwrap_or(addr);
+        let fd = i64::from(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        let registration = ClientRegistry::register(
+            &shared.clients,
             next_id.fetch_add(1, Ordering::Relaxed),
-            stop.clone(),
+            addr,
+            local_addr,
+            fd,
         );
+        let connection = Connection::new(shared.clone(), registration, stop.clone());
         let metrics = shared.metrics.clone();
         connections.spawn(async move {
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);

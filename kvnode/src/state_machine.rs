@@ -45,6 +45,7 @@ pub mod glob;
 mod keys;
 pub mod keyspace;
 pub mod members;
+pub mod object;
 pub mod reply;
 pub mod snapshot;
 mod strings;
@@ -62,8 +63,8 @@ use crate::acl::Users;
 use crate::cmd::CommandError;
 
 pub use command::{
-    DbIndex, ExpireCondition, Expiry, GetExTtl, ReadCommand, ReadOp, SetCondition, SetReply,
-    SetTtl, TimeUnit, TtlCommand, TxItem, Watch, WriteCommand, WriteOp, DATABASES_MAX,
+    DbIndex, ExpireCondition, Expiry, GetExTtl, ObjectField, ReadCommand, ReadOp, SetCondition,
+    SetReply, SetTtl, TimeUnit, TtlCommand, TxItem, Watch, WriteCommand, WriteOp, DATABASES_MAX,
 };
 pub use databases::{Database, Databases};
 pub use encoding::{DecodeError, LogEntry};
@@ -218,6 +219,24 @@ impl StateMachine {
     /// The ACL users, as the entries applied so far define them.
     pub fn users(&self) -> &Arc<Users> {
         &self.users
+    }
+
+    /// Live keys and live keys with a TTL of each database holding any, judged at
+    /// [`StateMachine::read_time`] of `clock`: O(databases × buckets), no per-key walk.
+    pub fn keyspace(&self, clock: u64) -> Vec<crate::status::DbKeys> {
+        let now = self.read_time(clock);
+        self.dbs
+            .iter()
+            .filter_map(|(db, database)| {
+                let expired = database.keys.count_expired(now);
+                let keys = database.keys.len() - expired;
+                (keys > 0).then(|| crate::status::DbKeys {
+                    db: db.0,
+                    keys: keys as u64,
+                    expires: (database.keys.expiring() - expired) as u64,
+                })
+            })
+            .collect()
     }
 
     /// The address book: every member whose address is known.
@@ -407,6 +426,7 @@ pub(crate) fn read(dbs: &Databases, at: ReadAt, command: &ReadCommand) -> Reply 
                 })
                 .collect(),
         ),
+        ReadOp::Object { key, field } => object::object(dbs, at, db, key, *field),
         ReadOp::Time => {
             let seconds = at.now / 1000;
             let micros = (at.now % 1000) * 1000;

@@ -26,6 +26,9 @@ pub struct NodeStatus {
     pub voters_outgoing: Vec<NodeId>,
     pub learners: Vec<NodeId>,
     pub keys: u64,
+    /// Each database holding a live key: what INFO's `keyspace` section lists. Not part
+    /// of the rendered status (RAFT.STATUS has `keys`).
+    pub keyspace: Vec<DbKeys>,
     /// Leader only: how far each other member's log matches the leader's.
     pub matched: Vec<(NodeId, LogIndex)>,
     /// The storage backend and where it keeps its files.
@@ -34,6 +37,15 @@ pub struct NodeStatus {
     pub elections_won: u64,
     /// Snapshots this node has received from a leader and restored since it started.
     pub snapshots_restored: u64,
+}
+
+/// One database's live keys, judged at this node's read time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DbKeys {
+    pub db: u32,
+    pub keys: u64,
+    /// Live keys with a time to live.
+    pub expires: u64,
 }
 
 /// A status text that does not parse.
@@ -85,6 +97,7 @@ impl Default for NodeStatus {
             voters_outgoing: Vec::new(),
             learners: Vec::new(),
             keys: 0,
+            keyspace: Vec::new(),
             matched: Vec::new(),
             storage: String::new(),
             elections_won: 0,
@@ -199,6 +212,7 @@ impl NodeStatus {
             voters_outgoing: ids("voters_outgoing")?,
             learners: ids("learners")?,
             keys: number("keys")?,
+            keyspace: Vec::new(),
             matched,
             storage: get("storage")?.to_owned(),
             elections_won: number("elections_won")?,
@@ -226,6 +240,7 @@ mod tests {
             voters_outgoing: vec![],
             learners: vec![NodeId(4)],
             keys: 5,
+            keyspace: Vec::new(),
             matched: vec![(NodeId(2), LogIndex(12)), (NodeId(3), LogIndex(8))],
             storage: "wal in data/node-1/wal".into(),
             elections_won: 2,

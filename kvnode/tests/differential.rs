@@ -28,7 +28,7 @@ mod support;
 #[path = "support/tools.rs"]
 mod tools;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{Client, Cluster, Options, Reply};
 use tools::RedisServer;
@@ -83,7 +83,21 @@ enum Check {
     Unordered,
     /// RANDOMKEY: both nil or both a key.
     NilOrNot,
+    /// INFO keyspace: the same `dbN:keys=K,expires=E` lines (`avg_ttl` is Redis' sampled
+    /// estimate). A follower's INFO describes its own applied state, so a raftkv reply
+    /// that differs is asked again for a little while (see [`KEYSPACE_CATCH_UP`]).
+    Keyspace,
+    /// OBJECT ENCODING: equal, except where Redis' encoding records how the value was
+    /// made rather than what it is (COMMANDS.md): `raw` for a value edited in place
+    /// (APPEND, SETRANGE), `embstr` for an integer INCRBYFLOAT produced.
+    Encoding,
+    /// CLIENT ID: a positive integer on both, the same on every call of a connection
+    /// (checked in `run_seed`); the numbers themselves count connections, which differ.
+    ClientId,
 }
+
+/// How long a follower may take to show, in INFO, what the leader has applied.
+const KEYSPACE_CATCH_UP: Duration = Duration::from_millis(200);
 
 /// What a command may change: the keys (database, key) it touches, whether it may delete
 /// one or give it a TTL, or whole databases.
@@ -276,7 +290,7 @@ fn generate(rng: &mut Rng, db: u32, in_multi: bool, world: &World<'_>) -> Op {
     let read = |keys: &[&'static str]| key_touch(db, keys, false);
     let write = |keys: &[&'static str]| key_touch(db, keys, false);
     let deleting = |keys: &[&'static str]| key_touch(db, keys, true);
-    match rng.below(46) {
+    match rng.below(50) {
         0..=2 => {
             let mut parts = words(&["SET", k, v]);
             if rng.chance(25) {
@@ -520,8 +534,51 @@ fn generate(rng: &mut Rng, db: u32, in_multi: bool, world: &World<'_>) -> Op {
             ])));
             exact(parts, Touch::default())
         }
+        44 => op(
+            words(&["OBJECT", "ENCODING", k]),
+            Check::Encoding,
+            read(&[k]),
+        ),
+        45 => match rng.below(4) {
+            0 if !in_multi => {
+                let touch = Touch {
+                    keys: Vec::new(),
+                    dbs: (0..DBS).collect(),
+                    deletes: false,
+                };
+                op(words(&["INFO", "keyspace"]), Check::Keyspace, touch)
+            }
+            1 => exact(words(&["OBJECT", "FREQ", k]), read(&[k])),
+            2 if !in_multi => op(words(&["CLIENT", "ID"]), Check::ClientId, Touch::default()),
+            _ => {
+                let pattern = rng.pick(&["databases", "appendonly", "maxmemory", "save", "nosuch"]);
+                if in_multi {
+                    exact(words(&["OBJECT", "FREQ", k]), read(&[k]))
+                } else {
+                    op(
+                        words(&["CONFIG", "GET", pattern]),
+                        Check::Unordered,
+                        Touch::default(),
+                    )
+                }
+            }
+        },
         _ => exact(words(&["GET", k]), read(&[k])),
     }
+}
+
+/// INFO keyspace's `dbN:keys=K,expires=E` lines, without `avg_ttl`.
+fn keyspace_lines(reply: &Reply) -> Option<Vec<String>> {
+    let Reply::Bulk(Some(text)) = reply else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(text);
+    Some(
+        text.lines()
+            .filter(|line| line.starts_with("db"))
+            .map(|line| line.split(",avg_ttl=").next().unwrap_or(line).to_owned())
+            .collect(),
+    )
 }
 
 /// A transaction-control command for a connection (MULTI, EXEC, DISCARD, WATCH, UNWATCH,
@@ -574,6 +631,15 @@ fn agree(check: Check, redis: &Reply, raftkv: &Reply) -> bool {
             };
             sorted(a) == sorted(b)
         }
+        (Check::Keyspace, a, b) => {
+            keyspace_lines(a).is_some() && keyspace_lines(a) == keyspace_lines(b)
+        }
+        (Check::Encoding, Reply::Bulk(Some(a)), Reply::Bulk(Some(b))) => {
+            a == b
+                || (a.as_slice() == b"raw" && b.as_slice() != b"raw")
+                || (a.as_slice() == b"embstr" && b.as_slice() == b"int")
+        }
+        (Check::ClientId, Reply::Integer(a), Reply::Integer(b)) => *a > 0 && *b > 0,
         (Check::NilOrNot, a, b) => {
             matches!(a, Reply::Bulk(None)) == matches!(b, Reply::Bulk(None))
                 && matches!(a, Reply::Bulk(_)) == matches!(b, Reply::Bulk(_))
@@ -654,6 +720,8 @@ fn run_seed(seed: u64, ops: u64, redis: &RedisServer, cluster: &Cluster, label: 
         .map(|i| cluster.client(ids[i % ids.len()]))
         .collect();
     let mut conns = vec![Conn::default(); CONNECTIONS];
+    // Each connection's CLIENT ID on Redis and on raftkv, once asked.
+    let mut client_ids: Vec<Option<(Reply, Reply)>> = vec![None; CONNECTIONS];
     let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut history: Vec<String> = Vec::new();
     let mut compared = 0u64;
@@ -686,7 +754,22 @@ fn run_seed(seed: u64, ops: u64, redis: &RedisServer, cluster: &Cluster, label: 
             continue;
         };
         let redis_reply = send(&mut redis_clients[by], &op);
-        let raftkv_reply = send(&mut raftkv_clients[by], &op);
+        let mut raftkv_reply = send(&mut raftkv_clients[by], &op);
+        if op.check == Check::Keyspace {
+            let deadline = Instant::now() + KEYSPACE_CATCH_UP;
+            while !agree(op.check, &redis_reply, &raftkv_reply) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                raftkv_reply = send(&mut raftkv_clients[by], &op);
+            }
+        }
+        if op.check == Check::ClientId {
+            let seen = client_ids[by].get_or_insert((redis_reply.clone(), raftkv_reply.clone()));
+            assert_eq!(
+                (&seen.0, &seen.1),
+                (&redis_reply, &raftkv_reply),
+                "{label}, seed {seed}: CLIENT ID changed on connection {by}"
+            );
+        }
         history.push(format!(
             "conn {by} db {}: {:?} -> redis {redis_reply:?} / raftkv {raftkv_reply:?}",
             conn.db, op.words

@@ -63,6 +63,7 @@ fn read_commands(op: &ReadOp) -> &'static [&'static str] {
         ReadOp::Type { .. } => &["type"],
         ReadOp::RandomKey => &["randomkey"],
         ReadOp::Revision { .. } => &["revision"],
+        ReadOp::Object { .. } => &["object"],
         ReadOp::Revisions { .. } => &["watch"],
         ReadOp::Time => &["time"],
         ReadOp::Digest => &["raftkv.digest"],
@@ -106,6 +107,7 @@ fn read_keys(op: &ReadOp) -> Vec<&Bytes> {
         | ReadOp::Ttl { key, .. }
         | ReadOp::ExpireTime { key, .. }
         | ReadOp::Type { key }
+        | ReadOp::Object { key, .. }
         | ReadOp::Revision { key } => vec![key],
         ReadOp::MGet { keys } | ReadOp::Exists { keys } | ReadOp::Revisions { keys } => {
             keys.iter().collect()

@@ -97,12 +97,33 @@ pub enum CommandError {
     AuthNotConfigured,
     #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
     InvalidClientName,
+    #[error("ERR client-id should be greater than 0")]
+    ClientIdNotPositive,
+    #[error("ERR Invalid client ID")]
+    InvalidClientId,
+    #[error("ERR Unknown client type '{}'", quote_name(name))]
+    UnknownClientType { name: Bytes },
+    #[error("ERR No such user '{}'", quote_name(name))]
+    NoSuchUser { name: Bytes },
+    #[error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")]
+    ObjectFreqNotTracked,
+    /// raftkv's own: reads are not replicated, so no node knows a key's last access.
+    #[error("ERR idle time is not tracked: raftkv's reads do not touch the replicated state")]
+    ObjectIdleTimeNotTracked,
+    #[error("ERR No such client")]
+    NoSuchClient,
     #[error("ERR Syntax error in HELLO option '{}'", quote_name(option))]
     HelloSyntax { option: Bytes },
     #[error("ERR Unrecognized option '{}'", quote_name(option))]
     UnrecognizedOption { option: Bytes },
-    #[error("ERR CONFIG SET is not supported: raftkv is configured at start-up")]
-    ConfigSetNotSupported,
+    #[error(
+        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+        quote_name(name)
+    )]
+    ConfigSetUnknown { name: Bytes },
+    /// A value other than the current one: raftkv is configured at start-up.
+    #[error("ERR CONFIG SET failed (possibly related to argument '{name}') - raftkv is configured at start-up; only the current value is accepted")]
+    ConfigSetFixed { name: &'static str },
     #[error(
         "ERR invalid node id '{}': expected an integer from 1 to 18446744073709551615",
         quote_name(text)

@@ -1,12 +1,9 @@
-//! COMMAND, INFO and CONFIG GET: what tools ask a server about itself.
+//! COMMAND and INFO: what tools ask a server about itself (CONFIG is in `config`).
 //!
 //! COMMAND describes the real command table: `COMMAND` and `COMMAND INFO name ...` in
 //! Redis 7's shape (name, arity, flags, key positions, ACL categories; no tips or key
-//! specifications yet), `COMMAND COUNT` and `COMMAND LIST`. `COMMAND DOCS` returns an
-//! empty map (redis-cli 7 then simply shows no hints). CONFIG GET answers
-//! the parameters redis-benchmark and test harnesses read (`save`, `appendonly`,
-//! `databases`) and returns an empty
-//! reply for the rest, as Redis does for unknown parameters; CONFIG SET is refused.
+//! specifications yet), `COMMAND COUNT`, `COMMAND LIST`, and `COMMAND DOCS [name ...]`
+//! (summary, since, group from `docs`, for the same rows).
 
 use bytes::Bytes;
 
@@ -21,8 +18,8 @@ use crate::resp::Frame;
 pub enum CommandQuery {
     /// `COMMAND` (every command) and `COMMAND INFO name ...`
     Info(Vec<Bytes>),
-    /// `COMMAND DOCS ...`
-    Docs,
+    /// `COMMAND DOCS [name ...]`: every command for none.
+    Docs(Vec<Bytes>),
     /// `COMMAND COUNT`
     Count,
     /// `COMMAND LIST ...`
@@ -41,7 +38,7 @@ pub(super) fn parse_command(args: &[Bytes], _: &Context<'_>) -> Result<Command, 
             }
             CommandQuery::Count
         }
-        Some(sub) if is(sub, "DOCS") => CommandQuery::Docs,
+        Some(sub) if is(sub, "DOCS") => CommandQuery::Docs(args[1..].to_vec()),
         Some(sub) if is(sub, "INFO") => {
             if args.len() == 1 {
                 return Err(CommandError::WrongArity {
@@ -78,7 +75,18 @@ pub(super) fn command_reply(query: &CommandQuery) -> Frame {
                 })
                 .collect(),
         ),
-        CommandQuery::Docs => Frame::Map(Vec::new()),
+        CommandQuery::Docs(names) => Frame::Map(
+            SPECS
+                .iter()
+                .filter(|spec| {
+                    names.is_empty()
+                        || names
+                            .iter()
+                            .any(|name| name.eq_ignore_ascii_case(spec.name.as_bytes()))
+                })
+                .map(|spec| (Frame::bulk(spec.name), command_docs(spec)))
+                .collect(),
+        ),
         CommandQuery::Count => {
             Frame::Integer(i64::try_from(SPECS.len()).expect("the table is small"))
         }
@@ -86,6 +94,18 @@ pub(super) fn command_reply(query: &CommandQuery) -> Frame {
             Frame::Array(SPECS.iter().map(|spec| Frame::bulk(spec.name)).collect())
         }
     }
+}
+
+/// One command's COMMAND DOCS map: summary, since, group.
+fn command_docs(spec: &Spec) -> Frame {
+    let Some(doc) = super::docs::doc(spec.name) else {
+        return Frame::Map(Vec::new());
+    };
+    Frame::Map(vec![
+        (Frame::bulk("summary"), Frame::bulk(doc.summary)),
+        (Frame::bulk("since"), Frame::bulk(doc.since)),
+        (Frame::bulk("group"), Frame::bulk(doc.group)),
+    ])
 }
 
 /// One command as Redis 7's COMMAND INFO describes it: name, arity, flags, first key,
@@ -124,46 +144,4 @@ pub(super) fn parse_info(args: &[Bytes], _: &Context<'_>) -> Result<Command, Com
         .map(|section| section.to_ascii_lowercase().into())
         .collect();
     Ok(Command::Local(LocalCommand::Info { sections }))
-}
-
-/// `CONFIG GET parameter [parameter ...]`; every other CONFIG subcommand is refused.
-pub(super) fn parse_config(args: &[Bytes], context: &Context<'_>) -> Result<Command, CommandError> {
-    let (sub, parameters) = args
-        .split_first()
-        .ok_or(CommandError::WrongArity { command: "config" })?;
-    if is(sub, "GET") {
-        if parameters.is_empty() {
-            return Err(CommandError::WrongArity {
-                command: "config|get",
-            });
-        }
-        return Ok(Command::Local(LocalCommand::ConfigGet {
-            parameters: parameters.to_vec(),
-            databases: context.limits.databases,
-        }));
-    }
-    if is(sub, "SET") {
-        return Err(CommandError::ConfigSetNotSupported);
-    }
-    Err(CommandError::UnknownSubcommand {
-        command: "CONFIG",
-        subcommand: sub.clone(),
-    })
-}
-
-/// CONFIG GET's reply: a map of the parameters we can answer truthfully.
-pub(super) fn config_get_reply(parameters: &[Bytes], databases: u32) -> Frame {
-    // No RDB saving and no AOF: persistence is the Raft log, which these do not describe.
-    let databases = databases.to_string();
-    let known: [(&str, &str); 3] = [
-        ("save", ""),
-        ("appendonly", "no"),
-        ("databases", &databases),
-    ];
-    let pairs = known
-        .iter()
-        .filter(|(name, _)| parameters.iter().any(|p| is(p, name) || p.as_ref() == b"*"))
-        .map(|(name, value)| (Frame::bulk(name), Frame::bulk(value)))
-        .collect();
-    Frame::Map(pairs)
 }

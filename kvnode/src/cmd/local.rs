@@ -5,8 +5,9 @@ use bytes::Bytes;
 
 use super::acl::{cat_reply, AclQuery};
 use super::client::ClientCommand;
+use super::config::ConfigCommand;
 use super::hello::{Credentials, Hello};
-use super::introspection::{command_reply, config_get_reply, CommandQuery};
+use super::introspection::{command_reply, CommandQuery};
 use crate::resp::Frame;
 use crate::state_machine::DbIndex;
 
@@ -23,15 +24,16 @@ pub enum LocalCommand {
     Auth(Credentials),
     Client(ClientCommand),
     Command(CommandQuery),
+    /// A HELP subcommand's lines (OBJECT HELP), answered as status strings as Redis does.
+    Help {
+        lines: &'static [&'static str],
+    },
     /// Lower-cased section names; empty means the default sections.
     Info {
         sections: Vec<Bytes>,
     },
-    ConfigGet {
-        parameters: Vec<Bytes>,
-        /// The configured database count (CONFIG GET databases).
-        databases: u32,
-    },
+    /// CONFIG GET or SET: answered from the server's settings.
+    Config(ConfigCommand),
     /// This connection's database from now on.
     Select(DbIndex),
     /// Start queuing a transaction.
@@ -69,11 +71,13 @@ impl LocalCommand {
             } => Some(Frame::Bulk(message.clone())),
             LocalCommand::Echo { message } => Some(Frame::Bulk(message.clone())),
             LocalCommand::Command(query) => Some(command_reply(query)),
-            LocalCommand::ConfigGet {
-                parameters,
-                databases,
-            } => Some(config_get_reply(parameters, *databases)),
             LocalCommand::Acl(AclQuery::Cat(category)) => Some(cat_reply(*category)),
+            LocalCommand::Help { lines } => Some(Frame::Array(
+                lines
+                    .iter()
+                    .map(|line| Frame::Simple((*line).to_owned()))
+                    .collect(),
+            )),
             LocalCommand::Select(_)
             | LocalCommand::Quit
             | LocalCommand::ReadOnly
@@ -81,6 +85,7 @@ impl LocalCommand {
             LocalCommand::Hello(_)
             | LocalCommand::Auth(_)
             | LocalCommand::Client(_)
+            | LocalCommand::Config(_)
             | LocalCommand::Info { .. }
             | LocalCommand::Multi
             | LocalCommand::Exec

@@ -5,8 +5,8 @@
 use super::category;
 use super::flags::*;
 use super::{
-    acl, admin, append, client, connection, databases, del, expire, get, hello, incr, internal,
-    introspection, keyspace, set, transaction, Spec,
+    acl, admin, append, client, config, connection, databases, del, expire, get, hello, incr,
+    internal, introspection, keyspace, object, set, transaction, Spec,
 };
 
 macro_rules! spec {
@@ -361,6 +361,14 @@ pub(crate) const SPECS: &[Spec] = &[
         category::KEYSPACE
     ),
     spec!(
+        "object",
+        -2,
+        READONLY,
+        (2, 2, 1),
+        object::parse_object,
+        category::KEYSPACE
+    ),
+    spec!(
         "revision",
         2,
         READONLY | FAST,
@@ -529,14 +537,7 @@ pub(crate) const SPECS: &[Spec] = &[
         category::DANGEROUS
     ),
     spec!("acl", -2, NO_MULTI, (0, 0, 0), acl::parse_acl, 0),
-    spec!(
-        "config",
-        -2,
-        ADMIN,
-        (0, 0, 0),
-        introspection::parse_config,
-        0
-    ),
+    spec!("config", -2, ADMIN, (0, 0, 0), config::parse_config, 0),
     spec!("raft.status", 1, ADMIN, (0, 0, 0), admin::parse_status, 0),
     spec!(
         "raft.addlearner",

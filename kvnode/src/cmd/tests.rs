@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use raft_core::NodeId;
 
+use super::config::ConfigCommand;
 use super::*;
 use crate::resp::{Frame, Protocol};
 use crate::state_machine::{
@@ -507,7 +508,7 @@ fn local_and_admin_commands_parse() {
         ),
         (
             "COMMAND DOCS",
-            local(LocalCommand::Command(CommandQuery::Docs)),
+            local(LocalCommand::Command(CommandQuery::Docs(vec![]))),
         ),
         (
             "COMMAND COUNT",
@@ -522,10 +523,9 @@ fn local_and_admin_commands_parse() {
         ),
         (
             "CONFIG GET save",
-            local(LocalCommand::ConfigGet {
-                parameters: vec![b("save")],
-                databases: 16,
-            }),
+            local(LocalCommand::Config(ConfigCommand::Get {
+                patterns: vec![b("save")],
+            })),
         ),
         ("RAFT.STATUS", Command::Admin(AdminCommand::Status)),
         (
@@ -690,8 +690,28 @@ fn errors_use_redis_wording() {
         ),
         ("HELLO 3 AUTH u", "ERR Syntax error in HELLO option 'AUTH'"),
         (
-            "CONFIG SET save x",
-            "ERR CONFIG SET is not supported: raftkv is configured at start-up",
+            "CONFIG SET save",
+            "ERR wrong number of arguments for 'config|set' command",
+        ),
+        (
+            "OBJECT ENCODING",
+            "ERR wrong number of arguments for 'object|encoding' command",
+        ),
+        (
+            "OBJECT FOO k",
+            "ERR unknown subcommand 'FOO'. Try OBJECT HELP.",
+        ),
+        ("CLIENT KILL ID x", "ERR client-id should be greater than 0"),
+        ("CLIENT KILL ID 1 SKIPME maybe", "ERR syntax error"),
+        ("CLIENT KILL ID 1 FOO", "ERR syntax error"),
+        ("CLIENT KILL USER nobody", "ERR No such user 'nobody'"),
+        ("CLIENT KILL TYPE foo", "ERR Unknown client type 'foo'"),
+        ("CLIENT LIST TYPE x", "ERR Unknown client type 'x'"),
+        ("CLIENT LIST ID abc", "ERR Invalid client ID"),
+        ("CLIENT LIST FOO", "ERR syntax error"),
+        (
+            "CLIENT INFO x",
+            "ERR wrong number of arguments for 'client|info' command",
         ),
         (
             "RAFT.PROMOTE 0",
@@ -833,19 +853,25 @@ fn stateless_local_commands_reply_like_redis() {
         ("PING hi", Some(Frame::bulk("hi"))),
         ("ECHO x", Some(Frame::bulk("x"))),
         ("SELECT 0", Some(Frame::ok())),
-        ("COMMAND DOCS", Some(Frame::Map(vec![]))),
+        (
+            "COMMAND DOCS get nosuch",
+            Some(Frame::Map(vec![(
+                Frame::bulk("get"),
+                Frame::Map(vec![
+                    (
+                        Frame::bulk("summary"),
+                        Frame::bulk("Returns the string value of a key."),
+                    ),
+                    (Frame::bulk("since"), Frame::bulk("1.0.0")),
+                    (Frame::bulk("group"), Frame::bulk("string")),
+                ]),
+            )])),
+        ),
         (
             "COMMAND COUNT",
             Some(Frame::Integer(i64::try_from(SPECS.len()).expect("small"))),
         ),
-        (
-            "CONFIG GET save appendonly nosuch databases",
-            Some(Frame::Map(vec![
-                (Frame::bulk("save"), Frame::bulk("")),
-                (Frame::bulk("appendonly"), Frame::bulk("no")),
-                (Frame::bulk("databases"), Frame::bulk("16")),
-            ])),
-        ),
+        ("CONFIG GET save", None),
         ("INFO", None),
         ("CLIENT ID", None),
     ];

@@ -120,6 +120,11 @@ impl Session {
         self.queue.is_some()
     }
 
+    /// Commands queued in the open transaction, if one is open (CLIENT LIST's `multi`).
+    pub fn queued_len(&self) -> Option<usize> {
+        self.queue.as_ref().map(|queue| queue.commands.len())
+    }
+
     /// MULTI.
     pub fn multi(&mut self) -> Frame {
         if self.queue.is_some() {

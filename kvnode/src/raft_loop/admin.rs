@@ -132,6 +132,7 @@ impl RaftLoop {
             voters_outgoing: ids(&membership.voters_outgoing),
             learners: ids(&membership.learners),
             keys: self.io.machine.len() as u64,
+            keyspace: self.io.machine.keyspace(super::wall_clock_ms()),
             matched: self.node.replication_status(),
             storage: self.node.store().describe(&self.data_dir),
             elections_won: self.io.metrics.elections_won_total.load(Ordering::Relaxed),

@@ -262,6 +262,15 @@ pub enum TxItem {
     Read(ReadCommand),
 }
 
+/// What OBJECT reports about a key's value.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ObjectField {
+    Encoding,
+    RefCount,
+    Freq,
+    IdleTime,
+}
+
 /// Seconds or milliseconds, for TTL and EXPIRETIME.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum TimeUnit {
@@ -331,6 +340,11 @@ pub enum ReadOp {
     /// WATCH's read: each key's revision or nil (not a client command).
     Revisions {
         keys: Vec<Bytes>,
+    },
+    /// OBJECT ENCODING | REFCOUNT | FREQ | IDLETIME key.
+    Object {
+        key: Bytes,
+        field: ObjectField,
     },
     /// TIME: the read's time.
     Time,

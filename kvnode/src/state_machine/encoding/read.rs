@@ -19,11 +19,12 @@
 //! Revisions  14: count:u32le key*
 //! Time       15
 //! Digest     16
+//! Object     17: field:u8 (0 encoding, 1 refcount, 2 freq, 3 idletime) key
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::super::command::{ReadCommand, ReadOp, TimeUnit};
+use super::super::command::{ObjectField, ReadCommand, ReadOp, TimeUnit};
 use super::super::wire::{put_bytes, put_count, Reader};
 use super::{decode_count, decode_db, DecodeError};
 
@@ -43,6 +44,15 @@ const TAG_REVISION: u8 = 13;
 const TAG_REVISIONS: u8 = 14;
 const TAG_TIME: u8 = 15;
 const TAG_DIGEST: u8 = 16;
+const TAG_OBJECT: u8 = 17;
+
+/// OBJECT's fields in their wire order.
+const OBJECT_FIELDS: [ObjectField; 4] = [
+    ObjectField::Encoding,
+    ObjectField::RefCount,
+    ObjectField::Freq,
+    ObjectField::IdleTime,
+];
 
 /// Appends `db tag body`.
 pub(super) fn encode_body(command: &ReadCommand, out: &mut BytesMut) {
@@ -99,6 +109,15 @@ pub(super) fn encode_body(command: &ReadCommand, out: &mut BytesMut) {
         ReadOp::Revisions { keys: ks } => keys(out, TAG_REVISIONS, ks),
         ReadOp::Time => out.put_u8(TAG_TIME),
         ReadOp::Digest => out.put_u8(TAG_DIGEST),
+        ReadOp::Object { key: k, field } => {
+            out.put_u8(TAG_OBJECT);
+            let at = OBJECT_FIELDS
+                .iter()
+                .position(|known| known == field)
+                .expect("every field is in OBJECT_FIELDS");
+            out.put_u8(u8::try_from(at).expect("four fields"));
+            put_bytes(out, k);
+        }
     }
 }
 
@@ -186,6 +205,20 @@ pub(super) fn decode_body(reader: &mut Reader<'_>) -> Result<ReadCommand, Decode
         },
         TAG_TIME => ReadOp::Time,
         TAG_DIGEST => ReadOp::Digest,
+        TAG_OBJECT => {
+            let value = reader.u8()?;
+            let field =
+                *OBJECT_FIELDS
+                    .get(usize::from(value))
+                    .ok_or(DecodeError::InvalidField {
+                        what: "OBJECT field",
+                        value,
+                    })?;
+            ReadOp::Object {
+                field,
+                key: reader.bytes()?,
+            }
+        }
         tag => return Err(DecodeError::UnknownTag { tag }),
     };
     Ok(ReadCommand { db, op })

@@ -73,6 +73,14 @@ fn samples() -> Vec<WriteCommand> {
         ReadOp::Revisions { keys: vec![b("x")] },
         ReadOp::Time,
         ReadOp::Digest,
+        ReadOp::Object {
+            key: b("k"),
+            field: ObjectField::Encoding,
+        },
+        ReadOp::Object {
+            key: b("k"),
+            field: ObjectField::IdleTime,
+        },
     ];
     let mut items: Vec<TxItem> = all_reads
         .into_iter()
