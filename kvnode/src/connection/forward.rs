@@ -14,17 +14,26 @@
 //!   `-UNKNOWN` (the write may have been appended there and may still commit); likewise
 //!   after `reply` (ten election timeouts) or when this node shuts down. Admin commands
 //!   are exempt from the first rule: a leadership transfer succeeds by moving it.
+//!
+//! With client TLS on, the connection to the leader is TLS too: the leader's certificate
+//! is verified against `client_tls_ca` for the host of its advertised client address, and
+//! with `client_tls_auth_clients` this node shows its own client port certificate.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use raft_core::NodeId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Stop;
+use crate::client_tls::{dial, ClientTlsState, ClientTlsStream};
 use crate::error::{error_reply, ClusterError, Error};
 use crate::raft_loop::LeaderView;
 use crate::resp::{decode_frame, encode, Frame, Limits, Protocol};
@@ -71,14 +80,21 @@ pub struct Forwarder {
     leader_watch: watch::Receiver<LeaderView>,
     timeouts: ForwardTimeouts,
     connection: Option<LeaderConnection>,
+    /// The client port's TLS, when on: the leader's port speaks it too.
+    tls: Option<Arc<ClientTlsState>>,
 }
 
 impl Forwarder {
-    pub fn new(leader_watch: watch::Receiver<LeaderView>, timeouts: ForwardTimeouts) -> Forwarder {
+    pub fn new(
+        leader_watch: watch::Receiver<LeaderView>,
+        timeouts: ForwardTimeouts,
+        tls: Option<Arc<ClientTlsState>>,
+    ) -> Forwarder {
         Forwarder {
             leader_watch,
             timeouts,
             connection: None,
+            tls,
         }
     }
 
@@ -158,7 +174,8 @@ impl Forwarder {
         limits: &Limits,
         password: Option<&str>,
     ) -> Result<LeaderConnection, String> {
-        let connecting = LeaderConnection::connect(leader, address, limits, password);
+        let tls = self.tls.as_ref().map(|tls| tls.current().forward);
+        let connecting = LeaderConnection::connect(leader, address, tls, limits, password);
         match tokio::time::timeout(self.timeouts.leader_wait, connecting).await {
             Ok(connected) => connected,
             Err(_) => Err("connecting timed out".to_owned()),
@@ -246,8 +263,55 @@ impl Forwarder {
 struct LeaderConnection {
     leader: NodeId,
     address: String,
-    stream: TcpStream,
+    stream: LeaderStream,
     buffer: BytesMut,
+}
+
+/// The leader's client port, in clear or over TLS.
+enum LeaderStream {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is large, and the enum lives in every client connection.
+    Tls(Box<ClientTlsStream>),
+}
+
+impl AsyncRead for LeaderStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeaderStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for LeaderStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            LeaderStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeaderStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LeaderStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl LeaderConnection {
@@ -256,6 +320,7 @@ impl LeaderConnection {
     async fn connect(
         leader: NodeId,
         address: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
         limits: &Limits,
         password: Option<&str>,
     ) -> Result<LeaderConnection, String> {
@@ -263,6 +328,14 @@ impl LeaderConnection {
             .await
             .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
+        let stream = match tls {
+            None => LeaderStream::Plain(stream),
+            Some(config) => LeaderStream::Tls(Box::new(
+                dial(stream, config, address)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?,
+            )),
+        };
         let mut connection = LeaderConnection {
             leader,
             address: address.to_owned(),
@@ -295,7 +368,12 @@ impl LeaderConnection {
         for request in requests {
             encode(request, Protocol::Resp2, &mut out);
         }
-        self.stream.write_all(&out).await.map_err(|e| e.to_string())
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Sends what TLS holds back when the socket is full (a no-op for TCP).
+        self.stream.flush().await.map_err(|e| e.to_string())
     }
 
     /// The next reply. Cancel-safe: a partly read reply stays in the buffer.
