@@ -44,7 +44,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 pub use accept::{accept, Rejection, RejectionLog};
-pub use dial::{dial, endpoint_server_name, tool_config, ClientTlsStream};
+pub use dial::{connect, dial, endpoint_server_name, tool_config, ClientTlsStream, DialedStream};
 
 /// Where the client port's TLS material lives, and whether clients must show a certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -114,8 +114,30 @@ fn tls_on_both_ports_serves_through_any_node_and_real_redis_clients_connect() {
         check_plain_client_refused(&cluster, id);
     }
     wait_rejections(&cluster, follower, "not_tls", 1);
+    let (ca, _, _) = cluster.client_tls_paths();
+    let ca_flag = format!("--cacert={}", ca.display());
+    let endpoints = format!("--endpoints={}", cluster.addr(follower));
+    let (ok, out) = kvctl(&[&endpoints, "--tls", &ca_flag, "set", "ctl:k", "ctl-v"]);
+    assert!(ok && out.contains("OK"), "kvctl over TLS: {out}");
+    let (ok, out) = kvctl(&[&endpoints, "--tls", &ca_flag, "get", "ctl:k"]);
+    assert!(ok && out.contains("ctl-v"), "kvctl over TLS: {out}");
     redis_cli_over_tls(&cluster, follower);
     redis_py_over_tls(&cluster, follower);
+}
+
+/// Runs kvctl; returns whether it succeeded, and its output.
+fn kvctl(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_kvctl"))
+        .args(["--timeout-ms=5000", "--rounds=2"])
+        .args(args)
+        .output()
+        .expect("run kvctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
 
 /// `redis-cli --tls --cacert` writes through a follower and reads back.
@@ -233,7 +255,33 @@ fn mutual_tls_refuses_clients_without_a_trusted_certificate_and_keeps_serving() 
     for (what, config) in cases {
         assert_refused(&cluster, follower, config, what);
     }
-    wait_rejections(&cluster, follower, "client_certificate", 3);
+    // kvctl shows the client certificate with --cert/--key, and is refused without.
+    let (_, client_cert, client_key) = cluster.client_tls_paths();
+    let endpoints = format!("--endpoints={}", cluster.addr(follower));
+    let tls = ["--tls".to_owned(), format!("--cacert={}", ca.display())];
+    let identity = [
+        format!("--cert={}", client_cert.display()),
+        format!("--key={}", client_key.display()),
+    ];
+    let with_identity: Vec<&str> = [endpoints.as_str()]
+        .into_iter()
+        .chain(tls.iter().map(String::as_str))
+        .chain(identity.iter().map(String::as_str))
+        .chain(["get", "mutual:k"])
+        .collect();
+    let (ok, out) = kvctl(&with_identity);
+    assert!(
+        ok && out.contains("still"),
+        "kvctl with a certificate: {out}"
+    );
+    let without: Vec<&str> = [endpoints.as_str()]
+        .into_iter()
+        .chain(tls.iter().map(String::as_str))
+        .chain(["get", "mutual:k"])
+        .collect();
+    let (ok, out) = kvctl(&without);
+    assert!(!ok, "kvctl without a certificate was served: {out}");
+    wait_rejections(&cluster, follower, "client_certificate", 4);
     wait_logged(&cluster, follower, "client TLS handshake refused");
     check_serving(&cluster, follower, "mutual:after");
 }

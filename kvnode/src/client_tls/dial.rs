@@ -4,7 +4,9 @@
 
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{anyhow, Context, Result};
 use raft_net::error::TlsFile;
@@ -12,6 +14,7 @@ use raft_net::tls::{parse_certificates, provider, read_pem_file};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{host_of, host_server_name};
@@ -43,6 +46,69 @@ pub async fn dial(
     tokio_rustls::TlsConnector::from(config)
         .connect(name, stream)
         .await
+}
+
+/// Connects to the client port at `endpoint` (`host:port`) with Nagle off, over TLS with
+/// `tls` when given.
+///
+/// # Errors
+/// Connecting or the TLS handshake failed (see [`dial`]).
+pub async fn connect(endpoint: &str, tls: Option<Arc<ClientConfig>>) -> io::Result<DialedStream> {
+    let stream = TcpStream::connect(endpoint).await?;
+    // Latency over bandwidth for request/reply traffic; a failure only costs latency.
+    let _ = stream.set_nodelay(true);
+    Ok(match tls {
+        None => DialedStream::Plain(stream),
+        Some(config) => DialedStream::Tls(Box::new(dial(stream, config, endpoint).await?)),
+    })
+}
+
+/// A connection to a client port, in clear or over TLS.
+pub enum DialedStream {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is large, and a forwarder's enum lives in every client
+    /// connection.
+    Tls(Box<ClientTlsStream>),
+}
+
+impl AsyncRead for DialedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DialedStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            DialedStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DialedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            DialedStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            DialedStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DialedStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            DialedStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DialedStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            DialedStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A tool's TLS configuration: trust the CA certificate(s) in `ca_file`, and show the

@@ -19,21 +19,17 @@
 //! is verified against `client_tls_ca` for the host of its advertised client address, and
 //! with `client_tls_auth_clients` this node shows its own client port certificate.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use raft_core::NodeId;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Stop;
-use crate::client_tls::{dial, ClientTlsState, ClientTlsStream};
+use crate::client_tls::{connect, ClientTlsState, DialedStream};
 use crate::error::{error_reply, ClusterError, Error};
 use crate::raft_loop::LeaderView;
 use crate::resp::{decode_frame, encode, Frame, Limits, Protocol};
@@ -263,55 +259,8 @@ impl Forwarder {
 struct LeaderConnection {
     leader: NodeId,
     address: String,
-    stream: LeaderStream,
+    stream: DialedStream,
     buffer: BytesMut,
-}
-
-/// The leader's client port, in clear or over TLS.
-enum LeaderStream {
-    Plain(TcpStream),
-    /// Boxed: a TLS session is large, and the enum lives in every client connection.
-    Tls(Box<ClientTlsStream>),
-}
-
-impl AsyncRead for LeaderStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            LeaderStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for LeaderStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            LeaderStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            LeaderStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            LeaderStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            LeaderStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 impl LeaderConnection {
@@ -324,18 +273,7 @@ impl LeaderConnection {
         limits: &Limits,
         password: Option<&str>,
     ) -> Result<LeaderConnection, String> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let stream = match tls {
-            None => LeaderStream::Plain(stream),
-            Some(config) => LeaderStream::Tls(Box::new(
-                dial(stream, config, address)
-                    .await
-                    .map_err(|e| format!("TLS handshake: {e}"))?,
-            )),
-        };
+        let stream = connect(address, tls).await.map_err(|e| e.to_string())?;
         let mut connection = LeaderConnection {
             leader,
             address: address.to_owned(),
