@@ -216,3 +216,63 @@ async fn answer_plain_client(mut stream: TcpStream) {
     // The client may be gone or never close: either way the connection ends here.
     let _ = tokio::time::timeout(NOT_TLS_LINGER, answering).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_errors_are_classified_by_what_the_client_did() {
+        let tls = |error: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, error);
+        let cases = [
+            (
+                tls(rustls::Error::NoCertificatesPresented),
+                Rejection::ClientCertificate,
+            ),
+            (
+                tls(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Expired,
+                )),
+                Rejection::ClientCertificate,
+            ),
+            (
+                tls(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+                Rejection::ClientCertificate,
+            ),
+            (
+                tls(rustls::Error::AlertReceived(
+                    rustls::AlertDescription::UnknownCA,
+                )),
+                Rejection::HandshakeFailed,
+            ),
+            (
+                io::Error::from(io::ErrorKind::ConnectionReset),
+                Rejection::HandshakeFailed,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(Rejection::of(&error), expected, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_flood_of_rejections_logs_one_line_per_reason_and_interval() {
+        let log = RejectionLog::default();
+        let client = SocketAddr::from(([127, 0, 0, 1], 1));
+        for _ in 0..100 {
+            log.record(Rejection::NotTls, client, "garbage");
+        }
+        log.record(Rejection::HandshakeTimeout, client, "slow");
+        // The first of each reason was logged; the other 99 wait for the next interval.
+        let suppressed =
+            |reason: Rejection| log.suppressed[reason as usize].load(Ordering::Relaxed);
+        assert_eq!(suppressed(Rejection::NotTls), 99);
+        assert_eq!(suppressed(Rejection::HandshakeTimeout), 0);
+        assert_ne!(
+            log.logged_ms[Rejection::NotTls as usize].load(Ordering::Relaxed),
+            0
+        );
+    }
+}
