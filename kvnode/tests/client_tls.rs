@@ -95,7 +95,14 @@ fn tls_on_both_ports_serves_through_any_node_and_real_redis_clients_connect() {
     cluster.check_peer_security_logged();
     for id in 1..=3 {
         wait_logged(&cluster, id, "client port security");
-        assert!(cluster.log(id).contains("tls=true"), "{}", cluster.log(id));
+        let log = cluster.log(id);
+        let line = log
+            .lines()
+            .find(|line| line.contains("client port security"));
+        assert!(
+            line.is_some_and(|line| line.contains("tls=true")),
+            "node {id}: {line:?}"
+        );
     }
     let leader = cluster.wait_for_leader(TIMEOUT);
     let follower = other_node(leader);
