@@ -3,9 +3,10 @@
 #
 #   scripts/cluster.sh up [N] [--tls] [--secret]
 #                                  build release binaries, start N nodes (default 3), wait for a leader;
-#                                  a new cluster's peers use mutual TLS (--tls: a throwaway CA and node
-#                                  certificates from kvcerts, in RAFTKV_DATA_DIR/certs) and/or a cluster
-#                                  secret (--secret: RAFTKV_DATA_DIR/cluster.secret)
+#                                  with --tls a new cluster's peers use mutual TLS and its client ports
+#                                  speak TLS only (a throwaway CA and certificates from kvcerts, in
+#                                  RAFTKV_DATA_DIR/certs; redis-cli --tls --cacert .../certs/ca.pem);
+#                                  --secret: a cluster secret too (RAFTKV_DATA_DIR/cluster.secret)
 #   scripts/cluster.sh down        stop every node (SIGTERM, then SIGKILL after a bounded wait)
 #   scripts/cluster.sh status      which nodes run, and kvctl's table of the members
 #   scripts/cluster.sh kill ID     kill -9 node ID (to test fail-over)
@@ -43,6 +44,8 @@ NODE_COUNT=0
 # Peer security of the cluster (1 = on), chosen at its first `up` and kept in cluster.env.
 PEER_TLS=0
 PEER_SECRET=0
+# TLS on the client ports (1 = on): with --tls for clusters made since client TLS exists.
+CLIENT_TLS=0
 # Nodes this invocation started; the EXIT trap stops them if `up` does not finish.
 STARTED_PIDS=()
 UP_DONE=1
@@ -53,7 +56,7 @@ die() {
 }
 
 usage() {
-    sed --quiet '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed --quiet '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cleanup() {
@@ -94,7 +97,7 @@ load_cluster() {
     local key value
     while IFS='=' read -r key value; do
         case "$key" in
-            NODE_COUNT | RAFTKV_HOST | RAFTKV_BASE_PEER_PORT | RAFTKV_BASE_CLIENT_PORT | RAFTKV_BASE_METRICS_PORT | PEER_TLS | PEER_SECRET)
+            NODE_COUNT | RAFTKV_HOST | RAFTKV_BASE_PEER_PORT | RAFTKV_BASE_CLIENT_PORT | RAFTKV_BASE_METRICS_PORT | PEER_TLS | PEER_SECRET | CLIENT_TLS)
                 printf -v "$key" '%s' "$value" ;;
             *) ;;
         esac
@@ -102,6 +105,14 @@ load_cluster() {
     require_number NODE_COUNT "$NODE_COUNT"
     require_number PEER_TLS "$PEER_TLS"
     require_number PEER_SECRET "$PEER_SECRET"
+    require_number CLIENT_TLS "$CLIENT_TLS"
+}
+
+# kvctl's flags for the client ports, one a line: TLS with the cluster's CA when on.
+kvctl_tls_flags() {
+    if [[ "$CLIENT_TLS" == 1 ]]; then
+        printf '%s\n' --tls --cacert "$CERT_DIR/ca.pem"
+    fi
 }
 
 require_node_id() {
@@ -157,6 +168,13 @@ peer_tls_key = "$CERT_DIR/node-$id.key"
 peer_tls_ca = "$CERT_DIR/ca.pem"
 EOF
     fi
+    if [[ "$CLIENT_TLS" == 1 ]]; then
+        cat >>"$(node_dir "$id")/kvnode.toml" <<EOF
+client_tls_cert = "$CERT_DIR/client-port-$id.pem"
+client_tls_key = "$CERT_DIR/client-port-$id.key"
+client_tls_ca = "$CERT_DIR/ca.pem"
+EOF
+    fi
     if [[ "$PEER_SECRET" == 1 ]]; then
         echo "cluster_secret_file = \"$SECRET_FILE\"" >>"$(node_dir "$id")/kvnode.toml"
     fi
@@ -170,7 +188,9 @@ create_credentials() {
         for ((id = 1; id <= NODE_COUNT; id++)); do
             nodes+="${nodes:+,}$id"
         done
-        "$KVCERTS" --out "$CERT_DIR" --cluster-id 1 --nodes "$nodes"
+        # Client port certificates carry the host clients use (and the local names).
+        "$KVCERTS" --out "$CERT_DIR" --cluster-id 1 --nodes "$nodes" \
+            --client-host "localhost,127.0.0.1,::1,$RAFTKV_HOST"
     fi
     if [[ "$PEER_SECRET" == 1 ]]; then
         (
@@ -197,6 +217,7 @@ RAFTKV_BASE_CLIENT_PORT=$RAFTKV_BASE_CLIENT_PORT
 RAFTKV_BASE_METRICS_PORT=$RAFTKV_BASE_METRICS_PORT
 PEER_TLS=$PEER_TLS
 PEER_SECRET=$PEER_SECRET
+CLIENT_TLS=$CLIENT_TLS
 EOF
 }
 
@@ -228,7 +249,9 @@ check_alive() {
 wait_for_leader() {
     echo "Waiting up to ${RAFTKV_LEADER_WAIT_SECS} s for a leader..."
     local leader
-    if ! leader="$("$KVCTL" --endpoints "$(endpoints)" --timeout-ms 500 leader --wait-secs "$RAFTKV_LEADER_WAIT_SECS")"; then
+    local tls_flags
+    mapfile -t tls_flags < <(kvctl_tls_flags)
+    if ! leader="$("$KVCTL" --endpoints "$(endpoints)" "${tls_flags[@]}" --timeout-ms 500 leader --wait-secs "$RAFTKV_LEADER_WAIT_SECS")"; then
         return 1
     fi
     echo "Leader: node ${leader% *} (${leader#* })"
@@ -266,6 +289,7 @@ cmd_up() {
     else
         NODE_COUNT=${requested:-3}
         PEER_TLS=$want_tls
+        CLIENT_TLS=$want_tls
         PEER_SECRET=$want_secret
         require_number N "$NODE_COUNT"
         ((NODE_COUNT >= 1 && NODE_COUNT <= RAFTKV_NODES_MAX)) || die "N must be in 1..$RAFTKV_NODES_MAX"
@@ -303,9 +327,14 @@ print_endpoints() {
     done
     echo
     echo "Try:"
-    echo "  redis-cli -h $RAFTKV_HOST -p $((RAFTKV_BASE_CLIENT_PORT + 1)) SET hello world"
-    echo "  redis-cli -h $RAFTKV_HOST -p $((RAFTKV_BASE_CLIENT_PORT + NODE_COUNT)) GET hello"
-    echo "  $KVCTL --endpoints $(endpoints) status"
+    local tls=""
+    if [[ "$CLIENT_TLS" == 1 ]]; then
+        tls=" --tls --cacert $CERT_DIR/ca.pem"
+        echo "  (the client ports speak TLS only; clients trust $CERT_DIR/ca.pem)"
+    fi
+    echo "  redis-cli$tls -h $RAFTKV_HOST -p $((RAFTKV_BASE_CLIENT_PORT + 1)) SET hello world"
+    echo "  redis-cli$tls -h $RAFTKV_HOST -p $((RAFTKV_BASE_CLIENT_PORT + NODE_COUNT)) GET hello"
+    echo "  $KVCTL --endpoints $(endpoints)$tls status"
 }
 
 # Sends SIGTERM to node $1 (pid $2 if given), waits up to RAFTKV_STOP_WAIT_SECS, then
@@ -367,7 +396,9 @@ cmd_status() {
         return 0
     fi
     [[ -x "$KVCTL" ]] || die "kvctl not found in $RAFTKV_BIN_DIR (run: scripts/cluster.sh up)"
-    "$KVCTL" --endpoints "$(endpoints)" --timeout-ms 1000 status
+    local tls_flags
+    mapfile -t tls_flags < <(kvctl_tls_flags)
+    "$KVCTL" --endpoints "$(endpoints)" "${tls_flags[@]}" --timeout-ms 1000 status
 }
 
 cmd_kill() {

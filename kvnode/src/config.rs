@@ -17,7 +17,7 @@ use crate::limits::{LimitSettings, SizeLimits};
 
 mod security;
 use crate::state_machine::{MemberAddress, DATABASES_MAX};
-pub use security::{load_peer_tls, peer_tls_key_name};
+pub use security::{load_peer_tls, peer_tls_key_name, ClientTlsConfig};
 
 /// Where the Raft log lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +146,27 @@ pub struct Settings {
     /// without peer TLS.
     #[arg(long, value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// PEM certificate (then any intermediates) of the client port: the port then speaks
+    /// TLS only. It must carry the host of this node's client address (clients and
+    /// forwarding nodes verify it) and chain to client_tls_ca. Give with client_tls_key
+    /// and client_tls_ca.
+    #[arg(long, value_name = "FILE")]
+    pub client_tls_cert: Option<PathBuf>,
+    /// PEM private key of client_tls_cert.
+    #[arg(long, value_name = "FILE")]
+    pub client_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) every node's client_tls_cert chains to: what a node forwarding
+    /// to the leader verifies, and what clients are given (--cacert).
+    #[arg(long, value_name = "FILE")]
+    pub client_tls_ca: Option<PathBuf>,
+    /// Clients must present a certificate chaining to client_tls_ca (mutual TLS, as Redis's
+    /// tls-auth-clients yes); client_tls_cert then needs the clientAuth usage too.
+    #[arg(long)]
+    #[serde(default)]
+    pub client_tls_auth_clients: bool,
+    /// Time a client has to complete its TLS handshake, in milliseconds [default: 10000].
+    #[arg(long)]
+    pub client_tls_handshake_ms: Option<u64>,
     /// Log filter (RUST_LOG syntax, e.g. "info" or "kvnode=debug") [default: RUST_LOG or info].
     #[arg(long)]
     pub log_level: Option<String>,
@@ -207,6 +228,8 @@ pub struct NodeConfig {
     pub peer_tls_files: Option<TlsFiles>,
     /// The secret's file, whose permissions the server checks once logging is up.
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the client port: loaded and checked at start.
+    pub client_tls: Option<ClientTlsConfig>,
 }
 
 impl NodeConfig {
@@ -214,6 +237,14 @@ impl NodeConfig {
     /// secret) and the peer port listens beyond loopback.
     pub fn peer_port_unprotected(&self) -> bool {
         !self.peer_security.authenticates() && !self.peer_listen.ip().is_loopback()
+    }
+
+    /// Whether anyone on a network can use the client port and read its traffic: no TLS,
+    /// no password, and a listener beyond loopback.
+    pub fn client_port_unprotected(&self) -> bool {
+        self.client_tls.is_none()
+            && self.password.is_none()
+            && !self.client_listen.ip().is_loopback()
     }
 }
 
@@ -241,6 +272,7 @@ impl Settings {
                 restore: self.restore,
                 members: if self.members.is_empty() { file.members } else { self.members },
                 join: self.join || file.join,
+                client_tls_auth_clients: self.client_tls_auth_clients || file.client_tls_auth_clients,
             } };
         }
         pick!(
@@ -269,7 +301,11 @@ impl Settings {
             peer_tls_cert,
             peer_tls_key,
             peer_tls_ca,
-            cluster_secret_file
+            cluster_secret_file,
+            client_tls_cert,
+            client_tls_key,
+            client_tls_ca,
+            client_tls_handshake_ms
         )
     }
 
@@ -302,6 +338,16 @@ impl Settings {
             peer: peer_addr.clone(),
             client: client_addr.clone(),
         });
+        let client_tls = security::resolve_client_tls(
+            security::ClientTlsSettings {
+                cert: self.client_tls_cert.as_ref(),
+                key: self.client_tls_key.as_ref(),
+                ca: self.client_tls_ca.as_ref(),
+                auth_clients: self.client_tls_auth_clients,
+                handshake_ms: self.client_tls_handshake_ms,
+            },
+            &advertise.client,
+        )?;
         let heartbeat_ms = self.heartbeat_ms.unwrap_or(50);
         let election_ms = self.election_ms.unwrap_or(150);
         if heartbeat_ms == 0 {
@@ -385,6 +431,7 @@ impl Settings {
             peer_security,
             peer_tls_files,
             cluster_secret_file: self.cluster_secret_file,
+            client_tls,
         })
     }
 }

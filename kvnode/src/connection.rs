@@ -24,8 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -73,6 +72,8 @@ pub struct Shared {
     pub connections_max: usize,
     /// 40 hex digits, new at every start (INFO's `run_id`).
     pub run_id: String,
+    /// TLS on the client port, which forwarding to the leader's client port uses too.
+    pub client_tls: Option<Arc<crate::client_tls::ClientTlsState>>,
 }
 
 /// The server's shutdown signals, shared by every connection.
@@ -162,7 +163,11 @@ impl Connection {
             acl_barrier: false,
             stale_reads: false,
             closing: false,
-            forwarder: Forwarder::new(shared.leader_watch.clone(), shared.forward_timeouts),
+            forwarder: Forwarder::new(
+                shared.leader_watch.clone(),
+                shared.forward_timeouts,
+                shared.client_tls.clone(),
+            ),
             stop,
             backup: None,
             session: Session::default(),
@@ -170,8 +175,12 @@ impl Connection {
     }
 
     /// Serves the client until it disconnects, sends QUIT, sends bytes that are not RESP,
-    /// or the server shuts down.
-    pub async fn serve(mut self, mut stream: TcpStream) {
+    /// or the server shuts down. `stream` is a TCP stream or a TLS one (monomorphised, so
+    /// the plain path is what it was).
+    pub async fn serve<S>(mut self, mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut decoder = RequestDecoder::new(self.shared.limits.clone());
         let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut output = BytesMut::new();
@@ -221,7 +230,8 @@ impl Connection {
             if let Some(reply) = &protocol_error {
                 encode(reply, self.protocol, &mut output);
             }
-            if stream.write_all(&output).await.is_err() {
+            // Flushing sends what TLS holds back when the socket is full (a no-op for TCP).
+            if stream.write_all(&output).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
             output.clear();

@@ -17,6 +17,8 @@
 //! - [`backup`]: the backup file `kvctl snapshot save` writes and `kvnode --restore` reads.
 //! - [`config`]: settings, defaults, validation naming the bad key; [`limits`]: the
 //!   chain of size limits from a request to a WAL record and a peer frame.
+//! - [`client_tls`]: TLS on the client port: its certificate, the clients' handshakes,
+//!   and the dial of forwarding nodes and tools.
 //! - [`server`]: start-up (bootstrap or restart), listeners, metrics endpoint, shutdown.
 //! - [`raft_loop`]: the driver thread: ticks, proposals (stamped with the leader's
 //!   monotonic clock), reads (judged at the leader's clock), Ready handling, the leader's
@@ -44,6 +46,7 @@
 
 pub mod acl;
 pub mod backup;
+pub mod client_tls;
 pub mod clients;
 pub mod cmd;
 pub mod config;

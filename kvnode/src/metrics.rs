@@ -11,6 +11,7 @@ use raft_net::TransportMetrics;
 
 use raft_net::SendError;
 
+use crate::client_tls::Rejection;
 use crate::status::{role_name, NodeStatus, ROLES};
 
 /// Upper bounds of the latency buckets, in microseconds.
@@ -117,6 +118,8 @@ pub struct Metrics {
     pub forwarded_total: AtomicU64,
     /// Messages to peers dropped before they were queued, by [`SendFailure`].
     pub peer_send_failures: [AtomicU64; SendFailure::KINDS],
+    /// Client TLS handshakes refused, by [`Rejection`].
+    pub client_tls_rejections: [AtomicU64; Rejection::KINDS],
 }
 
 fn counter(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
@@ -279,6 +282,15 @@ impl Metrics {
                 "raftkv_peer_send_failures_total{{reason=\"{}\"}} {}",
                 kind.label(),
                 load(&self.peer_send_failures[kind as usize])
+            );
+        }
+        let _ = writeln!(out, "# HELP raftkv_client_tls_rejections_total Client connections closed because their TLS handshake failed, by reason.\n# TYPE raftkv_client_tls_rejections_total counter");
+        for reason in Rejection::ALL {
+            let _ = writeln!(
+                out,
+                "raftkv_client_tls_rejections_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                load(&self.client_tls_rejections[reason as usize])
             );
         }
         render_transport(&mut out, transport);

@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::client_tls::{self, ClientTlsState};
 use crate::clients::ClientRegistry;
 use crate::cmd::CommandLimits;
 use crate::config::NodeConfig;
@@ -123,6 +124,15 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     let clients = TcpListener::bind(config.client_listen)
         .await
         .with_context(|| format!("listening for clients on {}", config.client_listen))?;
+    warn_about_client_security(&config);
+    let client_tls = config.client_tls.clone().map(|tls| {
+        Arc::new(ClientTlsState::new(
+            tls.files,
+            tls.own_host,
+            tls.tls,
+            tls.handshake_timeout,
+        ))
+    });
     let shared = Arc::new(Shared {
         raft: raft.clone(),
         metrics: metrics.clone(),
@@ -144,6 +154,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
         clients: Arc::new(ClientRegistry::default()),
         connections_max: config.connections_max,
         run_id: run_id(),
+        client_tls: client_tls.clone(),
     });
     if let Some(addr) = config.metrics_listen {
         let listener = TcpListener::bind(addr)
@@ -163,7 +174,7 @@ pub async fn run(config: NodeConfig) -> Result<()> {
     tokio::select! {
         () = accept_clients(clients, shared, config.connections_max, &stop, &connections) => {}
         () = shutdown_signal() => {}
-        () = reload_on_hangup(&config, &transport) => {}
+        () = reload_on_hangup(&config, &transport, client_tls.as_deref()) => {}
     }
     let node_id = config.node_id.0;
     info!(
@@ -220,20 +231,50 @@ fn warn_about_peer_security(config: &NodeConfig) {
     }
 }
 
-/// On each SIGHUP, reloads the peer TLS files: connections made from then on use the new
-/// certificate, key and CA; established ones keep theirs. Files that fail the start-up
-/// checks are refused with a warning and the old identity stays. Never returns (unless
+/// Says, once at start, whether the client port is protected, and warns when anyone on a
+/// network can use it and read its traffic (no TLS, no password, beyond loopback).
+fn warn_about_client_security(config: &NodeConfig) {
+    let addr = config.client_listen;
+    if config.client_port_unprotected() {
+        warn!(%addr, "clients are not authenticated and their traffic is in clear text: anyone who can reach the client port can read and write every key; set password, or client_tls_cert, client_tls_key and client_tls_ca");
+    } else {
+        let tls = config.client_tls.as_ref();
+        info!(
+            %addr,
+            tls = tls.is_some(),
+            client_certificates = tls.is_some_and(|tls| tls.files.auth_clients),
+            password = config.password.is_some(),
+            "client port security"
+        );
+    }
+}
+
+/// On each SIGHUP, reloads the peer and client TLS files: connections made from then on
+/// use the new certificate, key and CA; established ones keep theirs. Files that fail the
+/// start-up checks are refused with a warning and the old ones stay. Never returns (unless
 /// no SIGHUP handler can be installed).
-async fn reload_on_hangup(config: &NodeConfig, transport: &Transport) {
+async fn reload_on_hangup(
+    config: &NodeConfig,
+    transport: &Transport,
+    client_tls: Option<&ClientTlsState>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        warn!("cannot handle SIGHUP; peer certificates are read only at start");
+        warn!("cannot handle SIGHUP; certificates are read only at start");
         return std::future::pending().await;
     };
     // Bounded by the process's life: one pass per SIGHUP.
     while hangups.recv().await.is_some() {
+        if let Some(client_tls) = client_tls {
+            match client_tls.reload() {
+                Ok(()) => info!("SIGHUP: client TLS certificate, key and CA reloaded"),
+                Err(error) => {
+                    warn!(error = %format!("{error:#}"), "SIGHUP: client TLS files refused; keeping the current ones")
+                }
+            }
+        }
         let Some(files) = &config.peer_tls_files else {
-            info!("SIGHUP: peer TLS is off; nothing to reload");
+            info!("SIGHUP: peer TLS is off; nothing to reload for peers");
             continue;
         };
         let reloaded = crate::config::load_peer_tls(files, config.cluster_id, config.node_id)
@@ -348,9 +389,24 @@ async fn accept_clients(
         );
         let connection = Connection::new(shared.clone(), registration, stop.clone());
         let metrics = shared.metrics.clone();
+        let tls = shared.client_tls.clone();
+        let stop = stop.clone();
+        // A handshake holds a connection slot: connections_max bounds handshakes too.
         connections.spawn(async move {
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-            connection.serve(stream).await;
+            match tls {
+                None => connection.serve(stream).await,
+                Some(tls) => {
+                    let accepted = tokio::select! {
+                        biased;
+                        () = stop.drain.cancelled() => None,
+                        accepted = client_tls::accept(stream, addr, &tls, &metrics) => accepted,
+                    };
+                    if let Some(stream) = accepted {
+                        connection.serve(stream).await;
+                    }
+                }
+            }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });

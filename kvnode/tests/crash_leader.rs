@@ -54,11 +54,13 @@ fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write() {
     leader_killed_mid_stream_wal_restart(Options::default());
 }
 
-/// The same with mutual TLS between the peers: restarted nodes make new TLS connections
-/// (their peers' certificates checked afresh) and nothing acknowledged is lost.
+/// The same with TLS on both ports (mutual between peers, server-only for clients):
+/// restarted nodes make new TLS connections (their peers' certificates checked afresh),
+/// writes sent to followers are forwarded to the leader over TLS, and nothing
+/// acknowledged is lost.
 #[test]
-fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write_over_peer_tls() {
-    leader_killed_mid_stream_wal_restart(Options::peer_tls());
+fn leader_killed_mid_stream_wal_restart_keeps_every_acknowledged_write_over_tls() {
+    leader_killed_mid_stream_wal_restart(Options::tls_everywhere(false));
 }
 
 fn leader_killed_mid_stream_wal_restart(options: Options) {

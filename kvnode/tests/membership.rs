@@ -20,11 +20,13 @@ fn add_learner_promote_then_remove_leader_loses_no_write() {
     add_learner_promote_then_remove_leader(Options::default());
 }
 
-/// The same with mutual TLS between the peers: the joining node gets its own certificate
-/// from the cluster's CA, and every connection to it is verified.
+/// The same with TLS on both ports, clients showing certificates too: the joining node
+/// gets its own peer and client port certificates from the cluster's CA, every
+/// connection to it is verified, and followers forward to the leader with their own
+/// certificates.
 #[test]
-fn add_learner_promote_then_remove_leader_loses_no_write_over_peer_tls() {
-    add_learner_promote_then_remove_leader(Options::peer_tls());
+fn add_learner_promote_then_remove_leader_loses_no_write_over_tls() {
+    add_learner_promote_then_remove_leader(Options::tls_everywhere(true));
 }
 
 fn add_learner_promote_then_remove_leader(options: Options) {

@@ -548,7 +548,8 @@ fn cluster_script_runs_a_local_cluster_through_its_lifecycle() {
 }
 
 /// `up --tls --secret`: the script makes a CA, node certificates and a secret, and the
-/// nodes use them (each logs its peer port security); a second `up --tls` keeps them.
+/// nodes use them on both ports (each logs its peer and client port security; kvctl
+/// reaches the TLS client ports); a second `up --tls` keeps them.
 #[test]
 fn cluster_script_runs_a_tls_cluster_with_a_secret() {
     let cluster = ScriptCluster {
@@ -557,11 +558,14 @@ fn cluster_script_runs_a_tls_cluster_with_a_secret() {
     };
     let stdout = assert_success(&cluster.run(&["up", "3", "--tls", "--secret"]));
     assert!(stdout.contains("Leader: node"), "{stdout}");
+    assert!(stdout.contains("redis-cli --tls --cacert"), "{stdout}");
     let data = cluster.dir.path().join("data");
     for file in [
         "certs/ca.pem",
         "certs/node-3.pem",
         "certs/node-3.key",
+        "certs/client-port-3.pem",
+        "certs/client-port-3.key",
         "cluster.secret",
     ] {
         assert!(data.join(file).is_file(), "{file} missing");
@@ -574,6 +578,11 @@ fn cluster_script_runs_a_tls_cluster_with_a_secret() {
     for id in 1..=3 {
         let log = std::fs::read_to_string(data.join(format!("node-{id}/kvnode.log"))).expect("log");
         assert!(log.contains("tls=true secret=true"), "node {id}:\n{log}");
+        assert!(
+            log.contains("client port security")
+                && log.contains("tls=true client_certificates=false"),
+            "node {id}:\n{log}"
+        );
     }
     let stdout = assert_success(&cluster.run(&["up", "--tls"]));
     assert!(stdout.contains("already running"), "{stdout}");

@@ -95,8 +95,9 @@ impl Authority {
         Ok(identity)
     }
 
-    /// A certificate carrying exactly the DNS names `names` (tests use this for
-    /// certificates that break the naming rule).
+    /// A certificate carrying exactly the names `names`: DNS names, or IP addresses for
+    /// those that parse as one (tests use this for certificates that break the naming
+    /// rule; the client port's certificates carry the hosts clients connect to).
     ///
     /// # Errors
     /// rcgen's (say, a name that is not a valid DNS name).
@@ -129,37 +130,75 @@ impl Authority {
     }
 }
 
-/// Writes a fresh CA (`ca.pem`) and, for each of `nodes`, `node-<id>.pem` and
-/// `node-<id>.key` into `dir` (created if missing). Keys are written readable by the
-/// owner only.
+/// The client hosts of a cluster on one machine: what `kvcerts` puts in client port
+/// certificates unless told otherwise.
+pub const LOCAL_CLIENT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The file names [`write_cluster_certificates`] uses, relative to its directory.
+pub mod files {
+    use raft_core::NodeId;
+
+    /// The CA certificate every other file chains to.
+    pub const CA: &str = "ca.pem";
+    /// A certificate for tools connecting to a client port that requires client
+    /// certificates (`client_tls_auth_clients`), and its key.
+    pub const CLIENT_CERT: &str = "client.pem";
+    pub const CLIENT_KEY: &str = "client.key";
+
+    /// Node `node`'s peer certificate (named by the peer naming rule) and its key.
+    pub fn peer(node: NodeId) -> (String, String) {
+        (format!("node-{node}.pem"), format!("node-{node}.key"))
+    }
+
+    /// Node `node`'s client port certificate (carrying the client hosts) and its key.
+    pub fn client_port(node: NodeId) -> (String, String) {
+        (
+            format!("client-port-{node}.pem"),
+            format!("client-port-{node}.key"),
+        )
+    }
+}
+
+/// Writes into `dir` (created if missing) a fresh CA and what a TLS cluster needs from it
+/// (names in [`files`]): for each of `nodes` a peer certificate and a client port
+/// certificate carrying `client_hosts` (the host names and addresses clients, and
+/// forwarding nodes, connect to), and one client certificate for tools. Keys are written
+/// readable by the owner only.
 ///
 /// # Errors
-/// Generation or writing failed; the message names the file.
+/// Generation or writing failed (a client host that is no DNS name nor IP address among
+/// them); the message names the file.
 pub fn write_cluster_certificates(
     dir: &Path,
     cluster: ClusterId,
     nodes: &[NodeId],
+    client_hosts: &[String],
 ) -> std::io::Result<()> {
     let io_error = |error: rcgen::Error| std::io::Error::other(error.to_string());
     std::fs::create_dir_all(dir)?;
     let ca = Authority::new(&format!("raftkv cluster {cluster} CA")).map_err(io_error)?;
-    write_file(&dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
+    write_file(&dir.join(files::CA), ca.cert_pem().as_bytes(), 0o644)?;
+    let write_pair = |issued: Issued, (cert, key): (String, String)| -> std::io::Result<()> {
+        write_file(&dir.join(cert), issued.cert_pem.as_bytes(), 0o644)?;
+        write_file(&dir.join(key), issued.key_pem.as_bytes(), 0o600)
+    };
     for &node in nodes {
-        let issued = ca
+        let peer = ca
             .issue(cluster, node, Validity::Current)
             .map_err(io_error)?;
-        write_file(
-            &dir.join(format!("node-{node}.pem")),
-            issued.cert_pem.as_bytes(),
-            0o644,
-        )?;
-        write_file(
-            &dir.join(format!("node-{node}.key")),
-            issued.key_pem.as_bytes(),
-            0o600,
-        )?;
+        write_pair(peer, files::peer(node))?;
+        let client_port = ca
+            .issue_names(client_hosts.to_vec(), Validity::Current)
+            .map_err(io_error)?;
+        write_pair(client_port, files::client_port(node))?;
     }
-    Ok(())
+    let client = ca
+        .issue_names(vec!["raftkv-client".to_owned()], Validity::Current)
+        .map_err(io_error)?;
+    write_pair(
+        client,
+        (files::CLIENT_CERT.to_owned(), files::CLIENT_KEY.to_owned()),
+    )
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {

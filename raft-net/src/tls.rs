@@ -77,12 +77,16 @@ impl fmt::Debug for TlsIdentity {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider every TLS configuration here uses (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Reads one PEM file, bounded by [`TLS_FILE_BYTES_MAX`].
-fn read_pem_file(file: TlsFile, path: &Path) -> Result<Vec<u8>, TlsConfigError> {
+///
+/// # Errors
+/// `Read`, naming `file` and the path.
+pub fn read_pem_file(file: TlsFile, path: &Path) -> Result<Vec<u8>, TlsConfigError> {
     let read_error = |source| TlsConfigError::Read {
         file,
         path: path.to_path_buf(),
@@ -99,7 +103,10 @@ fn read_pem_file(file: TlsFile, path: &Path) -> Result<Vec<u8>, TlsConfigError> 
 }
 
 /// Every certificate in a PEM file; at least one.
-fn parse_certificates(
+///
+/// # Errors
+/// `Pem` for text that is not PEM, `Empty` for a file without a certificate.
+pub fn parse_certificates(
     file: TlsFile,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {

@@ -28,6 +28,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(files) = &settings.tls {
+        if let Err(error) = benches::kvbench::client::use_tls(files) {
+            eprintln!("kvbench: {error:#}");
+            return ExitCode::from(2);
+        }
+    }
     match run_and_report(settings) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -1,13 +1,33 @@
-//! One RESP connection over TCP, every wait capped by a deadline.
+//! One RESP connection over TCP or TLS, every wait capped by a deadline.
 //!
 //! Replies are decoded with kvnode's own decoder under [`reply_limits`], so a broken or hostile
 //! server cannot make the tool buffer without bound.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::BytesMut;
+use kvnode::client_tls::DialedStream;
 use kvnode::resp::{decode_frame, encode, Frame, Limits, Protocol, ProtocolError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
+
+/// How every connection of this process dials, when over TLS: set once at start
+/// ([`use_tls`]) and never changed, so the workers and the leader queries need not carry it.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Makes every later connection use TLS with `files`.
+///
+/// # Errors
+/// A file cannot be used (named by its flag), or TLS was already set up differently.
+pub fn use_tls(files: &super::options::TlsFiles) -> anyhow::Result<()> {
+    let identity = files
+        .identity
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    let config = kvnode::client_tls::tool_config(&files.cacert, identity)?;
+    TLS.set(config)
+        .map_err(|_| anyhow::anyhow!("TLS is already set up for this process"))
+}
 
 /// Bytes asked of the socket per read; a batch of replies usually fits in one.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -52,22 +72,23 @@ impl std::error::Error for ClientError {}
 
 /// A client connection to one endpoint.
 pub struct Connection {
-    stream: TcpStream,
+    stream: DialedStream,
     buf: BytesMut,
     limits: Limits,
 }
 
 impl Connection {
-    /// Connects to `endpoint` (host:port) before `deadline`, with Nagle off.
+    /// Connects to `endpoint` (host:port) before `deadline`, with Nagle off, over TLS
+    /// after [`use_tls`].
     ///
     /// # Errors
     /// [`ClientError::Io`] or [`ClientError::Timeout`].
     pub async fn connect(endpoint: &str, deadline: Instant) -> Result<Connection, ClientError> {
-        let stream = timeout_at(deadline, TcpStream::connect(endpoint))
+        let connecting = kvnode::client_tls::connect(endpoint, TLS.get().cloned());
+        let stream = timeout_at(deadline, connecting)
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(ClientError::Io)?;
-        stream.set_nodelay(true).map_err(ClientError::Io)?;
         Ok(Connection {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
@@ -80,7 +101,12 @@ impl Connection {
     /// # Errors
     /// [`ClientError::Io`] or [`ClientError::Timeout`].
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ClientError> {
-        timeout_at(deadline, self.stream.write_all(bytes))
+        // Flushing sends what TLS holds back when the socket is full (a no-op for TCP).
+        let writing = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        timeout_at(deadline, writing)
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(ClientError::Io)

@@ -129,6 +129,27 @@ pub struct Options {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Connect over TLS (raftkv with client_tls_cert, redis-server's tls-port); needs
+    /// --cacert.
+    #[arg(long, requires = "cacert")]
+    pub tls: bool,
+    /// PEM CA certificate(s) the servers' certificates chain to.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cacert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (client_tls_auth_clients).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+/// The TLS files of a run with `--tls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cacert: PathBuf,
+    /// The client certificate and its key.
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where connections go.
@@ -165,6 +186,8 @@ pub struct Settings {
     pub failover: bool,
     pub seed: u64,
     pub progress: bool,
+    /// Connect over TLS with these files (`--tls`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -248,6 +271,17 @@ impl Settings {
         if let Some(ops) = options.ops {
             ensure!(ops >= 1, "--ops must be at least 1");
         }
+        if options.tls && options.protocol == Protocol::Etcd {
+            bail!("--tls needs --protocol redis");
+        }
+        let tls = options
+            .cacert
+            .clone()
+            .filter(|_| options.tls)
+            .map(|cacert| TlsFiles {
+                cacert,
+                identity: options.cert.clone().zip(options.key.clone()),
+            });
         ensure!(
             (1..=TIMEOUT_MS_MAX).contains(&options.timeout_ms),
             "--timeout-ms must be 1..={TIMEOUT_MS_MAX}, got {}",
@@ -278,6 +312,7 @@ impl Settings {
             failover: options.failover,
             seed: options.seed,
             progress: !options.quiet,
+            tls,
         })
     }
 }

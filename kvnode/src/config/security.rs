@@ -1,7 +1,8 @@
 //! How peers prove who they are: the peer TLS files and the cluster secret, loaded and
-//! checked at start (and the TLS files again on SIGHUP).
+//! checked at start (and the TLS files again on SIGHUP); and the client port's TLS.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use raft_core::NodeId;
@@ -9,6 +10,70 @@ use raft_net::secret::SECRET_BYTES_MAX;
 use raft_net::{ClusterId, ClusterSecret, PeerSecurity, TlsFile, TlsFiles, TlsIdentity};
 
 use super::Settings;
+use crate::client_tls::{host_of, ClientTls, ClientTlsFiles};
+
+/// The client port's TLS, checked at start.
+#[derive(Clone, Debug)]
+pub struct ClientTlsConfig {
+    pub files: ClientTlsFiles,
+    pub tls: ClientTls,
+    /// The host of this node's client address, which its certificate must carry.
+    pub own_host: String,
+    pub handshake_timeout: Duration,
+}
+
+/// The client TLS settings as given.
+pub(super) struct ClientTlsSettings<'a> {
+    pub cert: Option<&'a PathBuf>,
+    pub key: Option<&'a PathBuf>,
+    pub ca: Option<&'a PathBuf>,
+    pub auth_clients: bool,
+    pub handshake_ms: Option<u64>,
+}
+
+/// Loads and checks the client port's TLS for a node advertising the client address
+/// `advertised` (`host:port`).
+pub(super) fn resolve_client_tls(
+    settings: ClientTlsSettings,
+    advertised: &str,
+) -> Result<Option<ClientTlsConfig>> {
+    let handshake_timeout = match settings.handshake_ms.unwrap_or(10_000) {
+        0 => bail!("invalid config: client_tls_handshake_ms: must be at least 1"),
+        ms => Duration::from_millis(ms),
+    };
+    let files = match (settings.cert, settings.key, settings.ca) {
+        (None, None, None) => {
+            if settings.auth_clients {
+                bail!("invalid config: client_tls_auth_clients: needs client TLS (client_tls_cert, client_tls_key, client_tls_ca)");
+            }
+            return Ok(None);
+        }
+        (Some(cert), Some(key), Some(ca)) => ClientTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+            auth_clients: settings.auth_clients,
+        },
+        (cert, key, _) => {
+            let missing = if cert.is_none() {
+                "client_tls_cert"
+            } else if key.is_none() {
+                "client_tls_key"
+            } else {
+                "client_tls_ca"
+            };
+            bail!("invalid config: {missing}: required with the other client_tls_* settings (client TLS needs a certificate, its key and the CA forwarding nodes verify it against)")
+        }
+    };
+    let own_host = host_of(advertised).to_owned();
+    let tls = ClientTls::load(&files, &own_host)?;
+    Ok(Some(ClientTlsConfig {
+        files,
+        tls,
+        own_host,
+        handshake_timeout,
+    }))
+}
 
 impl Settings {
     /// Loads and checks how peers prove who they are; returns it and the TLS files (for

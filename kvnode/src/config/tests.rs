@@ -104,8 +104,14 @@ fn invalid_settings_name_their_key() {
 fn peer_security_files_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    raft_net::certgen::write_cluster_certificates(&certs, ClusterId(1), &[NodeId(1), NodeId(2)])
-        .unwrap();
+    let hosts = ["127.0.0.1".to_owned()];
+    raft_net::certgen::write_cluster_certificates(
+        &certs,
+        ClusterId(1),
+        &[NodeId(1), NodeId(2)],
+        &hosts,
+    )
+    .unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, format!("{}\n", "s".repeat(40))).unwrap();
     let short = dir.path().join("short");

@@ -14,17 +14,22 @@
 //!   `-UNKNOWN` (the write may have been appended there and may still commit); likewise
 //!   after `reply` (ten election timeouts) or when this node shuts down. Admin commands
 //!   are exempt from the first rule: a leadership transfer succeeds by moving it.
+//!
+//! With client TLS on, the connection to the leader is TLS too: the leader's certificate
+//! is verified against `client_tls_ca` for the host of its advertised client address, and
+//! with `client_tls_auth_clients` this node shows its own client port certificate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use raft_core::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Stop;
+use crate::client_tls::{connect, ClientTlsState, DialedStream};
 use crate::cmd::Credentials;
 use crate::error::{error_reply, ClusterError, Error};
 use crate::raft_loop::LeaderView;
@@ -72,14 +77,21 @@ pub struct Forwarder {
     leader_watch: watch::Receiver<LeaderView>,
     timeouts: ForwardTimeouts,
     connection: Option<LeaderConnection>,
+    /// The client port's TLS, when on: the leader's port speaks it too.
+    tls: Option<Arc<ClientTlsState>>,
 }
 
 impl Forwarder {
-    pub fn new(leader_watch: watch::Receiver<LeaderView>, timeouts: ForwardTimeouts) -> Forwarder {
+    pub fn new(
+        leader_watch: watch::Receiver<LeaderView>,
+        timeouts: ForwardTimeouts,
+        tls: Option<Arc<ClientTlsState>>,
+    ) -> Forwarder {
         Forwarder {
             leader_watch,
             timeouts,
             connection: None,
+            tls,
         }
     }
 
@@ -164,7 +176,8 @@ impl Forwarder {
         limits: &Limits,
         credentials: Option<&Credentials>,
     ) -> Result<LeaderConnection, String> {
-        let connecting = LeaderConnection::connect(leader, address, limits, credentials);
+        let tls = self.tls.as_ref().map(|tls| tls.current().forward);
+        let connecting = LeaderConnection::connect(leader, address, tls, limits, credentials);
         match tokio::time::timeout(self.timeouts.leader_wait, connecting).await {
             Ok(connected) => connected,
             Err(_) => Err("connecting timed out".to_owned()),
@@ -252,7 +265,7 @@ impl Forwarder {
 struct LeaderConnection {
     leader: NodeId,
     address: String,
-    stream: TcpStream,
+    stream: DialedStream,
     buffer: BytesMut,
 }
 
@@ -265,13 +278,11 @@ impl LeaderConnection {
     async fn connect(
         leader: NodeId,
         address: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
         limits: &Limits,
         credentials: Option<&Credentials>,
     ) -> Result<LeaderConnection, String> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect(address, tls).await.map_err(|e| e.to_string())?;
         let mut connection = LeaderConnection {
             leader,
             address: address.to_owned(),
@@ -301,7 +312,12 @@ impl LeaderConnection {
         for request in requests {
             encode(request, Protocol::Resp2, &mut out);
         }
-        self.stream.write_all(&out).await.map_err(|e| e.to_string())
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Sends what TLS holds back when the socket is full (a no-op for TCP).
+        self.stream.flush().await.map_err(|e| e.to_string())
     }
 
     /// The next reply. Cancel-safe: a partly read reply stays in the buffer.

@@ -58,10 +58,65 @@ impl Reply {
     }
 }
 
-/// A minimal blocking RESP client with read and write timeouts.
+/// Client ports that speak TLS, and how to dial them: filled by a [`Cluster`] started with
+/// `Options::client_tls`, so every helper that connects by address (`Client::connect`,
+/// [`WriteStream`], the waits) speaks TLS to such a cluster unchanged. Addresses are free
+/// ports, so clusters of tests running at once never share one.
+static TLS_PORTS: Mutex<BTreeMap<SocketAddr, Arc<rustls::ClientConfig>>> =
+    Mutex::new(BTreeMap::new());
+
+/// Registers `addr` as a TLS client port dialled with `config`.
+pub fn register_tls_port(addr: SocketAddr, config: Arc<rustls::ClientConfig>) {
+    TLS_PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(addr, config);
+}
+
+fn tls_config_for(addr: SocketAddr) -> Option<Arc<rustls::ClientConfig>> {
+    TLS_PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&addr)
+        .cloned()
+}
+
+/// A client's connection: plain TCP, or TLS over it.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(stream) => stream.read(buf),
+            ClientStream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(stream) => stream.write(buf),
+            ClientStream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(stream) => stream.flush(),
+            ClientStream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// A minimal blocking RESP client with read and write timeouts, over TLS to a port
+/// registered with [`register_tls_port`].
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Reads are buffered; writes go straight to the stream inside.
+    reader: BufReader<ClientStream>,
     pending: Vec<u8>,
 }
 
@@ -71,15 +126,51 @@ impl Client {
     }
 
     pub fn connect_with(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
+        match tls_config_for(addr) {
+            Some(config) => Client::connect_tls(addr, timeout, config),
+            None => Client::connect_plain(addr, timeout),
+        }
+    }
+
+    /// A plain TCP client, whatever the port speaks.
+    pub fn connect_plain(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
+        let stream = Client::tcp(addr, timeout)?;
+        Ok(Client::over(ClientStream::Plain(stream)))
+    }
+
+    /// A TLS client dialling `addr` with `config` (verifying the server for its IP).
+    /// The handshake completes before this returns.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        timeout: Duration,
+        config: Arc<rustls::ClientConfig>,
+    ) -> io::Result<Client> {
+        let mut stream = Client::tcp(addr, timeout)?;
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut session = rustls::ClientConnection::new(config, name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Bounded by the socket timeouts: each step reads or writes, or fails.
+        while session.is_handshaking() {
+            session.complete_io(&mut stream)?;
+        }
+        Ok(Client::over(ClientStream::Tls(Box::new(
+            rustls::StreamOwned::new(session, stream),
+        ))))
+    }
+
+    fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Client {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+        Ok(stream)
+    }
+
+    fn over(stream: ClientStream) -> Client {
+        Client {
+            reader: BufReader::new(stream),
             pending: Vec::new(),
-        })
+        }
     }
 
     /// Queues one command (sent by [`Client::flush`] or [`Client::call`]).
@@ -96,11 +187,13 @@ impl Client {
 
     pub fn flush(&mut self) -> io::Result<()> {
         let bytes = std::mem::take(&mut self.pending);
-        self.writer.write_all(&bytes)
+        self.write_raw(&bytes)
     }
 
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.writer.write_all(bytes)
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
     }
 
     pub fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
@@ -224,6 +317,8 @@ pub struct Node {
     pub client: SocketAddr,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// The metrics endpoint, with `Options::metrics`.
+    pub metrics: Option<SocketAddr>,
     args: Vec<String>,
     /// Environment variables for the process (e.g. libfaketime's).
     env: Vec<(String, String)>,
@@ -260,6 +355,15 @@ pub struct Options {
     pub cluster_secret: bool,
     /// More command-line arguments for every node.
     pub node_args: Vec<String>,
+    /// TLS on the client ports: a certificate for 127.0.0.1 per node from the cluster's
+    /// CA; the harness's clients dial these ports over TLS.
+    pub client_tls: bool,
+    /// With `client_tls`: clients must show a certificate (`certs/client.pem`).
+    pub client_tls_auth_clients: bool,
+    /// With `client_tls`: `--client-tls-handshake-ms` (kvnode's default when `None`).
+    pub client_tls_handshake_ms: Option<u64>,
+    /// A metrics endpoint on every node (`Cluster::metrics`).
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -276,6 +380,10 @@ impl Default for Options {
             peer_tls: false,
             cluster_secret: false,
             node_args: Vec::new(),
+            client_tls: false,
+            client_tls_auth_clients: false,
+            client_tls_handshake_ms: None,
+            metrics: false,
         }
     }
 }
@@ -288,13 +396,24 @@ impl Options {
             ..Options::default()
         }
     }
+
+    /// The defaults, with TLS on both ports: mutual between peers, server-only (or
+    /// mutual, with `auth_clients`) on the client port.
+    pub fn tls_everywhere(auth_clients: bool) -> Options {
+        Options {
+            peer_tls: true,
+            client_tls: true,
+            client_tls_auth_clients: auth_clients,
+            ..Options::default()
+        }
+    }
 }
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, Node>,
     pub options: Options,
-    /// The cluster's CA, with `Options::peer_tls`.
+    /// The cluster's CA, with `Options::peer_tls` or `Options::client_tls`.
     pub ca: Option<raft_net::certgen::Authority>,
 }
 
@@ -318,8 +437,7 @@ impl Cluster {
             .iter()
             .map(|(id, peer, client)| format!("--member={id}={peer},{client}"))
             .collect();
-        let ca = options
-            .peer_tls
+        let ca = (options.peer_tls || options.client_tls)
             .then(|| raft_net::certgen::Authority::new("black-box test CA").expect("CA"));
         let mut cluster = Cluster {
             dir,
@@ -383,6 +501,14 @@ impl Cluster {
         }
         args.extend(self.peer_security_args(id));
         args.extend(self.options.node_args.iter().cloned());
+        args.extend(self.client_tls_args(id, client));
+        let metrics = self
+            .options
+            .metrics
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_ports(1)[0])));
+        if let Some(addr) = metrics {
+            args.push(format!("--metrics-addr={addr}"));
+        }
         self.nodes.insert(
             id,
             Node {
@@ -391,6 +517,7 @@ impl Cluster {
                 client,
                 data_dir,
                 log_path,
+                metrics,
                 args,
                 env: Vec::new(),
                 child: None,
@@ -433,7 +560,7 @@ impl Cluster {
     /// secret.
     fn peer_security_args(&self, id: u64) -> Vec<String> {
         let mut args = Vec::new();
-        if let Some(ca) = &self.ca {
+        if let Some(ca) = self.ca.as_ref().filter(|_| self.options.peer_tls) {
             let (cert, key, ca_path) = self.tls_paths(id);
             std::fs::create_dir_all(cert.parent().expect("certs dir")).expect("certs dir");
             let issued = ca
@@ -455,6 +582,63 @@ impl Cluster {
                 "--cluster-secret-file={}",
                 self.secret_path().display()
             ));
+        }
+        args
+    }
+
+    /// Where the CA, and the client certificate and key clients show with
+    /// `client_tls_auth_clients`, are (with `Options::client_tls`).
+    pub fn client_tls_paths(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let certs = self.dir.path().join("certs");
+        (
+            certs.join("ca.pem"),
+            certs.join("client.pem"),
+            certs.join("client.key"),
+        )
+    }
+
+    /// How clients of this cluster dial its client ports (with `Options::client_tls`).
+    pub fn client_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        let (ca, cert, key) = self.client_tls_paths();
+        let identity = self.options.client_tls_auth_clients;
+        kvnode::client_tls::tool_config(&ca, identity.then_some((cert.as_path(), key.as_path())))
+            .expect("the harness's client TLS configuration")
+    }
+
+    /// The flags for node `id`'s client port TLS: a certificate for 127.0.0.1 issued now
+    /// (and the clients' certificate); registers the port so the harness dials it over TLS.
+    fn client_tls_args(&self, id: u64, client: SocketAddr) -> Vec<String> {
+        let Some(ca) = self.ca.as_ref().filter(|_| self.options.client_tls) else {
+            return Vec::new();
+        };
+        let certs = self.dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let (ca_path, client_cert, client_key) = self.client_tls_paths();
+        std::fs::write(&ca_path, ca.cert_pem()).expect("write CA");
+        let write_issued = |names: Vec<String>, cert: &Path, key: &Path| {
+            let issued = ca
+                .issue_names(names, raft_net::certgen::Validity::Current)
+                .expect("issue a certificate");
+            std::fs::write(cert, issued.cert_pem).expect("write cert");
+            std::fs::write(key, issued.key_pem).expect("write key");
+        };
+        write_issued(vec!["raftkv-client".into()], &client_cert, &client_key);
+        let (cert, key) = (
+            certs.join(format!("client-port-{id}.pem")),
+            certs.join(format!("client-port-{id}.key")),
+        );
+        write_issued(vec![client.ip().to_string()], &cert, &key);
+        register_tls_port(client, self.client_tls_config());
+        let mut args = vec![
+            format!("--client-tls-cert={}", cert.display()),
+            format!("--client-tls-key={}", key.display()),
+            format!("--client-tls-ca={}", ca_path.display()),
+        ];
+        if self.options.client_tls_auth_clients {
+            args.push("--client-tls-auth-clients".into());
+        }
+        if let Some(ms) = self.options.client_tls_handshake_ms {
+            args.push(format!("--client-tls-handshake-ms={ms}"));
         }
         args
     }
@@ -566,6 +750,37 @@ impl Cluster {
             std::thread::sleep(POLL_INTERVAL);
         }
         None
+    }
+
+    /// Node `id`'s Prometheus text (with `Options::metrics`).
+    pub fn metrics(&self, id: u64) -> String {
+        let addr = self.nodes[&id]
+            .metrics
+            .expect("started with Options::metrics");
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("connect to node {id}'s metrics at {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send the metrics request");
+        let mut text = String::new();
+        // Bounded: the server closes after one response (Connection: close).
+        stream
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .expect("read the metrics");
+        text
+    }
+
+    /// The value of the metric line that starts with `series` (name and labels) on node
+    /// `id`.
+    pub fn metric(&self, id: u64, series: &str) -> u64 {
+        let text = self.metrics(id);
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in node {id}'s metrics:\n{text}"))
     }
 
     pub fn log(&self, id: u64) -> String {

@@ -9,23 +9,21 @@
 //! retry loop a count), or exit 0 after a failure. Exit codes: 0 success, 1 the cluster
 //! answered with an error or could not be reached, 2 bad usage (clap's own code).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Bytes, BytesMut};
 use clap::{Parser, Subcommand};
-use kvnode::resp::{decode_frame, encode, Frame, Limits, Protocol};
+use kvnode::resp::Frame;
 use kvnode::status::{role_name, NodeStatus};
 use raft_core::NodeId;
 
 mod snapshot;
+mod wire;
 
-/// Largest reply kvctl accepts, in bytes (a value is at most 8 MiB by default; a status
-/// bulk is a few hundred bytes).
-const REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+use wire::{connect, request, Tls, TlsFlags};
+
 /// Pause between rounds over the endpoints when every one asked us to try again.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -50,6 +48,8 @@ struct Cli {
     /// Rounds over the endpoints while they answer TRYAGAIN (e.g. during an election).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
+    #[command(flatten)]
+    tls: TlsFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,6 +133,7 @@ fn run(cli: &Cli) -> Result<()> {
             .collect(),
         timeout: Duration::from_millis(cli.timeout_ms),
         rounds: cli.rounds,
+        tls: cli.tls.config()?,
     };
     if client.endpoints.is_empty() {
         bail!("no endpoints given (--endpoints host:port,...)");
@@ -355,6 +356,8 @@ struct Client {
     endpoints: Vec<String>,
     timeout: Duration,
     rounds: u32,
+    /// With `--tls`: how to dial the client ports.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -367,7 +370,7 @@ impl Client {
                 std::thread::sleep(RETRY_PAUSE);
             }
             for endpoint in &self.endpoints {
-                match call_once(endpoint, args, self.timeout) {
+                match call_once(endpoint, args, self.timeout, self.tls.as_ref()) {
                     Ok(Frame::Error(message)) if message.starts_with("TRYAGAIN") => {
                         last_failure = anyhow!("{endpoint} replied: {message}");
                     }
@@ -391,7 +394,7 @@ impl Client {
                 .map(|endpoint| {
                     scope.spawn(move || EndpointStatus {
                         endpoint: endpoint.clone(),
-                        status: status_of(endpoint, self.timeout),
+                        status: status_of(endpoint, self.timeout, self.tls.as_ref()),
                     })
                 })
                 .collect();
@@ -438,8 +441,8 @@ fn reported_leader(endpoint: &EndpointStatus) -> Option<(NodeId, String)> {
     Some((status.leader?, status.leader_client.clone()?))
 }
 
-fn status_of(endpoint: &str, timeout: Duration) -> Result<NodeStatus> {
-    match call_once(endpoint, &["RAFT.STATUS"], timeout)? {
+fn status_of(endpoint: &str, timeout: Duration, tls: Tls<'_>) -> Result<NodeStatus> {
+    match call_once(endpoint, &["RAFT.STATUS"], timeout, tls)? {
         Frame::Bulk(text) => NodeStatus::parse(&String::from_utf8_lossy(&text))
             .with_context(|| format!("{endpoint} sent a RAFT.STATUS that does not parse")),
         Frame::Error(message) => bail!("{endpoint} replied: {message}"),
@@ -448,75 +451,9 @@ fn status_of(endpoint: &str, timeout: Duration) -> Result<NodeStatus> {
 }
 
 /// One connection, one request, one reply; every step bounded by `timeout`.
-fn call_once(endpoint: &str, args: &[&str], timeout: Duration) -> Result<Frame> {
-    let mut stream = connect(endpoint, timeout)?;
+fn call_once(endpoint: &str, args: &[&str], timeout: Duration, tls: Tls<'_>) -> Result<Frame> {
+    let mut stream = connect(endpoint, timeout, tls)?;
     request(&mut stream, endpoint, args, timeout)
-}
-
-/// A connection whose every read and write is bounded by `timeout`.
-fn connect(endpoint: &str, timeout: Duration) -> Result<TcpStream> {
-    let address = resolve(endpoint)?;
-    let stream = TcpStream::connect_timeout(&address, timeout)
-        .with_context(|| format!("connecting to {endpoint}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Sends one request on `stream` and reads its reply, within `timeout` overall.
-fn request(
-    stream: &mut TcpStream,
-    endpoint: &str,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<Frame> {
-    let request = Frame::Array(
-        args.iter()
-            .map(|arg| Frame::Bulk(Bytes::copy_from_slice(arg.as_bytes())))
-            .collect(),
-    );
-    let mut out = BytesMut::new();
-    encode(&request, Protocol::Resp2, &mut out);
-    stream
-        .write_all(&out)
-        .with_context(|| format!("sending {} to {endpoint}", args[0]))?;
-    read_reply(stream, timeout).with_context(|| format!("reading the reply from {endpoint}"))
-}
-
-/// Reads until one whole frame has arrived, within `timeout` overall.
-fn read_reply(stream: &mut TcpStream, timeout: Duration) -> Result<Frame> {
-    let limits = Limits {
-        bulk_bytes_max: REPLY_BYTES_MAX,
-        frame_bytes_max: REPLY_BYTES_MAX + 1024,
-        ..Limits::default()
-    };
-    let deadline = Instant::now() + timeout;
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 16 * 1024];
-    // Bounded: each pass reads at least one byte or fails, the reply is capped at
-    // REPLY_BYTES_MAX, and the deadline caps the time.
-    loop {
-        if let Some(frame) = decode_frame(&mut buf, &limits)? {
-            return Ok(frame);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?}");
-        }
-        let read = stream.read(&mut chunk)?;
-        if read == 0 {
-            bail!("connection closed before a whole reply arrived");
-        }
-        buf.extend_from_slice(&chunk[..read]);
-    }
-}
-
-fn resolve(endpoint: &str) -> Result<SocketAddr> {
-    endpoint
-        .to_socket_addrs()
-        .with_context(|| format!("{endpoint:?} is not a host:port"))?
-        .next()
-        .ok_or_else(|| anyhow!("{endpoint:?} resolves to no address"))
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@ use kvnode::backup::{self, BackupHeader};
 use kvnode::resp::Frame;
 use raft_core::{LogIndex, Term};
 
+use super::wire::Stream;
 use super::{connect, request, Client};
 
 pub fn save(client: &Client, path: &Path, prepare: Duration) -> Result<()> {
     let mut last_failure = anyhow!("no endpoint was tried");
     for endpoint in &client.endpoints {
-        match save_from(endpoint, client.timeout, prepare, path) {
+        match save_from(client, endpoint, prepare, path) {
             Ok(header) => {
                 println!(
                     "saved {} ({} bytes of state at index {}, term {}, cluster {}) from {endpoint}",
@@ -40,19 +41,19 @@ pub fn save(client: &Client, path: &Path, prepare: Duration) -> Result<()> {
 }
 
 fn save_from(
+    client: &Client,
     endpoint: &str,
-    timeout: Duration,
     prepare: Duration,
     path: &Path,
 ) -> Result<BackupHeader> {
-    let mut stream = connect(endpoint, prepare.max(timeout))?;
+    let timeout = client.timeout;
+    let mut stream = connect(endpoint, prepare.max(timeout), client.tls.as_ref())?;
     let header = match request(&mut stream, endpoint, &["RAFTKV.BACKUP"], prepare)? {
         Frame::Array(fields) => header_from(&fields)?,
         Frame::Error(message) => bail!("{endpoint} replied: {message}"),
         other => bail!("{endpoint} sent an unexpected RAFTKV.BACKUP reply: {other:?}"),
     };
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    stream.set_timeouts(timeout)?;
     let partial = path.with_extension("partial");
     let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -104,7 +105,7 @@ fn header_from(fields: &[Frame]) -> Result<BackupHeader> {
 
 /// Reads the backup's bytes chunk by chunk into `out`; exactly `total` bytes.
 fn copy_chunks(
-    stream: &mut std::net::TcpStream,
+    stream: &mut Stream,
     endpoint: &str,
     total: u64,
     timeout: Duration,
