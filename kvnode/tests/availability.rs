@@ -1,7 +1,8 @@
 //! Requests that wait on a leader are answered when the situation that could answer them
 //! ends, not by fixed timers: a paused leader costs writes through the other nodes about
-//! an election timeout, a read forwarded to it is answered promptly, and a leadership
-//! transfer to a dead node fails promptly.
+//! an election timeout, a read forwarded to it is answered promptly (also when the
+//! forwarding node wins the election), a cut-off follower's read fails promptly, and a
+//! leadership transfer to a dead node fails promptly.
 
 #[path = "support/cluster.rs"]
 mod support;
@@ -80,29 +81,73 @@ fn writes_through_the_other_nodes_resume_about_an_election_timeout_after_the_lea
     check_everywhere(&cluster, &[1, 2, 3], &records);
 }
 
+/// A GET sent through a follower, answered within `bound`: the value, or TRYAGAIN for
+/// the client to retry. Returns the reply and how long it took.
+fn timed_get(client: &mut Client, bound: Duration, what: &str) -> (Reply, Duration) {
+    let sent = Instant::now();
+    let reply = client.cmd(&["GET", "k"]).expect("GET answered");
+    let waited = sent.elapsed();
+    match &reply {
+        Reply::Bulk(Some(value)) => assert_eq!(value, b"v"),
+        Reply::Error(e) => assert!(e.starts_with("TRYAGAIN"), "{what}: GET: {e}"),
+        other => panic!("{what}: GET replied {other:?}"),
+    }
+    eprintln!("{what}: {reply:?} after {waited:?}");
+    assert!(waited < bound, "{what}: the read waited {waited:?}");
+    (reply, waited)
+}
+
 #[test]
 fn a_read_forwarded_to_a_leader_that_pauses_is_answered_promptly() {
     let cluster = Cluster::start(3, options());
     let leader = cluster.wait_for_leader(TIMEOUT);
-    let follower = followers_of(leader)[0];
-    let mut client = Client::connect_with(cluster.addr(follower), CLIENT_TIMEOUT).expect("connect");
-    assert!(client.cmd(&["SET", "k", "v"]).expect("SET").is_ok());
+    let mut clients: Vec<Client> = followers_of(leader)
+        .into_iter()
+        .map(|id| Client::connect_with(cluster.addr(id), CLIENT_TIMEOUT).expect("connect"))
+        .collect();
+    assert!(clients[0].cmd(&["SET", "k", "v"]).expect("SET").is_ok());
     cluster.pause(leader);
-    let sent = Instant::now();
-    // The follower forwards the read point request to the paused leader; it is answered
-    // by the new leader (sent again to it), or fails for the client to retry.
-    let reply = client.cmd(&["GET", "k"]).expect("GET answered");
-    let waited = sent.elapsed();
+    // Both followers forward the read point request to the paused leader, and one of them
+    // wins the election meanwhile: its read is served by itself, the other's by it (sent
+    // again to the new leader), or fails for the client to retry; neither waits for the
+    // old leader.
+    std::thread::scope(|scope| {
+        for (i, client) in clients.iter_mut().enumerate() {
+            scope.spawn(move || {
+                timed_get(
+                    client,
+                    Duration::from_secs(2),
+                    &format!("GET through follower {i} of a paused leader"),
+                )
+            });
+        }
+    });
     cluster.resume(leader);
-    match &reply {
-        Reply::Bulk(Some(value)) => assert_eq!(value, b"v"),
-        Reply::Error(e) => assert!(e.starts_with("TRYAGAIN"), "GET: {e}"),
-        other => panic!("GET replied {other:?}"),
-    }
-    eprintln!("GET through a follower of a paused leader: {reply:?} after {waited:?}");
+}
+
+#[test]
+fn a_cut_off_followers_forwarded_read_fails_promptly() {
+    let cluster = Cluster::start(3, options());
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let followers = followers_of(leader);
+    let mut client =
+        Client::connect_with(cluster.addr(followers[0]), CLIENT_TIMEOUT).expect("connect");
+    assert!(client.cmd(&["SET", "k", "v"]).expect("SET").is_ok());
+    // With the leader and the other follower paused, this follower is as cut off as a
+    // partition makes it: no leader can be elected, so its forwarded read must fail with
+    // TRYAGAIN within a few election timeouts instead of waiting for a heal.
+    cluster.pause(leader);
+    cluster.pause(followers[1]);
+    let (reply, _) = timed_get(
+        &mut client,
+        Duration::from_secs(3),
+        "GET through a cut-off follower",
+    );
+    cluster.resume(followers[1]);
+    cluster.resume(leader);
     assert!(
-        waited < Duration::from_secs(2),
-        "the read waited {waited:?}"
+        matches!(&reply, Reply::Error(e) if e.starts_with("TRYAGAIN")),
+        "a cut-off follower cannot answer a linearizable read: {reply:?}"
     );
 }
 
