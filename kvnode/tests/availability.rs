@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// read held until the partition healed) would hit it.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader stays paused.
-const PAUSE: Duration = Duration::from_secs(4);
+const PAUSE: Duration = Duration::from_secs(8);
 
 /// The options of these tests: the default election timeout (150 ms), so the bounds below
 /// are those a user sees.
