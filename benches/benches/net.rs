@@ -506,7 +506,7 @@ fn main() {
     bench_round_trip(&mut c, &rt, "net/rtt");
     drop(rt);
     // The same on one thread: no cross-thread wake-ups, which isolates raft-net's own cost
-    // from the multi-threaded scheduler's (see BENCHMARKS.md, "raft-net").
+    // from the multi-threaded scheduler's (see docs/bench/layers.md, "raft-net").
     let single = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
