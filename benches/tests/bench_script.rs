@@ -5,33 +5,23 @@
 //! a minute) runs only with `RAFTKV_BENCH_SMOKE=1`, so the default `cargo test` stays cheap and
 //! needs neither etcd nor `protoc`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench.sh")
-}
+#[path = "support/script.rs"]
+mod support;
+
+use support::{assert_parses, run as run_script, script};
+
+const SCRIPT: &str = "bench.sh";
 
 fn run(args: &[&str]) -> Output {
-    Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("bash runs")
+    run_script(SCRIPT, args)
 }
 
 #[test]
 fn script_parses() {
-    let output = Command::new("bash")
-        .arg("-n")
-        .arg(script())
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "bash -n: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_parses(SCRIPT);
 }
 
 #[test]
@@ -91,7 +81,7 @@ fn quick_raftkv_run_writes_a_summary() {
     }
     let out = tempfile::tempdir().expect("temp dir");
     let output = Command::new("bash")
-        .arg(script())
+        .arg(script(SCRIPT))
         .args([
             "--quick",
             "--only",

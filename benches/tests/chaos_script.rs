@@ -2,33 +2,22 @@
 //! it passes on match the binary's), and refuses bad options before building or starting
 //! anything. The runs themselves are in `chaos_battery.rs`.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/chaos.sh")
-}
+#[path = "support/script.rs"]
+mod support;
+
+use support::{assert_parses, run as run_script};
+
+const SCRIPT: &str = "chaos.sh";
 
 fn run(args: &[&str]) -> Output {
-    Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("bash runs")
+    run_script(SCRIPT, args)
 }
 
 #[test]
 fn script_parses() {
-    let output = Command::new("bash")
-        .arg("-n")
-        .arg(script())
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_parses(SCRIPT);
 }
 
 #[test]
