@@ -184,25 +184,35 @@ impl Connection {
         let mut decoder = RequestDecoder::new(self.shared.limits.clone());
         let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let mut output = BytesMut::new();
+        // The signals that close the connection, each waited for by one future made once:
+        // a future made anew for every read would register with (and lock) a waiter list
+        // that every connection shares, once per request.
+        let drained = self.stop.drain.clone().cancelled_owned();
+        let killed = self.registration.entry.kill.clone().cancelled_owned();
+        let users_changed = users_change(self.users.clone());
+        tokio::pin!(drained, killed, users_changed);
         // False once the raft loop is gone (its publisher dropped): nothing to wait for.
         let mut users_published = true;
         loop {
             input.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
-                () = self.stop.drain.cancelled() => {
+                () = &mut drained => {
                     debug!(connection = self.id, "closing client connection: shutting down");
                     return;
                 }
-                changed = self.users.changed(), if users_published => {
-                    users_published = changed.is_ok();
+                changed = &mut users_changed, if users_published => {
+                    match changed {
+                        Some(users) => users_changed.set(users_change(users)),
+                        None => users_published = false,
+                    }
                     if users_published && self.user_deleted() {
                         debug!(connection = self.id, "closing client connection: its user was deleted");
                         return;
                     }
                     continue;
                 }
-                () = self.registration.entry.kill.cancelled() => {
+                () = &mut killed => {
                     debug!(connection = self.id, "closing client connection: CLIENT KILL");
                     return;
                 }
@@ -541,4 +551,11 @@ impl Connection {
             .ok()?;
         receiver.await.ok()
     }
+}
+
+/// Resolves with the receiver once the users change; `None` once their publisher is gone.
+async fn users_change(
+    mut users: watch::Receiver<Arc<Users>>,
+) -> Option<watch::Receiver<Arc<Users>>> {
+    users.changed().await.ok().map(|()| users)
 }
