@@ -26,7 +26,7 @@ use crate::error::ClusterError;
 pub const PEER_LANE_MSGS_MAX: usize = 65_536;
 /// Requests taken per pass of the loop; bounds how long a burst can delay the tick, peer
 /// messages and syncs (each pass takes the whole peer lane first).
-pub const REQUESTS_PER_PASS: usize = 4096;
+pub const REQUESTS_PER_PASS: usize = 1024;
 
 #[derive(Default)]
 struct Lanes {
